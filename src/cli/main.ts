@@ -1,0 +1,29 @@
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { repoCommand } from './repo.js';
+import { serveCommand } from './serve.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command('artifactapi')
+    .description('artifact repository manager: generic, docker, pypi, npm and more')
+    .version(pkg.version)
+    .exitOverride()
+    .showHelpAfterError(false);
+  serveCommand(program);
+  repoCommand(program);
+  return program;
+}
+
+/** Errors become one line on stderr and a non-zero exit code. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode);
+    process.stderr.write(`artifactapi: ${(err as Error).message}\n`);
+    process.exit(typeof (err as { exitCode?: number }).exitCode === 'number' ? (err as { exitCode: number }).exitCode : 1);
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * The whole configuration as one table: every key, its type and its default.
+ * load.ts layers defaults < TOML file < ARTIFACTAPI_* env < flags over it and
+ * rejects unknown keys by dotted path. artifactapi.example.toml documents the
+ * same keys (a test keeps the two in step).
+ */
+export type KeyType = 'string' | 'number' | 'boolean' | 'duration' | 'size' | 'string[]';
+
+export interface KeySpec {
+  type: KeyType;
+  default: unknown;
+  doc: string;
+}
+
+export const ROOT_KEYS = {
+  public_url: { type: 'string', default: '', doc: 'base URL written into documents; empty: from the request Host' },
+  data_dir: { type: 'string', default: './data', doc: 'where artifactapi.db and cas/ live by default' },
+} satisfies Record<string, KeySpec>;
+
+export const SECTIONS = {
+  server: {
+    host: { type: 'string', default: '0.0.0.0', doc: 'bind address' },
+    port: { type: 'number', default: 8000, doc: 'listen port' },
+    verify_on_read: { type: 'boolean', default: true, doc: 're-hash blobs while serving; abort and quarantine on mismatch' },
+    log_level: { type: 'string', default: 'info', doc: 'pino level: trace, debug, info, warn, error, silent' },
+  },
+  database: {
+    url: { type: 'string', default: '', doc: 'sqlite://PATH or postgres://user:pass@host/db; empty: sqlite in data_dir' },
+    pool_size: { type: 'number', default: 10, doc: 'postgres connection pool size' },
+  },
+  storage: {
+    type: { type: 'string', default: 'fs', doc: 'fs or s3' },
+    path: { type: 'string', default: '', doc: 'fs: CAS root; empty: data_dir/cas' },
+    endpoint: { type: 'string', default: '', doc: 's3 endpoint URL (MinIO)' },
+    bucket: { type: 'string', default: 'artifactapi', doc: 's3 bucket' },
+    region: { type: 'string', default: 'us-east-1', doc: 's3 region' },
+    access_key: { type: 'string', default: '', doc: 's3 access key' },
+    secret_key: { type: 'string', default: '', doc: 's3 secret key' },
+    force_path_style: { type: 'boolean', default: true, doc: 's3 path-style addressing (MinIO)' },
+  },
+  redis: {
+    url: { type: 'string', default: '', doc: 'redis://host:6379 for shared locks and single-flight; empty: in-process' },
+  },
+  remote: {
+    metadata_ttl: { type: 'duration', default: '5m', doc: 'how long mutable metadata is served before revalidation' },
+    negative_ttl: { type: 'duration', default: '1m', doc: 'how long an upstream 404 is remembered' },
+    upstream_timeout: { type: 'duration', default: '5s', doc: 'wait for upstream response headers' },
+    idle_timeout: { type: 'duration', default: '30s', doc: 'max silence within an upstream body' },
+    fill_timeout: { type: 'duration', default: '1h', doc: 'a cache fill that outlives its client is abandoned after this' },
+    max_fails: { type: 'number', default: 3, doc: 'consecutive upstream failures that open the circuit' },
+    fail_timeout: { type: 'duration', default: '30s', doc: 'how long an open circuit skips the upstream' },
+  },
+  gc: {
+    grace: { type: 'duration', default: '1h', doc: 'blobs touched more recently than this are never reaped' },
+    untagged_age: { type: 'duration', default: '24h', doc: 'docker: untagged manifests older than this are reclaimable' },
+  },
+  uploads: {
+    session_ttl: { type: 'duration', default: '24h', doc: 'abandoned upload sessions expire after this' },
+    max_size: { type: 'size', default: '0', doc: 'largest accepted upload; 0: unlimited' },
+  },
+  limits: {
+    metadata_body: { type: 'size', default: '4MiB', doc: 'cap on metadata documents (JSON bodies, indexes, manifests)' },
+    publish_body: { type: 'size', default: '512MiB', doc: 'cap on JSON publish bodies that embed artifacts (npm publish)' },
+  },
+  docker: {
+    default_repo: { type: 'string', default: '', doc: 'docker repo that serves unprefixed image names (registry mirror)' },
+  },
+  terraform: {
+    default_repo: { type: 'string', default: '', doc: 'repo that /.well-known/terraform.json points at' },
+  },
+} satisfies Record<string, Record<string, KeySpec>>;
+
+/** Keys a [[repos]] entry (or the API) may set. Remote keys override [remote]. */
+export const REPO_KEYS = {
+  name: { type: 'string', default: '', doc: 'repo name' },
+  format: { type: 'string', default: '', doc: 'generic, docker, helm, pypi, npm, rpm, alpine, puppet, terraform, goproxy' },
+  kind: { type: 'string', default: '', doc: 'local, remote or virtual' },
+  upstream: { type: 'string', default: '', doc: 'remote: upstream URL' },
+  members: { type: 'string[]', default: [], doc: 'virtual: member repos in order' },
+  metadata_ttl: { type: 'duration', default: undefined, doc: 'overrides [remote]' },
+  negative_ttl: { type: 'duration', default: undefined, doc: 'overrides [remote]' },
+  upstream_timeout: { type: 'duration', default: undefined, doc: 'overrides [remote]' },
+  idle_timeout: { type: 'duration', default: undefined, doc: 'overrides [remote]' },
+  username: { type: 'string', default: undefined, doc: 'upstream credentials' },
+  password: { type: 'string', default: undefined, doc: 'upstream credentials' },
+  password_env: { type: 'string', default: undefined, doc: 'read the upstream password from this env var' },
+  max_cache_size: { type: 'size', default: undefined, doc: 'remote: evict least recently used cached files above this (gc)' },
+  mutable: { type: 'string[]', default: undefined, doc: 'generic remote: path globs treated as mutable metadata (TTL)' },
+  default_local: { type: 'string', default: undefined, doc: 'virtual: the local member that receives writes' },
+  allow_shadowed: { type: 'string[]', default: undefined, doc: 'virtual: package names remote members may serve even when a local member has them' },
+} satisfies Record<string, KeySpec>;
+
+export type RepoOptionKey = Exclude<keyof typeof REPO_KEYS, 'name' | 'format' | 'kind' | 'upstream' | 'members'>;
+
+export const FORMATS = ['generic', 'docker', 'helm', 'pypi', 'npm', 'rpm', 'alpine', 'puppet', 'terraform', 'goproxy'] as const;
+export type FormatName = (typeof FORMATS)[number];
+
+type SectionValues<S> = { -readonly [K in keyof S]: S[K] extends { type: 'number' | 'duration' | 'size' } ? number
+  : S[K] extends { type: 'boolean' } ? boolean : S[K] extends { type: 'string[]' } ? string[] : string };
+
+export interface RepoConfig {
+  name: string;
+  format: string;
+  kind: string;
+  upstream?: string;
+  members?: string[];
+  options: Record<string, unknown>;
+}
+
+export type Config = SectionValues<typeof ROOT_KEYS> & { [S in keyof typeof SECTIONS]: SectionValues<(typeof SECTIONS)[S]> } & {
+  repos: RepoConfig[];
+  /** The file the config came from, for error messages. */
+  source?: string;
+};

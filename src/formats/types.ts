@@ -1,0 +1,39 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FormatName } from '../config/schema.js';
+import type { Services } from '../repos/services.js';
+import type { RepoDef } from '../storage/meta/types.js';
+
+/** What a format handler is told about the request it handles under /REPO/. */
+export interface RequestCtx {
+  repo: RepoDef;
+  /** The raw path after `/REPO/` (still percent-encoded, no query). */
+  rest: string;
+  /** Base URL for links written into documents: public_url or from the request's Host. */
+  baseUrl: string;
+  /** `${baseUrl}/${repo.name}` */
+  repoUrl: string;
+}
+
+export interface GcContext {
+  svc: Services;
+  dryRun: boolean;
+  now: number;
+  report(line: { action: string; repo?: string; path?: string; digest?: string; bytes?: number }): void;
+}
+
+/**
+ * Everything that differs per format. Kinds (local, remote, virtual) are not
+ * here: handlers call repos/resolve.ts and repos/local.ts, which implement
+ * each kind once for every format.
+ */
+export interface FormatHandler {
+  readonly name: FormatName;
+  /** Every request under /REPO/ of a repo of this format. */
+  handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services): Promise<unknown>;
+  /** Extra routes outside /REPO/ (docker's /v2/), registered in their own scope. */
+  routes?(app: FastifyInstance, svc: Services): void | Promise<void>;
+  /** Error body in the protocol's own shape; default `{"error":{"code","message"}}`. */
+  errorBody?(code: string, message: string, status: number): unknown;
+  /** gc: drop the format's own unreferenced rows (untagged manifests...) before blobs are swept. */
+  gc?(ctx: GcContext): Promise<void>;
+}

@@ -1,0 +1,99 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { Transform, Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AppError } from './errors.js';
+import type { Digest } from './digest.js';
+
+/** A file written to local temp space while hashed; handed to a BlobStore to commit. */
+export interface Spooled {
+  path: string;
+  digest: Digest;
+  size: number;
+}
+
+export interface SpoolOptions {
+  expect?: { digest?: Digest; size?: number };
+  maxSize?: number;
+  signal?: AbortSignal;
+  /** Called with the temp path once it exists, and on every chunk written (for readers tailing it). */
+  onProgress?: (written: number, path: string) => void;
+}
+
+export function tempPath(dir: string, prefix = 'spool'): string {
+  return join(dir, `${prefix}-${Date.now()}-${randomUUID()}`);
+}
+
+/**
+ * Streams `src` into a new temp file under `dir`, hashing on the way.
+ * On any failure (source error, abort, size or digest mismatch) the temp file is removed.
+ */
+export async function spool(src: Readable, dir: string, o: SpoolOptions = {}): Promise<Spooled> {
+  const path = tempPath(dir);
+  const hash = createHash('sha256');
+  let size = 0;
+  const out = fileSink(path, o.onProgress);
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      size += chunk.length;
+      if (o.maxSize !== undefined && size > o.maxSize) return cb(new AppError('TOO_LARGE', `body exceeds ${o.maxSize} bytes`));
+      if (o.expect?.size !== undefined && size > o.expect.size) return cb(new AppError('SIZE_INVALID', `body is larger than the expected ${o.expect.size} bytes`));
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  try {
+    await pipeline(src, counter, out, { signal: o.signal });
+    const digest: Digest = `sha256:${hash.digest('hex')}`;
+    if (o.expect?.size !== undefined && size !== o.expect.size) {
+      throw new AppError('SIZE_INVALID', `expected ${o.expect.size} bytes, got ${size}`);
+    }
+    if (o.expect?.digest && o.expect.digest !== digest) {
+      throw new AppError('DIGEST_INVALID', `digest mismatch: expected ${o.expect.digest}, got ${digest}`);
+    }
+    return { path, digest, size };
+  } catch (err) {
+    await fsp.rm(path, { force: true });
+    throw err;
+  }
+}
+
+/** A file writer that reports each chunk once it is in the file, so tailing readers never read past it. */
+function fileSink(path: string, onProgress?: (written: number, path: string) => void): Writable {
+  let fh: fsp.FileHandle | undefined;
+  let written = 0;
+  const writeAll = async (chunks: Buffer[]) => {
+    fh ??= await fsp.open(path, 'w');
+    if (written === 0) onProgress?.(0, path);
+    for (const c of chunks) {
+      let off = 0;
+      while (off < c.length) {
+        const { bytesWritten } = await fh.write(c, off, c.length - off);
+        off += bytesWritten;
+      }
+      written += c.length;
+    }
+    onProgress?.(written, path);
+  };
+  return new Writable({
+    highWaterMark: 1 << 20,
+    writev(chunks, cb) {
+      writeAll(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb);
+    },
+    final(cb) {
+      (async () => {
+        fh ??= await fsp.open(path, 'w');
+        onProgress?.(written, path);
+        await fh.close();
+        fh = undefined;
+      })().then(() => cb(), cb);
+    },
+    destroy(err, cb) {
+      const h = fh;
+      fh = undefined;
+      if (h) h.close().then(() => cb(err), () => cb(err));
+      else cb(err);
+    },
+  });
+}

@@ -1,0 +1,92 @@
+import { closeSync, openSync, read } from 'node:fs';
+import { Readable } from 'node:stream';
+import { EventEmitter } from 'node:events';
+
+/**
+ * A file that one writer is still appending to. Readers stream what is there
+ * and wait for more; they end when the writer says it is complete, and fail
+ * when it fails. Used so that waiters of a cache fill get bytes while the
+ * first download runs.
+ *
+ * One read descriptor is opened as soon as the file exists and kept until the
+ * fill is over and every reader is gone, so the writer may rename the file
+ * into the CAS under them.
+ */
+export class GrowingFile extends EventEmitter {
+  written = 0;
+  done = false;
+  error: Error | undefined;
+  private fd: number | undefined;
+  private readers = 0;
+  private closed = false;
+
+  constructor() {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  progress(written: number, path: string): void {
+    if (this.fd === undefined && !this.closed) this.fd = openSync(path, 'r');
+    this.written = written;
+    this.emit('change');
+  }
+  finish(): void {
+    this.done = true;
+    this.emit('change');
+    this.maybeClose();
+  }
+  fail(err: Error): void {
+    this.error = err;
+    this.emit('change');
+    this.maybeClose();
+  }
+
+  private maybeClose(): void {
+    if ((this.done || this.error) && this.readers === 0 && !this.closed) {
+      this.closed = true;
+      if (this.fd !== undefined) closeSync(this.fd);
+      this.fd = undefined;
+    }
+  }
+
+  /** A reader of the whole file from byte 0, following the writer; null once the fill is over (read the store instead). */
+  reader(chunkSize = 1 << 20): Readable | null {
+    if (this.closed || this.done) return null;
+    this.readers++;
+    let pos = 0;
+    const self = this;
+    const waitForChange = () => new Promise<void>((resolve) => self.once('change', resolve));
+    const readAt = (fd: number, len: number) => new Promise<Buffer>((resolve, reject) => {
+      const buf = Buffer.allocUnsafe(len);
+      read(fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n === len ? buf : buf.subarray(0, n))));
+    });
+    return new Readable({
+      highWaterMark: chunkSize,
+      async read() {
+        try {
+          for (;;) {
+            if (self.error) throw self.error;
+            if (self.fd !== undefined && pos < self.written) {
+              const buf = await readAt(self.fd, Math.min(chunkSize, self.written - pos));
+              pos += buf.length;
+              this.push(buf);
+              return;
+            }
+            if (self.done && pos >= self.written) {
+              this.push(null);
+              return;
+            }
+            await waitForChange();
+          }
+        } catch (err) {
+          this.destroy(err as Error);
+        }
+      },
+      destroy(err, cb) {
+        self.readers--;
+        self.maybeClose();
+        cb(err);
+      },
+    });
+  }
+}

@@ -1,0 +1,63 @@
+import type { Readable } from 'node:stream';
+import { AppError } from '../lib/errors.js';
+import type { Digest } from '../lib/digest.js';
+import { ingestStream } from '../storage/ingest.js';
+import type { FileRec, RepoDef } from '../storage/meta/types.js';
+import type { Services } from './services.js';
+import type { FileRef, Served } from './types.js';
+
+export async function localFile(svc: Services, repo: RepoDef, ref: FileRef): Promise<Served> {
+  const rec = await svc.meta.files.get(repo.name, ref.path);
+  if (!rec) throw new AppError('NOT_FOUND', `${ref.path} not found in ${repo.name}`);
+  return { rec, source: 'local', servedBy: repo.name, size: rec.size };
+}
+
+export interface PutOptions {
+  expect?: { digest?: Digest; size?: number };
+  contentType?: string;
+  meta?: Record<string, unknown>;
+  /** Refuse to replace an existing path (versioned packages). */
+  immutable?: boolean;
+  maxSize?: number;
+  signal?: AbortSignal;
+}
+
+/** The one way bytes enter a local repo: stream into the CAS (hash, verify, publish), then the row. */
+export async function putLocalFile(svc: Services, repo: RepoDef, path: string, src: Readable, o: PutOptions = {}): Promise<FileRec> {
+  assertWritable(repo);
+  if (o.immutable && (await svc.meta.files.get(repo.name, path))) {
+    throw new AppError('CONFLICT', `${path} already exists in ${repo.name} and cannot be overwritten`);
+  }
+  const maxSize = o.maxSize ?? (svc.config.uploads.max_size || undefined);
+  const s = await ingestStream(svc, src, { expect: o.expect, maxSize, signal: o.signal });
+  return recordLocalFile(svc, repo, path, s.digest, s.size, o);
+}
+
+/** Points a path of a local repo at a blob already in the store (cross-repo mounts, derived files). */
+export async function recordLocalFile(svc: Services, repo: RepoDef, path: string, digest: Digest, size: number,
+  o: Pick<PutOptions, 'contentType' | 'meta' | 'immutable'> = {}): Promise<FileRec> {
+  const now = Date.now();
+  const rec: FileRec = { repo: repo.name, path, digest, size, contentType: o.contentType, source: 'local', fetchedAt: now, lastAccess: now, meta: o.meta };
+  await svc.meta.tx(async (m) => {
+    if (o.immutable && (await m.files.get(repo.name, path))) {
+      throw new AppError('CONFLICT', `${path} already exists in ${repo.name} and cannot be overwritten`);
+    }
+    await m.blobs.touch(digest, size);
+    await m.files.put(rec);
+  });
+  return rec;
+}
+
+export function assertWritable(repo: RepoDef): void {
+  if (repo.kind !== 'local') throw new AppError('METHOD_NOT_ALLOWED', `${repo.name} is a ${repo.kind} repository; only local repositories accept writes`);
+}
+
+/** The local repo that receives a write sent to `repo`: itself, or a virtual repo's `default_local` member; else 405. */
+export async function writeTarget(svc: Services, repo: RepoDef): Promise<RepoDef> {
+  if (repo.kind === 'virtual' && typeof repo.options.default_local === 'string') {
+    const target = await svc.repos.get(repo.options.default_local);
+    if (target?.kind === 'local') return target;
+  }
+  assertWritable(repo);
+  return repo;
+}

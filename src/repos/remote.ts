@@ -1,0 +1,197 @@
+import { AppError, isAppError } from '../lib/errors.js';
+import { spool } from '../lib/spool.js';
+import { GrowingFile } from '../lib/tail.js';
+import { publishSpooled } from '../storage/ingest.js';
+import type { FileRec, MetaStore, RepoDef } from '../storage/meta/types.js';
+import type { Services } from './services.js';
+import type { FileRef, Served } from './types.js';
+
+/** A cache fill in progress in this process: its upstream answer, and the bytes as they land. */
+interface Fill {
+  growing: GrowingFile;
+  started: Promise<{ kind: 'body'; contentType?: string; length?: number } | { kind: 'cached'; rec: FileRec }>;
+  done: Promise<FileRec>;
+}
+
+/** In-process registry of running fills, so later requests tail the same download. */
+export class Fills {
+  private readonly running = new Map<string, Fill>();
+
+  get(key: string): Fill | undefined {
+    return this.running.get(key);
+  }
+
+  start(key: string, run: (growing: GrowingFile, started: (s: Awaited<Fill['started']>) => void) => Promise<FileRec>): Fill {
+    const growing = new GrowingFile();
+    let resolveStarted!: (s: Awaited<Fill['started']>) => void;
+    let rejectStarted!: (e: unknown) => void;
+    const started = new Promise<Awaited<Fill['started']>>((res, rej) => { resolveStarted = res; rejectStarted = rej; });
+    const done = run(growing, resolveStarted).then(
+      (rec) => { growing.finish(); return rec; },
+      (err) => { rejectStarted(err); growing.fail(err instanceof Error ? err : new Error(String(err))); throw err; },
+    ).finally(() => this.running.delete(key));
+    done.catch(() => {}); // observed through `started` and the readers
+    started.catch(() => {});
+    const fill = { growing, started, done };
+    this.running.set(key, fill);
+    return fill;
+  }
+}
+
+/** Upstream 404s remembered for negative_ttl. */
+export class NegativeCache {
+  private readonly entries = new Map<string, number>();
+  has(key: string): boolean {
+    const until = this.entries.get(key);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.entries.delete(key);
+    return false;
+  }
+  add(key: string, ttl: number): void {
+    if (this.entries.size > 100_000) this.entries.clear();
+    this.entries.set(key, Date.now() + ttl);
+  }
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+}
+
+/** Reads of cached files, written to the database in batches (LRU eviction reads them). */
+export class AccessLog {
+  private pending = new Map<string, { repo: string; path: string; at: number }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly meta: MetaStore, private readonly everyMs = 5000) {}
+
+  record(repo: string, path: string): void {
+    this.pending.set(`${repo}\0${path}`, { repo, path, at: Date.now() });
+    this.timer ??= setTimeout(() => void this.flush(), this.everyMs).unref();
+  }
+
+  async flush(): Promise<void> {
+    this.timer = undefined;
+    if (this.pending.size === 0) return;
+    const batch = [...this.pending.values()];
+    this.pending.clear();
+    await this.meta.files.touch(batch).catch(() => {});
+  }
+}
+
+function isHtml(contentType: string | undefined): boolean {
+  return !!contentType && /^\s*text\/html/i.test(contentType);
+}
+
+/**
+ * A file through a remote repo: the cache when it has it (and, for mutable
+ * files, while fresh), else one upstream fetch per key shared by every
+ * concurrent request, streamed to all of them while it is written to the CAS.
+ * Nothing is recorded unless the whole body arrived and verified.
+ */
+export async function remoteFile(svc: Services, repo: RepoDef, ref: FileRef): Promise<Served> {
+  const key = `${repo.name}:${ref.path}`;
+  const rec = await svc.meta.files.get(repo.name, ref.path);
+  const ttl = svc.repos.metadataTtl(repo);
+  if (rec && (!ref.mutable || Date.now() - rec.fetchedAt < ttl)) {
+    svc.access.record(repo.name, ref.path);
+    return { rec, source: 'cache', servedBy: repo.name, size: rec.size };
+  }
+  if (!rec && svc.negative.has(key)) throw new AppError('NOT_FOUND', `${ref.path} not found upstream (cached answer)`);
+
+  const fill = svc.fills.get(key) ?? svc.fills.start(key, (growing, started) =>
+    svc.coord.singleFlight(`fill:${key}`, () => fetchIntoCache(svc, repo, ref, rec, growing, started)));
+  try {
+    const s = await fill.started;
+    if (s.kind === 'cached') return { rec: s.rec, source: s.rec === rec ? 'cache' : 'remote', servedBy: repo.name, size: s.rec.size };
+    const now = Date.now();
+    const provisional: FileRec = {
+      repo: repo.name, path: ref.path, digest: ref.expect?.digest ?? ('' as FileRec['digest']), size: s.length ?? -1,
+      contentType: s.contentType, source: 'remote', fetchedAt: now, lastAccess: now,
+    };
+    const body = fill.growing.reader();
+    if (!body) {
+      const done = await fill.done;
+      return { rec: done, source: 'remote', servedBy: repo.name, size: done.size };
+    }
+    return { rec: provisional, source: 'remote', servedBy: repo.name, body, size: s.length };
+  } catch (err) {
+    if (isAppError(err) && err.code === 'UPSTREAM_NOT_FOUND') {
+      throw new AppError('NOT_FOUND', `${ref.path} not found upstream`);
+    }
+    if (rec) {
+      svc.log.warn({ repo: repo.name, path: ref.path, err: (err as Error).message }, 'upstream failed; serving stale');
+      return { rec, source: 'cache', servedBy: repo.name, size: rec.size, staleAge: Math.floor((Date.now() - rec.fetchedAt) / 1000) };
+    }
+    throw err;
+  }
+}
+
+async function fetchIntoCache(
+  svc: Services, repo: RepoDef, ref: FileRef, previous: FileRec | null, growing: GrowingFile,
+  started: (s: { kind: 'body'; contentType?: string; length?: number } | { kind: 'cached'; rec: FileRec }) => void,
+): Promise<FileRec> {
+  const key = `${repo.name}:${ref.path}`;
+  // Another instance may have filled it while we waited for the shared lock.
+  const again = await svc.meta.files.get(repo.name, ref.path);
+  if (again && (!ref.mutable || (previous ? again.fetchedAt > previous.fetchedAt : true))) {
+    started({ kind: 'cached', rec: again });
+    return again;
+  }
+  const settings = svc.repos.upstreamSettings(repo);
+  const url = ref.locate ? await ref.locate(repo) : new URL(ref.path.split('/').map(encodeURIComponent).join('/'), settings.upstream).toString();
+  if (!url) throw new AppError('UPSTREAM_NOT_FOUND', `${ref.path} is not known upstream`);
+  const headers = ref.upstreamHeaders ? await ref.upstreamHeaders(repo) : undefined;
+  let reply;
+  try {
+    reply = await svc.upstream.get(settings, url, {
+      accept: ref.accept, headers, etag: previous?.upstreamEtag, lastModified: previous?.upstreamLastModified,
+    });
+  } catch (err) {
+    if (isAppError(err) && err.code === 'UPSTREAM_NOT_FOUND') svc.negative.add(key, svc.repos.negativeTtl(repo));
+    throw err;
+  }
+  if (reply.status === 304 && previous) {
+    const refreshed = { ...previous, fetchedAt: Date.now() };
+    await svc.meta.files.put(refreshed);
+    started({ kind: 'cached', rec: refreshed });
+    return refreshed;
+  }
+  const body = reply.body!;
+  const contentType = reply.headers['content-type'] ?? ref.contentType;
+  const rejectHtml = ref.rejectHtml ?? (!ref.mutable && !/\.html?$/i.test(ref.path));
+  if (rejectHtml && isHtml(contentType)) {
+    body.destroy();
+    throw new AppError('UPSTREAM_FAILED', 'upstream answered an HTML page where an artifact was expected');
+  }
+  const lengthHeader = reply.headers['content-length'];
+  const length = lengthHeader !== undefined && !reply.headers['content-encoding'] ? Number(lengthHeader) : undefined;
+  if (ref.expect?.size !== undefined && length !== undefined && length !== ref.expect.size) {
+    body.destroy();
+    throw new AppError('UPSTREAM_FAILED', `upstream size ${length} differs from the expected ${ref.expect.size}`);
+  }
+  started({ kind: 'body', contentType, length: length ?? ref.expect?.size });
+  const fillTimeout = AbortSignal.timeout(svc.config.remote.fill_timeout);
+  let spooled;
+  try {
+    spooled = await spool(body, svc.blob.tempDir, {
+      expect: { digest: ref.expect?.digest, size: length ?? ref.expect?.size },
+      signal: fillTimeout,
+      onProgress: (n, p) => growing.progress(n, p),
+    });
+  } catch (err) {
+    svc.log.warn({ repo: repo.name, path: ref.path, err: (err as Error).message }, 'upstream body failed; nothing cached');
+    if (isAppError(err) && (err.code === 'DIGEST_INVALID' || err.code === 'SIZE_INVALID')) {
+      throw new AppError('UPSTREAM_FAILED', `upstream body did not verify: ${err.message}`);
+    }
+    throw new AppError('UPSTREAM_FAILED', 'upstream body was cut short');
+  }
+  await publishSpooled(svc, spooled);
+  const now = Date.now();
+  const rec: FileRec = {
+    repo: repo.name, path: ref.path, digest: spooled.digest, size: spooled.size, contentType, source: 'remote',
+    upstreamEtag: reply.headers.etag, upstreamLastModified: reply.headers['last-modified'], fetchedAt: now, lastAccess: now,
+  };
+  await svc.meta.files.put(rec);
+  svc.negative.delete(key);
+  return rec;
+}

@@ -1,0 +1,82 @@
+import { AppError } from '../lib/errors.js';
+import type { RepoDef } from '../storage/meta/types.js';
+import { localFile } from './local.js';
+import { remoteFile } from './remote.js';
+import type { Services } from './services.js';
+import type { FileRef, Served } from './types.js';
+import { allMembers, firstMember } from './virtual.js';
+
+/** A file from any repo: the kind decides how (local rows, remote cache/fill, virtual members in order). */
+export function resolveFile(svc: Services, repo: RepoDef, ref: FileRef, depth = 0): Promise<Served> {
+  switch (repo.kind) {
+    case 'local':
+      return localFile(svc, repo, ref);
+    case 'remote':
+      return remoteFile(svc, repo, ref);
+    case 'virtual':
+      return firstMember(svc, repo, depth + 1, (m) => resolveFile(svc, m, ref, depth + 1));
+  }
+}
+
+/**
+ * How a format builds one metadata document (a simple page, a packument, a
+ * tag list) for each kind. `T` is the format's parsed form; the format renders
+ * it per request, so URLs written into it follow the request's base URL and
+ * only the upstream's original is ever stored.
+ */
+export interface DocSource<T> {
+  /** Key of the document: also the path under which a remote repo caches the upstream original. */
+  ref: FileRef;
+  /** Local repos: build from stored rows (null: not found). */
+  local(repo: RepoDef): Promise<T | null>;
+  /** Remote repos: parse the stored upstream original. */
+  parseUpstream(repo: RepoDef, body: Buffer): T;
+  /** Virtual repos: merge member documents (in member order; first member wins on conflicts). */
+  merge(repo: RepoDef, parts: { member: RepoDef; doc: T }[]): T;
+}
+
+export interface ServedDoc<T> {
+  doc: T;
+  source: Served['source'];
+  servedBy: string;
+  staleAge?: number;
+}
+
+export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource<T>, depth = 0): Promise<ServedDoc<T>> {
+  switch (repo.kind) {
+    case 'local': {
+      const doc = await src.local(repo);
+      if (doc === null) throw new AppError('NOT_FOUND', `${src.ref.path} not found in ${repo.name}`);
+      return { doc, source: 'local', servedBy: repo.name };
+    }
+    case 'remote': {
+      const served = await remoteFile(svc, repo, { mutable: true, ...src.ref });
+      const body = await readCapped(svc, served);
+      return { doc: src.parseUpstream(repo, body), source: served.source, servedBy: repo.name, staleAge: served.staleAge };
+    }
+    case 'virtual': {
+      const parts = await allMembers(svc, repo, depth + 1, (m) => resolveDoc(svc, m, src, depth + 1));
+      return { doc: src.merge(repo, parts.map((p) => ({ member: p.member, doc: p.value.doc }))), source: 'local', servedBy: repo.name };
+    }
+  }
+}
+
+/** Reads a served file fully into memory, refusing more than limits.metadata_body (413). */
+export async function readCapped(svc: Services, served: Served, cap = svc.config.limits.metadata_body): Promise<Buffer> {
+  if (served.size !== undefined && served.size > cap) {
+    served.body?.destroy();
+    throw new AppError('TOO_LARGE', `document is larger than the ${cap}-byte limit`);
+  }
+  const stream = served.body ?? (await svc.blob.read(served.rec.digest));
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const c of stream) {
+    total += c.length;
+    if (total > cap) {
+      stream.destroy();
+      throw new AppError('TOO_LARGE', `document is larger than the ${cap}-byte limit`);
+    }
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,17 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../config/schema.js';
+import type { Stores } from '../storage/open.js';
+import type { UpstreamClient } from '../upstream/client.js';
+import type { AccessLog, Fills, NegativeCache } from './remote.js';
+import type { RepoRegistry } from './registry.js';
+
+/** Everything a format or kind resolver needs, built once by server/listen.ts (or a test). */
+export interface Services extends Stores {
+  config: Config;
+  repos: RepoRegistry;
+  upstream: UpstreamClient;
+  fills: Fills;
+  negative: NegativeCache;
+  access: AccessLog;
+  log: FastifyBaseLogger;
+}

@@ -1,0 +1,38 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../lib/digest.js';
+import type { FileRec, RepoDef } from '../storage/meta/types.js';
+
+/** What a format asks a repo for: one stored file, addressed by its path in the repo. */
+export interface FileRef {
+  /** Storage key within the repo (also the default upstream path). */
+  path: string;
+  /** Remote: where to fetch it; default: the repo's upstream + path. May be async (a URL found in a cached index). */
+  locate?: (repo: RepoDef) => string | null | Promise<string | null>;
+  /** Mutable metadata: served for metadata_ttl, then revalidated. Immutable files are kept forever. */
+  mutable?: boolean;
+  /** Known digest/size (from an index): verified before anything is cached. */
+  expect?: { digest?: Digest; size?: number };
+  accept?: string;
+  /** Upstream request headers (e.g. docker bearer tokens), computed per remote repo. */
+  upstreamHeaders?: (repo: RepoDef) => Record<string, string> | Promise<Record<string, string>>;
+  /** Content type to record when the upstream gives none. */
+  contentType?: string;
+  /** Refuse an HTML body where an artifact was expected (default: true unless mutable or the path is .html). */
+  rejectHtml?: boolean;
+}
+
+export type Source = 'local' | 'remote' | 'cache';
+
+export interface Served {
+  /** The stored row; during a first fetch, a provisional row whose digest is not known yet. */
+  rec: FileRec;
+  source: Source;
+  /** The repo that actually had it (a virtual repo's member). */
+  servedBy: string;
+  /** Set when a stale copy was served because the upstream failed: seconds since it was fetched. */
+  staleAge?: number;
+  /** Bytes still arriving from the upstream (first fetch); otherwise read from the blob store by rec.digest. */
+  body?: Readable;
+  /** Size when known (Content-Length); undefined while streaming an upstream body of unknown length. */
+  size?: number;
+}

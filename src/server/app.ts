@@ -1,0 +1,39 @@
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { FORMAT_HANDLERS } from '../formats/index.js';
+import type { Services } from '../repos/services.js';
+import { healthApi } from './api/health.js';
+import { repositoriesApi } from './api/repositories.js';
+import { repoDispatch } from './dispatch.js';
+import { errorHandler } from './errors.js';
+
+/** Builds the HTTP app over opened services. Never listens (listen.ts and tests do). */
+export async function buildApp(svc: Services): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: svc.log,
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: true,
+    routerOptions: { maxParamLength: 8192 },
+    bodyLimit: svc.config.limits.metadata_body,
+    return503OnClosing: false,
+  });
+
+  // One line per request, with what served it.
+  app.addHook('onResponse', async (req, reply) => {
+    const h = reply.getHeaders();
+    req.log.info({
+      method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime),
+      repo: h['x-artifact-repo'] ?? req.artifact?.repo, source: h['x-artifact-source'], bytes: h['content-length'] !== undefined ? Number(h['content-length']) : undefined,
+    }, 'request');
+  });
+
+  app.setErrorHandler(errorHandler());
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'not found' } }));
+
+  await app.register(async (scope) => healthApi(scope, svc));
+  await app.register(async (scope) => repositoriesApi(scope, svc));
+  for (const handler of Object.values(FORMAT_HANDLERS)) {
+    if (handler.routes) await app.register(async (scope) => handler.routes!(scope, svc));
+  }
+  await app.register(async (scope) => repoDispatch(scope, svc));
+  return app;
+}

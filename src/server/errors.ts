@@ -1,0 +1,39 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, isAppError, publicMessage, statusOf } from '../lib/errors.js';
+
+export { AppError };
+
+/** The default error body: `{"error":{"code","message"}}`. */
+export function defaultErrorBody(code: string, message: string): unknown {
+  return { error: { code, message } };
+}
+
+/** Stable code for any error (fastify's own errors keep theirs, mapped to our vocabulary by status). */
+export function codeOf(err: unknown): string {
+  if (isAppError(err)) return err.code;
+  const status = statusOf(err);
+  if (status === 413) return 'TOO_LARGE';
+  if (status === 415 || status === 400) return 'BAD_REQUEST';
+  if (status === 404) return 'NOT_FOUND';
+  return status >= 500 ? 'INTERNAL' : 'BAD_REQUEST';
+}
+
+/**
+ * One error handler, parameterised by the protocol's body shape. 5xx are
+ * logged once with the error; 4xx at debug. Never a stack trace to clients.
+ */
+export function errorHandler(body: (code: string, message: string, status: number) => unknown = defaultErrorBody) {
+  return (err: FastifyError | AppError | Error, req: FastifyRequest, reply: FastifyReply) => {
+    let status = statusOf(err);
+    if (status === 499) status = 400; // the client is gone; nothing reaches it anyway
+    const code = codeOf(err);
+    if (status >= 500) req.log.error({ err, code }, 'request failed');
+    else req.log.debug({ code, msg: (err as Error).message }, 'request refused');
+    if (reply.sent || reply.raw.headersSent) {
+      reply.raw.destroy();
+      return;
+    }
+    reply.code(status).header('content-type', 'application/json; charset=utf-8');
+    return reply.send(body(code, publicMessage(err), status));
+  };
+}

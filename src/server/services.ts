@@ -1,0 +1,43 @@
+import pino from 'pino';
+import type { Config } from '../config/schema.js';
+import { AccessLog, Fills, NegativeCache } from '../repos/remote.js';
+import { RepoRegistry } from '../repos/registry.js';
+import type { Services } from '../repos/services.js';
+import { FORMAT_HANDLERS } from '../formats/index.js';
+import { openStores } from '../storage/open.js';
+import { UpstreamClient } from '../upstream/client.js';
+import { parseRepoEntry } from '../config/load.js';
+
+export function createLogger(config: Config, destination?: pino.DestinationStream) {
+  return pino({
+    level: config.server.log_level,
+    redact: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'],
+  }, destination ?? pino.destination({ dest: 1, sync: false }));
+}
+
+/** Opens the stores and everything built on them; applies repos declared in the config file. */
+export async function createServices(config: Config, log = createLogger(config)): Promise<Services> {
+  const stores = await openStores(config);
+  const repos = new RepoRegistry(stores.meta, config, Object.keys(FORMAT_HANDLERS));
+  const upstream = new UpstreamClient();
+  const access = new AccessLog(stores.meta);
+  const svc: Services = {
+    ...stores,
+    config,
+    repos,
+    upstream,
+    fills: new Fills(),
+    negative: new NegativeCache(),
+    access,
+    log: log as unknown as Services['log'],
+    async close() {
+      await access.flush();
+      await upstream.close();
+      await stores.close();
+    },
+  };
+  // Config-declared repos first without members, then virtual ones, so members exist when checked.
+  const declared = [...config.repos].sort((a, b) => Number(a.kind === 'virtual') - Number(b.kind === 'virtual'));
+  for (const r of declared) await repos.put(parseRepoEntry({ name: r.name, format: r.format, kind: r.kind, upstream: r.upstream, members: r.members, ...r.options }, 'config'));
+  return svc;
+}

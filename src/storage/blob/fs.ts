@@ -1,0 +1,78 @@
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js';
+import { AppError } from '../../lib/errors.js';
+import type { ByteRange } from '../../lib/range.js';
+import type { BlobStat, BlobStore } from './types.js';
+
+/** data/cas/sha256/ab/<hex>; temp files in data/cas/tmp (same filesystem, so commit is a rename). */
+export class FsBlobStore implements BlobStore {
+  readonly tempDir: string;
+  private readonly root: string;
+
+  private constructor(root: string) {
+    this.root = root;
+    this.tempDir = join(root, 'tmp');
+  }
+
+  static async open(root: string): Promise<FsBlobStore> {
+    const s = new FsBlobStore(root);
+    await fsp.mkdir(join(root, 'sha256'), { recursive: true });
+    await fsp.mkdir(s.tempDir, { recursive: true });
+    return s;
+  }
+
+  localPath(d: Digest): string {
+    const hex = hexOf(d);
+    return join(this.root, 'sha256', hex.slice(0, 2), hex);
+  }
+
+  async stat(d: Digest): Promise<BlobStat | null> {
+    try {
+      const st = await fsp.stat(this.localPath(d));
+      return { digest: d, size: st.size, createdAt: st.mtime };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  async read(d: Digest, range?: ByteRange): Promise<Readable> {
+    const path = this.localPath(d);
+    try {
+      const fh = await fsp.open(path, 'r');
+      return fh.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 1 << 20 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new AppError('BLOB_UNKNOWN', `blob ${d} not in store`);
+      throw err;
+    }
+  }
+
+  async commit(tempFile: string, d: Digest, _size: number): Promise<void> {
+    const dest = this.localPath(d);
+    if (await this.stat(d)) {
+      await fsp.rm(tempFile, { force: true });
+      return;
+    }
+    await fsp.mkdir(join(dest, '..'), { recursive: true });
+    await fsp.rename(tempFile, dest);
+  }
+
+  async delete(d: Digest): Promise<void> {
+    await fsp.rm(this.localPath(d), { force: true });
+  }
+
+  async *list(): AsyncIterable<BlobStat> {
+    const base = join(this.root, 'sha256');
+    for (const prefix of await fsp.readdir(base).catch(() => [] as string[])) {
+      for (const hex of await fsp.readdir(join(base, prefix)).catch(() => [] as string[])) {
+        const d = `sha256:${hex}`;
+        if (!isDigest(d)) continue;
+        const st = await fsp.stat(join(base, prefix, hex)).catch(() => null);
+        if (st) yield { digest: digestFromHex(hex), size: st.size, createdAt: st.mtime };
+      }
+    }
+  }
+}
+

@@ -1,0 +1,56 @@
+/**
+ * Numbered schema migrations, applied in order at start. Written in the
+ * common subset of SQLite and Postgres SQL; an entry may give a dialect
+ * override where the two differ.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+  postgres?: string;
+}
+
+export const migrations: Migration[] = [
+  {
+    version: 1,
+    name: 'init',
+    sql: `
+CREATE TABLE repos (
+  name TEXT PRIMARY KEY,
+  format TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  upstream TEXT,
+  members TEXT,
+  options TEXT NOT NULL DEFAULT '{}',
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE blobs (
+  digest TEXT PRIMARY KEY,
+  size BIGINT NOT NULL,
+  last_touched BIGINT NOT NULL
+);
+CREATE TABLE files (
+  repo TEXT NOT NULL,
+  path TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  size BIGINT NOT NULL,
+  content_type TEXT,
+  source TEXT NOT NULL,
+  upstream_etag TEXT,
+  upstream_last_modified TEXT,
+  fetched_at BIGINT NOT NULL,
+  last_access BIGINT NOT NULL,
+  meta TEXT,
+  PRIMARY KEY (repo, path)
+);
+CREATE INDEX files_digest ON files (digest);
+CREATE INDEX files_lru ON files (repo, last_access);
+CREATE TABLE upload_sessions (
+  id TEXT PRIMARY KEY,
+  repo TEXT NOT NULL,
+  scope TEXT NOT NULL,
+  started_at BIGINT NOT NULL
+);
+`,
+  },
+];

@@ -1,0 +1,232 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Digest } from '../../lib/digest.js';
+import { migrations } from './migrations.js';
+import type { BlobRec, FileRec, MetaStore, RepoDef, UploadSession } from './types.js';
+
+type Row = Record<string, unknown>;
+
+export function fileFromRow(r: Row): FileRec {
+  return {
+    repo: r.repo as string,
+    path: r.path as string,
+    digest: r.digest as Digest,
+    size: Number(r.size),
+    contentType: (r.content_type as string) ?? undefined,
+    source: r.source as FileRec['source'],
+    upstreamEtag: (r.upstream_etag as string) ?? undefined,
+    upstreamLastModified: (r.upstream_last_modified as string) ?? undefined,
+    fetchedAt: Number(r.fetched_at),
+    lastAccess: Number(r.last_access),
+    meta: r.meta ? JSON.parse(r.meta as string) : undefined,
+  };
+}
+
+export function fileToParams(f: FileRec): unknown[] {
+  return [f.repo, f.path, f.digest, f.size, f.contentType ?? null, f.source, f.upstreamEtag ?? null,
+    f.upstreamLastModified ?? null, f.fetchedAt, f.lastAccess, f.meta ? JSON.stringify(f.meta) : null];
+}
+
+export function repoFromRow(r: Row): RepoDef {
+  return {
+    name: r.name as string,
+    format: r.format as string,
+    kind: r.kind as RepoDef['kind'],
+    upstream: (r.upstream as string) ?? undefined,
+    members: r.members ? JSON.parse(r.members as string) : undefined,
+    options: JSON.parse((r.options as string) || '{}'),
+    createdAt: Number(r.created_at),
+  };
+}
+
+export function repoToParams(d: RepoDef): unknown[] {
+  return [d.name, d.format, d.kind, d.upstream ?? null, d.members ? JSON.stringify(d.members) : null, JSON.stringify(d.options ?? {}), d.createdAt];
+}
+
+/** A promise-chain mutex: one holder at a time within this process. */
+class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn);
+    this.tail = result.then(() => undefined, () => undefined);
+    return result;
+  }
+}
+
+/**
+ * SQLite (WAL) metadata. One connection per process; writes are serialised by a
+ * mutex, and `tx` holds `BEGIN IMMEDIATE`, which also excludes other processes
+ * (a `gc` run from cron) for its duration.
+ */
+export class SqliteMetaStore implements MetaStore {
+  private readonly db: Database.Database;
+  private readonly mutex: Mutex;
+  private readonly inTx: boolean;
+  private readonly s: ReturnType<typeof prepare>;
+
+  static open(file: string): SqliteMetaStore {
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('busy_timeout = 15000');
+    migrate(db);
+    return new SqliteMetaStore(db, new Mutex(), false, prepare(db));
+  }
+
+  private constructor(db: Database.Database, mutex: Mutex, inTx: boolean, stmts: ReturnType<typeof prepare>) {
+    this.db = db;
+    this.mutex = mutex;
+    this.inTx = inTx;
+    this.s = stmts;
+  }
+
+  private write<T>(fn: () => T): Promise<T> {
+    if (this.inTx) return Promise.resolve(fn());
+    return this.mutex.run(async () => fn());
+  }
+
+  tx<T>(fn: (m: MetaStore) => Promise<T>): Promise<T> {
+    if (this.inTx) return fn(this);
+    return this.mutex.run(async () => {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        const result = await fn(new SqliteMetaStore(this.db, this.mutex, true, this.s));
+        this.db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      }
+    });
+  }
+
+  repos = {
+    get: async (name: string) => {
+      const r = this.s.repoGet.get(name) as Row | undefined;
+      return r ? repoFromRow(r) : null;
+    },
+    list: async () => (this.s.repoList.all() as Row[]).map(repoFromRow),
+    put: (def: RepoDef) => this.write(() => void this.s.repoPut.run(...repoToParams(def))),
+    remove: (name: string) => this.write(() => void this.s.repoDel.run(name)),
+  };
+
+  files = {
+    get: async (repo: string, path: string) => {
+      const r = this.s.fileGet.get(repo, path) as Row | undefined;
+      return r ? fileFromRow(r) : null;
+    },
+    put: (f: FileRec) => this.write(() => void this.s.filePut.run(...fileToParams(f))),
+    remove: (repo: string, path: string) => this.write(() => void this.s.fileDel.run(repo, path)),
+    list: (repo: string, prefix = '') => this.iterateFiles(repo, prefix),
+    byDigest: async (d: Digest) => (this.s.fileByDigest.all(d) as Row[]).map(fileFromRow),
+    touch: (entries: { repo: string; path: string; at: number }[]) =>
+      this.write(() => {
+        const run = () => { for (const e of entries) this.s.fileTouch.run(e.at, e.repo, e.path, e.at); };
+        if (this.db.inTransaction) run(); else this.db.transaction(run).immediate();
+      }),
+    totalSize: async (repo: string) => Number((this.s.fileTotal.get(repo) as Row).total ?? 0),
+    lru: async (repo: string, limit: number) => (this.s.fileLru.all(repo, limit) as Row[]).map(fileFromRow),
+    removeRepo: (repo: string) => this.write(() => void this.s.fileDelRepo.run(repo)),
+  };
+
+  blobs = {
+    touch: (d: Digest, size: number, at = Date.now()) => this.write(() => void this.s.blobTouch.run(d, size, at)),
+    get: async (d: Digest) => {
+      const r = this.s.blobGet.get(d) as Row | undefined;
+      return r ? { digest: r.digest as Digest, size: Number(r.size), lastTouched: Number(r.last_touched) } : null;
+    },
+    remove: (d: Digest) => this.write(() => void this.s.blobDel.run(d)),
+    list: () => this.iterateBlobs(),
+    unreferenced: async (before: number) => (this.s.blobUnref.all(before) as Row[]).map((r) => r.digest as Digest),
+  };
+
+  sessions = {
+    put: (u: UploadSession) => this.write(() => void this.s.sessPut.run(u.id, u.repo, u.scope, u.startedAt)),
+    get: async (id: string) => {
+      const r = this.s.sessGet.get(id) as Row | undefined;
+      return r ? { id: r.id as string, repo: r.repo as string, scope: r.scope as string, startedAt: Number(r.started_at) } : null;
+    },
+    remove: (id: string) => this.write(() => void this.s.sessDel.run(id)),
+    olderThan: async (t: number) =>
+      (this.s.sessOld.all(t) as Row[]).map((r) => ({ id: r.id as string, repo: r.repo as string, scope: r.scope as string, startedAt: Number(r.started_at) })),
+  };
+
+  async ping(): Promise<void> {
+    this.s.ping.get();
+  }
+
+  async close(): Promise<void> {
+    if (!this.inTx) await this.mutex.run(async () => this.db.close());
+  }
+
+  private async *iterateFiles(repo: string, prefix: string): AsyncIterable<FileRec> {
+    // Page through so no statement stays open across awaits.
+    let after = '';
+    for (;;) {
+      const rows = this.s.filePage.all(repo, prefix, prefix, after, 500) as Row[];
+      for (const r of rows) yield fileFromRow(r);
+      if (rows.length < 500) return;
+      after = rows[rows.length - 1].path as string;
+    }
+  }
+
+  private async *iterateBlobs(): AsyncIterable<BlobRec> {
+    let after = '';
+    for (;;) {
+      const rows = this.s.blobPage.all(after, 500) as Row[];
+      for (const r of rows) yield { digest: r.digest as Digest, size: Number(r.size), lastTouched: Number(r.last_touched) };
+      if (rows.length < 500) return;
+      after = rows[rows.length - 1].digest as string;
+    }
+  }
+}
+
+function migrate(db: Database.Database): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)');
+  db.transaction(() => {
+    const done = new Set((db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version));
+    for (const m of migrations) {
+      if (done.has(m.version)) continue;
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+    }
+  }).immediate();
+}
+
+function prepare(db: Database.Database) {
+  const fileCols = 'repo, path, digest, size, content_type, source, upstream_etag, upstream_last_modified, fetched_at, last_access, meta';
+  return {
+    ping: db.prepare('SELECT 1'),
+    repoGet: db.prepare('SELECT * FROM repos WHERE name = ?'),
+    repoList: db.prepare('SELECT * FROM repos ORDER BY name'),
+    repoPut: db.prepare(`INSERT INTO repos (name, format, kind, upstream, members, options, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (name) DO UPDATE SET format = excluded.format, kind = excluded.kind, upstream = excluded.upstream,
+      members = excluded.members, options = excluded.options`),
+    repoDel: db.prepare('DELETE FROM repos WHERE name = ?'),
+    fileGet: db.prepare('SELECT * FROM files WHERE repo = ? AND path = ?'),
+    filePut: db.prepare(`INSERT INTO files (${fileCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (repo, path) DO UPDATE SET digest = excluded.digest, size = excluded.size, content_type = excluded.content_type,
+      source = excluded.source, upstream_etag = excluded.upstream_etag, upstream_last_modified = excluded.upstream_last_modified,
+      fetched_at = excluded.fetched_at, last_access = excluded.last_access, meta = excluded.meta`),
+    fileDel: db.prepare('DELETE FROM files WHERE repo = ? AND path = ?'),
+    fileDelRepo: db.prepare('DELETE FROM files WHERE repo = ?'),
+    filePage: db.prepare(`SELECT * FROM files WHERE repo = ? AND substr(path, 1, length(?)) = ? AND path > ? ORDER BY path LIMIT ?`),
+    fileByDigest: db.prepare('SELECT * FROM files WHERE digest = ?'),
+    fileTouch: db.prepare('UPDATE files SET last_access = ? WHERE repo = ? AND path = ? AND last_access < ?'),
+    fileTotal: db.prepare('SELECT SUM(size) AS total FROM files WHERE repo = ?'),
+    fileLru: db.prepare('SELECT * FROM files WHERE repo = ? ORDER BY last_access ASC LIMIT ?'),
+    blobTouch: db.prepare(`INSERT INTO blobs (digest, size, last_touched) VALUES (?, ?, ?)
+      ON CONFLICT (digest) DO UPDATE SET last_touched = MAX(blobs.last_touched, excluded.last_touched)`),
+    blobGet: db.prepare('SELECT * FROM blobs WHERE digest = ?'),
+    blobDel: db.prepare('DELETE FROM blobs WHERE digest = ?'),
+    blobPage: db.prepare('SELECT * FROM blobs WHERE digest > ? ORDER BY digest LIMIT ?'),
+    blobUnref: db.prepare(`SELECT digest FROM blobs b WHERE b.last_touched < ?
+      AND NOT EXISTS (SELECT 1 FROM files f WHERE f.digest = b.digest)`),
+    sessPut: db.prepare('INSERT INTO upload_sessions (id, repo, scope, started_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING'),
+    sessGet: db.prepare('SELECT * FROM upload_sessions WHERE id = ?'),
+    sessDel: db.prepare('DELETE FROM upload_sessions WHERE id = ?'),
+    sessOld: db.prepare('SELECT * FROM upload_sessions WHERE started_at < ?'),
+  };
+}

@@ -1,0 +1,59 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { loadConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import type { Services } from '../../src/repos/services.js';
+import { buildApp } from '../../src/server/app.js';
+import { createLogger, createServices } from '../../src/server/services.js';
+
+export interface TestServer {
+  url: string;
+  /** host:port, for clients that take a registry host (skopeo, podman). */
+  host: string;
+  port: number;
+  dataDir: string;
+  svc: Services;
+  app: FastifyInstance;
+  config: Config;
+  /** POST /api/v1/repositories */
+  addRepo(body: Record<string, unknown>): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A real server on 127.0.0.1:0 over a fresh temp data dir (SQLite + fs CAS by default).
+ * `flags` are dotted config keys, e.g. { 'remote.upstream_timeout': '500ms' }.
+ */
+export async function startServer(flags: Record<string, unknown> = {}, o: { env?: NodeJS.ProcessEnv; keepDataDir?: string } = {}): Promise<TestServer> {
+  const dataDir = o.keepDataDir ?? (await mkdtemp(join(tmpdir(), 'artifactapi-test-')));
+  const config = loadConfig({
+    noDefaultFile: true,
+    env: o.env ?? {},
+    flags: { data_dir: dataDir, 'server.log_level': process.env.TEST_LOG_LEVEL ?? 'silent', ...flags },
+  });
+  const svc = await createServices(config, createLogger(config));
+  const app = await buildApp(svc);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as { port: number }).port;
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url,
+    host: `127.0.0.1:${port}`,
+    port,
+    dataDir,
+    svc,
+    app,
+    config,
+    async addRepo(body) {
+      const res = await fetch(`${url}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      if (res.status !== 201) throw new Error(`addRepo ${JSON.stringify(body)}: ${res.status} ${await res.text()}`);
+    },
+    async close() {
+      await app.close();
+      await svc.close();
+      if (!o.keepDataDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
