@@ -27,6 +27,12 @@ export function resolveFile(svc: Services, repo: RepoDef, ref: FileRef, depth = 
 export interface DocSource<T> {
   /** Key of the document: also the path under which a remote repo caches the upstream original. */
   ref: FileRef;
+  /**
+   * The package name this document is about (pypi project, npm package). When set, a virtual repo
+   * applies the dependency-confusion rule: if a local member has the name, remote members' documents
+   * for it are dropped, unless the virtual repo's `allow_shadowed` lists the name.
+   */
+  packageName?: string;
   /** Local repos: build from stored rows (null: not found). */
   local(repo: RepoDef): Promise<T | null>;
   /** Remote repos: parse the stored upstream original. */
@@ -56,7 +62,8 @@ export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource
     }
     case 'virtual': {
       const parts = await allMembers(svc, repo, depth + 1, (m) => resolveDoc(svc, m, src, depth + 1));
-      return { doc: src.merge(repo, parts.map((p) => ({ member: p.member, doc: p.value.doc }))), source: 'local', servedBy: repo.name };
+      const kept = src.packageName === undefined ? parts : unshadowed(repo, src.packageName, parts);
+      return { doc: src.merge(repo, kept.map((p) => ({ member: p.member, doc: p.value.doc }))), source: 'local', servedBy: repo.name };
     }
   }
 }
@@ -79,4 +86,15 @@ export async function readCapped(svc: Services, served: Served, cap = svc.config
     chunks.push(c as Buffer);
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * Safe by default against dependency confusion: a name that a local member
+ * publishes is never completed from remote members (the public registry),
+ * unless the virtual repo allow-lists it in `allow_shadowed`.
+ */
+export function unshadowed<P extends { member: RepoDef }>(repo: RepoDef, packageName: string, parts: P[]): P[] {
+  const allowed = (repo.options.allow_shadowed as string[] | undefined) ?? [];
+  if (allowed.includes(packageName) || !parts.some((p) => p.member.kind === 'local')) return parts;
+  return parts.filter((p) => p.member.kind !== 'remote');
 }
