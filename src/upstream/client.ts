@@ -73,13 +73,16 @@ export class UpstreamClient {
     const origin = new URL(s.upstream).origin;
     let current = url;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      const headers: Record<string, string> = { 'user-agent': 'artifactapi', via: '1.1 artifactapi', ...o.headers };
+      // An `authorization` passed in headers (a docker bearer token from FileRef.upstreamHeaders) counts as explicit.
+      const { authorization: headerAuth, ...extra } = o.headers ?? {};
+      const explicit = o.authorization ?? headerAuth;
+      const headers: Record<string, string> = { 'user-agent': 'artifactapi', via: '1.1 artifactapi', ...extra };
       if (o.accept) headers.accept = o.accept;
       if (o.etag) headers['if-none-match'] = o.etag;
       if (o.lastModified) headers['if-modified-since'] = o.lastModified;
-      const auth = o.authorization ?? s.authorization;
+      const auth = explicit ?? s.authorization;
       // Credentials (configured or a docker bearer token) go only to the origin they belong to, never after a redirect elsewhere.
-      if (auth && new URL(current).origin === (o.authorization ? new URL(url).origin : origin)) headers.authorization = auth;
+      if (auth && new URL(current).origin === (explicit ? new URL(url).origin : origin)) headers.authorization = auth;
       let res;
       try {
         res = await request(current, { method: o.method ?? 'GET', headers, dispatcher: this.agent(s), signal: o.signal });

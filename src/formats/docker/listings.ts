@@ -1,0 +1,110 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { parseDigest } from '../../lib/digest.js';
+import { AppError, statusOf } from '../../lib/errors.js';
+import { resolveDoc } from '../../repos/resolve.js';
+import type { Services } from '../../repos/services.js';
+import { allMembers } from '../../repos/virtual.js';
+import type { RepoDef } from '../../storage/meta/types.js';
+import { MT } from './manifests.js';
+import { keys, pageSize, splitKey, type Target } from './names.js';
+import { upstreamAuth, upstreamUrl } from './remote-auth.js';
+
+/** n/last pagination over a sorted list, with distribution's `Link: <…>; rel="next"`. */
+function page(reply: FastifyReply, all: string[], q: Record<string, string | undefined>, url: string): string[] {
+  const n = pageSize(q.n);
+  const after = q.last ? all.filter((x) => x > q.last!) : all;
+  const out = after.slice(0, n);
+  if (q.n !== undefined && after.length > n && out.length > 0) {
+    reply.header('link', `<${url}?n=${n}&last=${encodeURIComponent(out[out.length - 1])}>; rel="next"`);
+  }
+  return out;
+}
+
+/** Tag names of an image in any kind of repo (virtual: union of members). */
+async function tagNames(svc: Services, repo: RepoDef, image: string): Promise<string[]> {
+  const { doc } = await resolveDoc<string[]>(svc, repo, {
+    ref: {
+      path: `${image}/_tagslist`,
+      accept: 'application/json',
+      rejectHtml: false,
+      locate: (r) => `${upstreamUrl(svc, r, image, 'manifests', 'x').replace(/manifests\/x$/, 'tags/list')}?n=10000`,
+      upstreamHeaders: (r) => upstreamAuth(svc, r, image),
+    },
+    async local(r) {
+      const tags: string[] = [];
+      for await (const f of svc.meta.files.list(r.name, keys.tags(image))) tags.push(f.path.slice(keys.tags(image).length));
+      if (tags.length > 0) return tags;
+      for await (const _ of svc.meta.files.list(r.name, keys.manifests(image))) return [];
+      return null;
+    },
+    parseUpstream(_r, body) {
+      try {
+        const tags = (JSON.parse(body.toString('utf8')) as { tags?: unknown }).tags;
+        return Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [];
+      } catch {
+        throw new AppError('UPSTREAM_FAILED', 'upstream tag list is not JSON');
+      }
+    },
+    merge: (_r, parts) => [...new Set(parts.flatMap((p) => p.doc))],
+  });
+  return [...new Set(doc)].sort();
+}
+
+export async function listTags(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target) {
+  let tags: string[];
+  try {
+    tags = await tagNames(svc, t.repo, t.image);
+  } catch (err) {
+    if (statusOf(err) === 404) throw new AppError('NAME_UNKNOWN', `repository name not known to registry: ${t.name}`);
+    throw err;
+  }
+  const out = page(reply, tags, req.query as Record<string, string | undefined>, `/v2/${t.name}/tags/list`);
+  return reply.header('content-type', 'application/json').send({ name: t.name, tags: out });
+}
+
+/** `_catalog`: every `REPO/IMAGE` with a manifest in a local or remote docker repo. */
+export async function catalog(req: FastifyRequest, reply: FastifyReply, svc: Services) {
+  const names = new Set<string>();
+  for (const r of await svc.repos.list()) {
+    if (r.format !== 'docker' || r.kind === 'virtual') continue;
+    for await (const f of svc.meta.files.list(r.name)) {
+      const k = splitKey(f.path);
+      if (k && k.kind === '_manifests') names.add(`${r.name}/${k.image}`);
+    }
+  }
+  const out = page(reply, [...names].sort(), req.query as Record<string, string | undefined>, '/v2/_catalog');
+  return reply.header('content-type', 'application/json').send({ repositories: out });
+}
+
+interface Referrer { mediaType: string; digest: string; size: number; artifactType?: string; annotations?: Record<string, string> }
+
+async function referrersOf(svc: Services, repo: RepoDef, image: string, subject: string, depth = 0): Promise<Referrer[]> {
+  if (repo.kind === 'virtual') {
+    const parts = await allMembers(svc, repo, depth + 1, (m) => referrersOf(svc, m, image, subject, depth + 1)).catch(() => []);
+    const seen = new Map<string, Referrer>();
+    for (const p of parts) for (const d of p.value) if (!seen.has(d.digest)) seen.set(d.digest, d);
+    return [...seen.values()];
+  }
+  const out: Referrer[] = [];
+  for await (const f of svc.meta.files.list(repo.name, keys.manifests(image))) {
+    if (f.meta?.subject !== subject) continue;
+    out.push({
+      mediaType: f.contentType ?? MT.ociManifest, digest: f.digest, size: f.size,
+      ...(f.meta.artifactType ? { artifactType: f.meta.artifactType as string } : {}),
+      ...(f.meta.annotations ? { annotations: f.meta.annotations as Record<string, string> } : {}),
+    });
+  }
+  return out;
+}
+
+/** OCI 1.1 referrers API: an index of the manifests whose `subject` is the digest (optionally by artifactType). */
+export async function referrers(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target, rawDigest: string) {
+  const digest = parseDigest(rawDigest);
+  let list = await referrersOf(svc, t.repo, t.image, digest);
+  const want = (req.query as Record<string, string | undefined>).artifactType;
+  if (want) {
+    list = list.filter((d) => d.artifactType === want);
+    reply.header('oci-filters-applied', 'artifactType');
+  }
+  return reply.header('content-type', MT.ociIndex).send({ schemaVersion: 2, mediaType: MT.ociIndex, manifests: list });
+}

@@ -1,0 +1,177 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { isDigest, parseDigest, type Digest } from '../../lib/digest.js';
+import { AppError } from '../../lib/errors.js';
+import { putLocalFile, recordLocalFile } from '../../repos/local.js';
+import type { Services } from '../../repos/services.js';
+import { publishSpooled } from '../../storage/ingest.js';
+import type { RepoDef, UploadSession } from '../../storage/meta/types.js';
+import { keys, resolveName, type Target } from './names.js';
+
+/**
+ * Blob uploads (distribution's blob upload state machine). A session is a
+ * `sessions` row plus a spool file under workDir/docker-uploads; chunks are
+ * appended at the exact offset the client names; the final PUT re-hashes the
+ * spool file and publishes it through the core ingest path. A digest mismatch
+ * drops the session and keeps nothing.
+ */
+export function uploadDir(svc: Services): string {
+  return join(svc.workDir, 'docker-uploads');
+}
+
+function spoolPath(svc: Services, id: string): string {
+  return join(uploadDir(svc), id);
+}
+
+function uploadUrl(t: Target, id: string): string {
+  return `/v2/${t.name}/blobs/uploads/${id}`;
+}
+
+function rangeHeader(size: number): string {
+  return `0-${Math.max(0, size - 1)}`;
+}
+
+async function sizeOf(svc: Services, id: string): Promise<number> {
+  try {
+    return (await fsp.stat(spoolPath(svc, id))).size;
+  } catch {
+    throw new AppError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry');
+  }
+}
+
+function hasBody(req: FastifyRequest): boolean {
+  const len = req.headers['content-length'];
+  if (len !== undefined) return Number(len) > 0;
+  return req.headers['transfer-encoding'] !== undefined;
+}
+
+function linkBlob(svc: Services, repo: RepoDef, image: string, digest: Digest, size: number) {
+  return recordLocalFile(svc, repo, keys.layer(image, digest), digest, size, { contentType: 'application/octet-stream' });
+}
+
+function created(reply: FastifyReply, t: Target, digest: Digest) {
+  return reply.code(201).header('location', `/v2/${t.name}/blobs/${digest}`).header('docker-content-digest', digest).header('content-length', '0').send();
+}
+
+/** POST /v2/<name>/blobs/uploads/ : mount, monolithic upload, or a new session. */
+export async function startUpload(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target, target: RepoDef) {
+  const q = req.query as Record<string, string | undefined>;
+  if (q.mount && isDigest(q.mount)) {
+    const linked = await mount(svc, t, target, q.mount, q.from);
+    if (linked) return created(reply, t, q.mount);
+  }
+  if (q.digest !== undefined) {
+    const digest = parseDigest(q.digest);
+    const len = req.headers['content-length'];
+    await putLocalFile(svc, target, keys.layer(t.image, digest), req.raw, {
+      expect: { digest, size: len !== undefined ? Number(len) : undefined }, contentType: 'application/octet-stream',
+    });
+    return created(reply, t, digest);
+  }
+  const id = randomUUID();
+  await fsp.mkdir(uploadDir(svc), { recursive: true });
+  await fsp.writeFile(spoolPath(svc, id), Buffer.alloc(0));
+  await svc.meta.sessions.put({ id, repo: target.name, scope: t.image, startedAt: Date.now() });
+  return reply.code(202).header('location', uploadUrl(t, id)).header('range', '0-0').header('docker-upload-uuid', id)
+    .header('content-length', '0').send();
+}
+
+/** Cross-repo mount: link the blob the source image already has; no bytes are copied. */
+async function mount(svc: Services, t: Target, target: RepoDef, digest: Digest, from: string | undefined): Promise<boolean> {
+  if (!from) return false;
+  let src: Target;
+  try {
+    src = await resolveName(svc, from);
+  } catch {
+    return false;
+  }
+  const rec = await svc.meta.files.get(src.repo.name, keys.layer(src.image, digest));
+  if (!rec || rec.digest !== digest || !(await svc.blob.stat(digest))) return false;
+  await linkBlob(svc, target, t.image, digest, rec.size);
+  return true;
+}
+
+async function session(svc: Services, target: RepoDef, t: Target, id: string): Promise<UploadSession> {
+  const s = /^[0-9a-f-]{36}$/.test(id) ? await svc.meta.sessions.get(id) : null;
+  if (!s || s.repo !== target.name || s.scope !== t.image) throw new AppError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry');
+  return s;
+}
+
+/** Appends the request body at `offset` (the current size); a Content-Range that starts elsewhere is refused with 416. */
+async function append(req: FastifyRequest, svc: Services, id: string, reply: FastifyReply): Promise<number> {
+  const size = await sizeOf(svc, id);
+  const cr = req.headers['content-range'];
+  if (cr !== undefined) {
+    const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/\d+|\/\*)?$/.exec(String(cr).trim());
+    if (!m || Number(m[1]) !== size) {
+      reply.header('range', rangeHeader(size)).header('docker-upload-uuid', id);
+      throw new AppError('RANGE_INVALID', `chunk starts at ${m ? m[1] : '?'}, upload is at ${size}`);
+    }
+  }
+  const max = svc.config.uploads.max_size;
+  let written = 0;
+  const out = createWriteStream(spoolPath(svc, id), { flags: 'a' });
+  await pipeline(req.raw, async function* (src) {
+    for await (const chunk of src) {
+      written += (chunk as Buffer).length;
+      if (max && size + written > max) throw new AppError('TOO_LARGE', `upload exceeds ${max} bytes`);
+      yield chunk;
+    }
+  }, out);
+  return size + written;
+}
+
+/** PATCH: one chunk (streamed or Content-Range'd). */
+export async function patchUpload(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target, target: RepoDef, id: string) {
+  await session(svc, target, t, id);
+  const size = await svc.coord.withLock(`docker-upload:${id}`, () => append(req, svc, id, reply));
+  return reply.code(202).header('location', uploadUrl(t, id)).header('range', rangeHeader(size)).header('docker-upload-uuid', id)
+    .header('content-length', '0').send();
+}
+
+/** GET: where the upload is. */
+export async function uploadStatus(reply: FastifyReply, svc: Services, t: Target, target: RepoDef, id: string) {
+  await session(svc, target, t, id);
+  const size = await sizeOf(svc, id);
+  return reply.code(204).header('location', uploadUrl(t, id)).header('range', rangeHeader(size)).header('docker-upload-uuid', id).send();
+}
+
+/** PUT ?digest=: last chunk (optional), then verify and publish. */
+export async function finishUpload(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target, target: RepoDef, id: string) {
+  await session(svc, target, t, id);
+  const digest = parseDigest((req.query as Record<string, string | undefined>).digest);
+  return svc.coord.withLock(`docker-upload:${id}`, async () => {
+    if (hasBody(req)) await append(req, svc, id, reply);
+    else req.raw.resume();
+    const path = spoolPath(svc, id);
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) {
+      hash.update(c as Buffer);
+      size += (c as Buffer).length;
+    }
+    const actual: Digest = `sha256:${hash.digest('hex')}`;
+    if (actual !== digest) {
+      await dropSession(svc, id);
+      throw new AppError('DIGEST_INVALID', `provided digest did not match uploaded content (got ${actual})`);
+    }
+    await publishSpooled(svc, { path, digest, size });
+    await linkBlob(svc, target, t.image, digest, size);
+    await svc.meta.sessions.remove(id);
+    return created(reply, t, digest);
+  });
+}
+
+export async function cancelUpload(reply: FastifyReply, svc: Services, t: Target, target: RepoDef, id: string) {
+  await session(svc, target, t, id);
+  await dropSession(svc, id);
+  return reply.code(204).send();
+}
+
+export async function dropSession(svc: Services, id: string): Promise<void> {
+  await fsp.rm(spoolPath(svc, id), { force: true });
+  await svc.meta.sessions.remove(id);
+}
