@@ -106,5 +106,5 @@ export async function referrers(req: FastifyRequest, reply: FastifyReply, svc: S
     list = list.filter((d) => d.artifactType === want);
     reply.header('oci-filters-applied', 'artifactType');
   }
-  return reply.header('content-type', MT.ociIndex).send(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociIndex, manifests: list }));
+  return reply.header('content-type', MT.ociIndex).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociIndex, manifests: list })));
 }
