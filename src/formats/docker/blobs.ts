@@ -6,6 +6,7 @@ import type { Services } from '../../repos/services.js';
 import type { FileRef, Served } from '../../repos/types.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { sendServed } from '../../server/send.js';
+import { preferNs } from './manifests.js';
 import { keys, type Target } from './names.js';
 import { upstreamAuth, upstreamUrl } from './remote-auth.js';
 
@@ -25,9 +26,10 @@ export function blobRef(svc: Services, image: string, digest: Digest): FileRef {
   };
 }
 
-export async function findBlob(svc: Services, repo: RepoDef, image: string, digest: Digest): Promise<Served> {
+export async function findBlob(svc: Services, repo: RepoDef, image: string, digest: Digest, ns?: string): Promise<Served> {
   try {
-    return await resolveFile(svc, repo, blobRef(svc, image, digest));
+    const from = ns && repo.kind === 'virtual' ? await preferNs(svc, repo, ns) : repo;
+    return await resolveFile(svc, from, blobRef(svc, image, digest));
   } catch (err) {
     if (statusOf(err) === 404) throw new AppError('BLOB_UNKNOWN', `blob unknown to registry: ${digest}`);
     throw err;
@@ -36,7 +38,7 @@ export async function findBlob(svc: Services, repo: RepoDef, image: string, dige
 
 export async function getBlob(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target, rawDigest: string) {
   const digest = parseDigest(rawDigest);
-  const served = await findBlob(svc, t.repo, t.image, digest);
+  const served = await findBlob(svc, t.repo, t.image, digest, t.ns);
   return sendServed(req, reply, served, svc, { contentType: 'application/octet-stream', headers: { 'docker-content-digest': digest } });
 }
 

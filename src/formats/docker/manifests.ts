@@ -71,7 +71,7 @@ export async function findManifest(svc: Services, repo: RepoDef, image: string, 
  * containerd's `?ns=registry-1.docker.io`: the members that may answer are the
  * local ones and the remote ones whose upstream is that registry (Docker Hub aliases count as one).
  */
-async function preferNs(svc: Services, repo: RepoDef, ns: string): Promise<RepoDef> {
+export async function preferNs(svc: Services, repo: RepoDef, ns: string): Promise<RepoDef> {
   const hub = (h: string) => (['docker.io', 'registry-1.docker.io', 'index.docker.io'].includes(h) ? 'docker.io' : h);
   const want = hub(ns.toLowerCase());
   const keep: string[] = [];

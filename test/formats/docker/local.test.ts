@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { Layout } from './oci-layout.js';
-import { skopeo, TLS, which } from './util.js';
+import { closeServer, skopeo, TLS, which } from './util.js';
 
 let srv: TestServer;
 let tmp: string;
@@ -17,7 +17,7 @@ beforeAll(async () => {
   await srv.addRepo({ name: 'dother', format: 'docker', kind: 'local' });
 });
 afterAll(async () => {
-  await srv.close();
+  await closeServer(srv);
   await rm(tmp, { recursive: true, force: true });
 });
 

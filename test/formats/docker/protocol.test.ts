@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closeServer } from './util.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 
 let srv: TestServer;
@@ -13,7 +14,7 @@ beforeAll(async () => {
   await srv.addRepo({ name: 'reg2', format: 'docker', kind: 'local' });
   await srv.addRepo({ name: 'dremote', format: 'docker', kind: 'remote', upstream: 'http://127.0.0.1:9/' });
 });
-afterAll(() => srv.close());
+afterAll(() => closeServer(srv));
 
 const v2 = (p: string, init?: RequestInit) => fetch(`${srv.url}/v2/${p}`, init);
 

@@ -7,7 +7,7 @@ import { upstreamImage } from '../../../src/formats/docker/remote-auth.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { Layout, type Blob } from './oci-layout.js';
 import { startRegistry, type Registry } from './registry.js';
-import { skopeo, TLS, which } from './util.js';
+import { closeServer, skopeo, TLS, which } from './util.js';
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -38,7 +38,7 @@ describe.skipIf(!which('docker-registry') || !which('skopeo'))('docker remote re
     await srv.addRepo({ name: 'dhub', format: 'docker', kind: 'remote', upstream: reg.url, metadata_ttl: '1s' });
   });
   afterAll(async () => {
-    await srv?.close();
+    if (srv) await closeServer(srv);
     await reg?.close();
     await rm(tmp, { recursive: true, force: true });
   });
@@ -115,7 +115,7 @@ describe.skipIf(!which('docker-registry') || !which('skopeo') || !which('openssl
     await srv.addRepo({ name: 'authed', format: 'docker', kind: 'remote', upstream: reg.url, username: 'alice', password: 's3cret' });
   });
   afterAll(async () => {
-    await srv?.close();
+    if (srv) await closeServer(srv);
     await reg?.close();
     await rm(tmp, { recursive: true, force: true });
   });

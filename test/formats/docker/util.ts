@@ -19,3 +19,17 @@ export async function skopeo(...args: string[]): Promise<string> {
 }
 
 export const TLS = ['--src-tls-verify=false', '--dest-tls-verify=false'];
+
+/**
+ * Closes a test server. A response streamed from a cache fill ends only once
+ * the fill is committed, a moment after the client has every byte; fastify
+ * closes idle keep-alive connections once, so keep closing them until it is done.
+ */
+export async function closeServer(srv: { app: { server: { closeIdleConnections(): void } }; close(): Promise<void> }): Promise<void> {
+  const timer = setInterval(() => srv.app.server.closeIdleConnections(), 50);
+  try {
+    await srv.close();
+  } finally {
+    clearInterval(timer);
+  }
+}
