@@ -126,3 +126,14 @@ export function uploadForm(file: { filename: string; bytes: Buffer }, fields: Re
   parts.push(file.bytes, Buffer.from(`\r\n--${boundary}--\r\n`));
   return { body: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` };
 }
+
+/** The METADATA file inside a wheel, read with Python's zipfile (independent of the server's reader). */
+export async function wheelMetadata(wheelPath: string): Promise<Buffer> {
+  const r = await run(PYTHON!, ['-c', [
+    'import sys, zipfile',
+    'z = zipfile.ZipFile(sys.argv[1])',
+    "n = [x for x in z.namelist() if x.endswith('.dist-info/METADATA') and x.count('/') == 1][0]",
+    'sys.stdout.buffer.write(z.read(n))',
+  ].join('\n'), wheelPath], { encoding: 'buffer' });
+  return r.stdout as unknown as Buffer;
+}
