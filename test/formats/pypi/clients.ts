@@ -53,9 +53,9 @@ async function dist(path: string): Promise<Dist> {
 /**
  * Builds a wheel (and optionally an sdist) from a tiny source package under
  * fixtures/pypi, copied to a temp dir first (setuptools writes into the tree);
- * `version` rewrites the pyproject version.
+ * `version` rewrites the pyproject version, `files` overwrites source files (a variant with other bytes).
  */
-export async function buildDist(fixture: string, o: { version?: string; sdist?: boolean } = {}): Promise<{ wheel: Dist; sdist?: Dist }> {
+export async function buildDist(fixture: string, o: { version?: string; sdist?: boolean; files?: Record<string, string> } = {}): Promise<{ wheel: Dist; sdist?: Dist }> {
   if (!PYTHON) throw new Error('no python with pip');
   const work = await mkdtemp(join(tmpdir(), 'pypi-build-'));
   const src = join(work, 'src');
@@ -64,6 +64,7 @@ export async function buildDist(fixture: string, o: { version?: string; sdist?: 
     const p = join(src, 'pyproject.toml');
     await writeFile(p, (await readFile(p, 'utf8')).replace(/^version = ".*"$/m, `version = "${o.version}"`));
   }
+  for (const [rel, text] of Object.entries(o.files ?? {})) await writeFile(join(src, rel), text);
   const out = join(work, 'out');
   await mkdir(out);
   await run(PYTHON, ['-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '--no-index', '-w', out, src], { env: pipEnv() });
