@@ -134,7 +134,7 @@ async function entryOf(svc: Services, repo: RepoDef, project: string, filename: 
   const { doc } = await resolveDoc(svc, repo, projectSource(svc, project));
   const entry = doc.files.find((f) => f.filename === filename);
   if (!entry || (metadata && !entry.metadata)) throw new AppError('NOT_FOUND', `${filename}${metadata ? METADATA_SUFFIX : ''} not found in ${repo.name}`);
-  if (repo.kind === 'remote' && !entry.url) throw new AppError('NOT_FOUND', `${filename} has no upstream URL`);
+  if (repo.kind === 'remote' && !/^https?:\/\//i.test(entry.url ?? '')) throw new AppError('UPSTREAM_FAILED', `upstream lists no http(s) URL for ${filename}`);
   if (repo.kind === 'remote') {
     const hex = metadata ? entry.metadata?.sha256 : entry.hashes.sha256;
     if (hex !== undefined && !/^[a-f0-9]{64}$/.test(hex)) throw new AppError('UPSTREAM_FAILED', `upstream lists a malformed sha256 for ${filename}`);

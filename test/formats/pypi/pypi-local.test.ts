@@ -137,6 +137,17 @@ describe.skipIf(!PYTHON || !which('twine'))('pypi local repository (twine, pip)'
     expect(await (await fetch(`${srv.url}/py/simple/demo-dep/`)).text()).toContain(other.wheel.filename);
   }, 60_000);
 
+  it('streams a large upload into the store and serves it back byte for byte', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const big = { filename: 'demo_dep-9.0.tar.gz', bytes: randomBytes(48 * 1024 * 1024) };
+    const f = uploadForm(big, { ':action': 'file_upload', protocol_version: '1', name: 'demo-dep', version: '9.0', filetype: 'sdist', sha256_digest: sha(big.bytes) });
+    const r = await fetch(`${srv.url}/py/`, { method: 'POST', body: f.body, headers: { 'content-type': f.contentType } });
+    expect(r.status, await r.clone().text()).toBe(200);
+    const got = await fetch(`${srv.url}/py/packages/demo-dep/${big.filename}`);
+    expect(got.headers.get('content-length')).toBe(String(big.bytes.length));
+    expect(sha(Buffer.from(await got.arrayBuffer()))).toBe(sha(big.bytes));
+  }, 60_000);
+
   it('refuses uploads to a remote repo (405) and bodies that are not multipart (400)', async () => {
     const notForm = await fetch(`${srv.url}/py/`, { method: 'POST', body: 'x', headers: { 'content-type': 'text/plain' } });
     expect(notForm.status).toBe(400);
