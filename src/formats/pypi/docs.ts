@@ -10,7 +10,6 @@ import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import {
   mergeProjects, mergeRoots, parseProjectPage, parseRootPage, UPSTREAM_ACCEPT, type ProjectDoc, type PyFile, type RootDoc,
 } from './index-doc.js';
-import { normalizeName } from './names.js';
 
 /** Storage layout inside a repo: files under `packages/<project>/`, cached upstream pages under `simple/`. */
 export const packagePath = (project: string, filename: string) => `packages/${project}/${filename}`;
@@ -147,4 +146,3 @@ export function docEtag(body: string): string {
   return `"${sha256(body).slice(7, 39)}"`;
 }
 
-export { normalizeName };
