@@ -31,6 +31,23 @@ export const PYTHON = (() => {
   return null;
 })();
 
+/**
+ * A python whose pip reads PEP 714 `core-metadata` from JSON pages (pip >= 23.2), so
+ * it resolves from `.metadata` files instead of downloading wheels; Debian's pip 23.0 does not.
+ */
+export const PYTHON_PEP714 = (() => {
+  for (const p of ['python3', '/usr/bin/python3']) {
+    try {
+      const v = execFileSync(p, ['-m', 'pip', '--version'], { encoding: 'utf8' });
+      const m = /^pip (\d+)\.(\d+)/.exec(v);
+      if (m && (Number(m[1]) > 23 || (Number(m[1]) === 23 && Number(m[2]) >= 2))) return p;
+    } catch {
+      /* next */
+    }
+  }
+  return null;
+})();
+
 /** pip without this machine's pip.conf, find-links or extra indexes: only the index we name. */
 export function pipEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env, PIP_CONFIG_FILE: '/dev/null', PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1' };
@@ -95,9 +112,9 @@ async function runAllowFail(cmd: string, args: string[], env: NodeJS.ProcessEnv,
 }
 
 /** `pip install --index-url URL --target DIR --no-cache-dir`, isolated; returns the target dir and the run. */
-export async function pipInstall(indexUrl: string, reqs: string[], extra: string[] = []): Promise<RunResult & { target: string }> {
+export async function pipInstall(indexUrl: string, reqs: string[], extra: string[] = [], python = PYTHON!): Promise<RunResult & { target: string }> {
   const target = await mkdtemp(join(tmpdir(), 'pypi-target-'));
-  const r = await runAllowFail(PYTHON!, [
+  const r = await runAllowFail(python, [
     '-m', 'pip', '--isolated', 'install', '--no-cache-dir', '--disable-pip-version-check', '--index-url', indexUrl,
     '--target', target, ...extra, ...reqs,
   ], pipEnv());

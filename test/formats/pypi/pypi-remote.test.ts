@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { startUpstream, type FakeUpstream } from '../../helpers/upstream.js';
-import { buildDist, pipInstall, PYTHON, pyEval, wheelMetadata, type Dist } from './clients.js';
+import { buildDist, pipInstall, PYTHON, PYTHON_PEP714, pyEval, wheelMetadata, type Dist } from './clients.js';
 import { upstreamIndex, type UpstreamFile } from './upstream-index.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -103,6 +103,22 @@ describe.skipIf(!PYTHON)('pypi remote repository (pip through a proxied index)',
     const root = await (await fetch(`${srv.url}/pyr/simple/`)).text();
     expect(root).toContain(`href="${srv.url}/pyr/simple/demo-dep/"`);
   });
+
+  it.skipIf(!PYTHON_PEP714)('lets a PEP 714 pip resolve from .metadata files, verified and cached by the proxy', async () => {
+    const up = await pypiUpstream(files, { json: true });
+    ups.push(up);
+    await srv.addRepo({ name: 'pym', format: 'pypi', kind: 'remote', upstream: up.index.url });
+    const pip = await pipInstall(`${srv.url}/pym/simple/`, ['demo-app'], [], PYTHON_PEP714!);
+    expect(pip.code, pip.stdout + pip.stderr).toBe(0);
+    expect(pip.stdout).toMatch(/Successfully installed .*demo-dep-1\.0\b/i);
+    // pip asked this server for the metadata (proxied from the upstream once), then for the wheels it installs.
+    expect(up.files.hits.get(`GET /files/demo-dep/${dep1.filename}.metadata`)).toBe(1);
+    expect(up.files.hits.get(`GET /files/Demo_App/${app.filename}.metadata`)).toBe(1);
+    expect(up.files.hits.get(`GET /files/demo-dep/${dep1.filename}`)).toBe(1);
+    expect(up.files.hits.get(`GET /files/demo-dep/${dep2.filename}.metadata`)).toBeUndefined(); // yanked 2.0 never considered
+    const cached = await srv.svc.meta.files.get('pym', `packages/demo-dep/${dep1.filename}.metadata`);
+    expect(cached?.digest).toBe(`sha256:${sha(files[0].metadata!)}`);
+  }, 120_000);
 
   it('proxies a PEP 691 JSON upstream given as its /simple/ URL', async () => {
     const up = await pypiUpstream(files, { json: true });
