@@ -111,6 +111,20 @@ for (const f of factories) {
       expect((await collect(store.list())).filter((b) => b.digest === dg)).toHaveLength(1);
     });
 
+    it('stage (when offered) uploads ahead and keeps the temp file; commit restores a blob removed in between', async () => {
+      const body = randomBytes(50_000);
+      const s = await spool(Readable.from([body]), store.tempDir);
+      if (store.stage) {
+        await store.stage(s.path, s.digest, s.size);
+        expect(existsSync(s.path)).toBe(true);
+        expect((await store.stat(s.digest))?.size).toBe(body.length);
+        await store.delete(s.digest); // a gc reaped an old copy between stage and commit
+      }
+      await store.commit(s.path, s.digest, s.size);
+      expect(existsSync(s.path)).toBe(false);
+      expect((await read(await store.read(s.digest))).equals(body)).toBe(true);
+    });
+
     it('lists every blob with its size, and deletes', async () => {
       const bodies = Array.from({ length: 25 }, (_, i) => randomBytes(10 + i));
       const digests = [];

@@ -112,20 +112,31 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
+  /** Uploads ahead of the metadata transaction (multipart from the temp file); keeps the temp file. */
+  async stage(tempFile: string, d: Digest, size: number): Promise<void> {
+    if (await this.stat(d)) return;
+    await this.upload(tempFile, d, size);
+  }
+
+  /** Inside the transaction: normally just a HEAD (stage did the upload); uploads if the object is missing. */
   async commit(tempFile: string, d: Digest, size: number): Promise<void> {
     try {
       if (await this.stat(d)) return;
-      const upload = new Upload({
-        client: this.client,
-        params: { Bucket: this.bucket, Key: this.key(d), Body: createReadStream(tempFile), ContentLength: size, ContentType: 'application/octet-stream' },
-        partSize: this.partSize,
-        queueSize: 4,
-        leavePartsOnError: false,
-      });
-      await upload.done();
+      await this.upload(tempFile, d, size);
     } finally {
       await fsp.rm(tempFile, { force: true });
     }
+  }
+
+  private async upload(tempFile: string, d: Digest, size: number): Promise<void> {
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: this.key(d), Body: createReadStream(tempFile), ContentLength: size, ContentType: 'application/octet-stream' },
+      partSize: this.partSize,
+      queueSize: 4,
+      leavePartsOnError: false,
+    });
+    await upload.done();
   }
 
   async delete(d: Digest): Promise<void> {
