@@ -58,3 +58,25 @@ export async function startS3(): Promise<TestS3> {
     },
   };
 }
+
+let sharedS3: Promise<TestS3> | undefined;
+
+/**
+ * ARTIFACTAPI_TEST_STACK=1: startServer() runs on Postgres (fresh schema) + S3 (s3rver, fresh bucket)
+ * + Redis instead of SQLite + fs + memory, so any server test can run over the full stack.
+ */
+export async function stackFlags(): Promise<{ flags: Record<string, unknown>; cleanup(): Promise<void> }> {
+  if (!POSTGRES_URL || !REDIS_URL) throw new Error(`ARTIFACTAPI_TEST_STACK=1 needs ARTIFACTAPI_TEST_POSTGRES_URL and ARTIFACTAPI_TEST_REDIS_URL`);
+  sharedS3 ??= startS3();
+  const s3 = await sharedS3;
+  const schema = await freshPgSchema();
+  return {
+    flags: {
+      'database.url': schema.url, 'database.pool_size': 5,
+      'storage.type': 's3', 'storage.endpoint': s3.endpoint, 'storage.bucket': uniq('t').replace(/_/g, '-'),
+      'storage.access_key': s3.accessKey, 'storage.secret_key': s3.secretKey, 'storage.force_path_style': true,
+      'redis.url': REDIS_URL,
+    },
+    cleanup: () => schema.drop(),
+  };
+}
