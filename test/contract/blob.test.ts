@@ -15,6 +15,7 @@ import { startS3, uniq, type TestS3 } from '../helpers/stores.js';
 /** One BlobStore contract, run against every adapter. S3 runs against s3rver started here (no env needed). */
 interface BlobFactory {
   name: string;
+  skip?: string;
   setup?(): Promise<void>;
   teardown?(): Promise<void>;
   open(): Promise<{ store: BlobStore; cleanup(): Promise<void> }>;
@@ -43,6 +44,20 @@ const factories: BlobFactory[] = [
       return { store, cleanup: async () => { await store.close?.(); await rm(dir, { recursive: true, force: true }); } };
     },
   },
+  {
+    // A real S3 / MinIO when configured: ARTIFACTAPI_TEST_S3_ENDPOINT (+ _ACCESS_KEY, _SECRET_KEY, _REGION).
+    name: 's3 (ARTIFACTAPI_TEST_S3_ENDPOINT)',
+    skip: process.env.ARTIFACTAPI_TEST_S3_ENDPOINT ? undefined : 'ARTIFACTAPI_TEST_S3_ENDPOINT is not set (s3rver covers S3 above)',
+    async open() {
+      const dir = await mkdtemp(join(tmpdir(), 'artifactapi-blob-'));
+      const store = await S3BlobStore.open({
+        endpoint: process.env.ARTIFACTAPI_TEST_S3_ENDPOINT, bucket: uniq('b').replace(/_/g, '-'),
+        region: process.env.ARTIFACTAPI_TEST_S3_REGION ?? 'us-east-1', accessKey: process.env.ARTIFACTAPI_TEST_S3_ACCESS_KEY,
+        secretKey: process.env.ARTIFACTAPI_TEST_S3_SECRET_KEY, forcePathStyle: true, tempDir: join(dir, 'tmp'), partSize: 5 * 1024 * 1024,
+      });
+      return { store, cleanup: async () => { await store.close?.(); await rm(dir, { recursive: true, force: true }); } };
+    },
+  },
 ];
 
 const read = async (s: Readable) => { const parts: Buffer[] = []; for await (const c of s) parts.push(c as Buffer); return Buffer.concat(parts); };
@@ -57,7 +72,7 @@ async function put(store: BlobStore, body: Buffer): Promise<Digest> {
 }
 
 for (const f of factories) {
-  describe(`BlobStore contract: ${f.name}`, () => {
+  describe.skipIf(!!f.skip)(`BlobStore contract: ${f.name}${f.skip ? ` (skipped: ${f.skip})` : ''}`, () => {
     let store: BlobStore;
     let cleanup: () => Promise<void>;
     beforeAll(async () => f.setup?.());
