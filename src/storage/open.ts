@@ -48,7 +48,11 @@ export async function openStores(config: Config): Promise<Stores> {
 async function openMeta(config: Config): Promise<MetaStore> {
   const url = config.database.url;
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-    return PostgresMetaStore.open(url, { poolSize: config.database.pool_size });
+    try {
+      return await PostgresMetaStore.open(url, { poolSize: config.database.pool_size });
+    } catch (err) {
+      throw new Error(`database.url: cannot use ${masked(url)}: ${(err as Error).message}`);
+    }
   }
   if (url.startsWith('sqlite://')) return SqliteMetaStore.open(url.slice('sqlite://'.length));
   throw new Error(`database.url: unsupported scheme in "${url}" (use sqlite:// or postgres://)`);
@@ -67,7 +71,22 @@ async function openBlob(config: Config): Promise<BlobStore> {
 
 async function openCoord(config: Config): Promise<Coordinator> {
   if (config.redis.url) {
-    return RedisCoordinator.open(config.redis.url);
+    try {
+      return await RedisCoordinator.open(config.redis.url);
+    } catch (err) {
+      throw new Error(`redis.url: cannot use ${masked(config.redis.url)}: ${(err as Error).message}`);
+    }
   }
   return new MemoryCoordinator();
+}
+
+/** A URL fit for an error message: no password. */
+function masked(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(invalid URL)';
+  }
 }
