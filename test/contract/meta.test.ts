@@ -199,6 +199,17 @@ for (const f of factories) {
       for (let i = 0; i < log.length; i += 2) expect(log[i].replace('start', '')).toBe(log[i + 1].replace('end', ''));
     });
 
+    it('a burst of transactions does not starve plain reads made inside them', async () => {
+      // Postgres here has a pool of 4: ten queued transactions must not hold every connection.
+      await store.files.put(file('r', 'seen'));
+      const seen = await Promise.all(Array.from({ length: 10 }, (_, i) => store.tx(async (m) => {
+        const outer = await store.files.get('r', 'seen');
+        await m.blobs.touch(d(`burst${i}`), i);
+        return outer?.path;
+      })));
+      expect(seen).toEqual(Array(10).fill('seen'));
+    }, 20_000);
+
     it('excludes a transaction of another store instance on the same database (another process)', async (ctx) => {
       if (!peer) return ctx.skip();
       const other = await peer();

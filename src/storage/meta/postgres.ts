@@ -72,6 +72,8 @@ export class PostgresMetaStore implements MetaStore {
     private readonly pool: pg.Pool,
     private readonly q: Querier,
     private readonly inTx: boolean,
+    /** Transactions queue in-process first: at most one pooled connection waits on the advisory lock. */
+    private readonly txQueue: { tail: Promise<void> },
   ) {}
 
   static async open(url: string, o: PostgresOptions = {}): Promise<PostgresMetaStore> {
@@ -84,7 +86,7 @@ export class PostgresMetaStore implements MetaStore {
       await pool.end().catch(() => {});
       throw err;
     }
-    return new PostgresMetaStore(pool, pool, false);
+    return new PostgresMetaStore(pool, pool, false, { tail: Promise.resolve() });
   }
 
   private async rows(sql: string, params: unknown[] = []): Promise<Row[]> {
@@ -99,14 +101,22 @@ export class PostgresMetaStore implements MetaStore {
     await this.q.query(sql, params);
   }
 
-  async tx<T>(fn: (m: MetaStore) => Promise<T>): Promise<T> {
+  tx<T>(fn: (m: MetaStore) => Promise<T>): Promise<T> {
     if (this.inTx) return fn(this);
+    // The advisory lock makes transactions exclusive anyway; queueing here first means a burst of
+    // them holds one connection, not the whole pool (which a body using the pool would then starve on).
+    const result = this.txQueue.tail.then(() => this.runTx(fn));
+    this.txQueue.tail = result.then(() => undefined, () => undefined);
+    return result;
+  }
+
+  private async runTx<T>(fn: (m: MetaStore) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken = false;
     try {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1, $2)', [...TX_LOCK]);
-      const result = await fn(new PostgresMetaStore(this.pool, client, true));
+      const result = await fn(new PostgresMetaStore(this.pool, client, true, this.txQueue));
       await client.query('COMMIT');
       return result;
     } catch (err) {
