@@ -93,6 +93,10 @@ export class RedisCoordinator implements Coordinator {
     }
   }
 
+  async ping(): Promise<void> {
+    await this.redis.ping();
+  }
+
   async close(): Promise<void> {
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
