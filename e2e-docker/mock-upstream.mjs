@@ -2,6 +2,7 @@
 // A static mock upstream for the e2e suite: serves e2e-docker/fixtures/ (or $FIXTURES_DIR)
 // with Content-Length, ETag, Last-Modified, HEAD and If-None-Match, and counts hits.
 //   GET /__hits            -> {"<path>": n, ...}
+//   GET /slow/<path>       -> <path>, streamed in 16 KiB chunks 20 ms apart (concurrent-miss tests)
 //   node e2e-docker/mock-upstream.mjs [--port 8080] [--host 0.0.0.0]
 // No dependencies, so it runs in a plain node image.
 import { createHash } from 'node:crypto';
@@ -31,7 +32,8 @@ const server = createServer(async (req, res) => {
   }
   if (path === '/__health') return void res.writeHead(200).end('ok');
   hits.set(path, (hits.get(path) ?? 0) + 1);
-  const file = normalize(join(root, path));
+  const slow = path.startsWith('/slow/');
+  const file = normalize(join(root, slow ? path.slice('/slow'.length) : path));
   if (!file.startsWith(root + sep)) return void res.writeHead(400).end('bad path');
   let st;
   try {
@@ -52,7 +54,13 @@ const server = createServer(async (req, res) => {
   if (req.headers['if-none-match'] === etag.value) return void res.writeHead(304, { etag: etag.value }).end();
   res.writeHead(200, headers);
   if (req.method === 'HEAD') return void res.end();
-  createReadStream(file).pipe(res);
+  if (!slow) return void createReadStream(file).pipe(res);
+  const body = await fsp.readFile(file);
+  for (let i = 0; i < body.length && !res.destroyed; i += 16384) {
+    res.write(body.subarray(i, i + 16384));
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  res.end();
 });
 server.listen(port, host, () => {
   const a = server.address();

@@ -70,19 +70,24 @@ UP_PORT="$(free_port)"
 node e2e-docker/mock-upstream.mjs --host 127.0.0.1 --port "$UP_PORT" >"$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
 
-# 5. artifactapi
+# 5. artifactapi: two instances on the same Postgres + S3 + Redis (the suite mostly talks to the
+#    first; e2e-docker/instances.test.ts uses both)
+start_api() { # name port
+  ARTIFACTAPI_DATA_DIR="$WORK/data-$1" \
+  ARTIFACTAPI_DATABASE_URL="$PG_URL" \
+  ARTIFACTAPI_STORAGE_TYPE=s3 \
+  ARTIFACTAPI_STORAGE_ENDPOINT="http://127.0.0.1:$S3_PORT" \
+  ARTIFACTAPI_STORAGE_BUCKET=artifactapi \
+  ARTIFACTAPI_STORAGE_ACCESS_KEY=S3RVER \
+  ARTIFACTAPI_STORAGE_SECRET_KEY=S3RVER \
+  ARTIFACTAPI_REDIS_URL="$REDIS_URL" \
+  NODE_NO_WARNINGS=1 \
+    node bin/artifactapi serve --host 127.0.0.1 --port "$2" >"$WORK/artifactapi-$1.log" 2>&1 &
+  PIDS+=($!)
+}
 API_PORT="$(free_port)"
-ARTIFACTAPI_DATA_DIR="$WORK/data" \
-ARTIFACTAPI_DATABASE_URL="$PG_URL" \
-ARTIFACTAPI_STORAGE_TYPE=s3 \
-ARTIFACTAPI_STORAGE_ENDPOINT="http://127.0.0.1:$S3_PORT" \
-ARTIFACTAPI_STORAGE_BUCKET=artifactapi \
-ARTIFACTAPI_STORAGE_ACCESS_KEY=S3RVER \
-ARTIFACTAPI_STORAGE_SECRET_KEY=S3RVER \
-ARTIFACTAPI_REDIS_URL="$REDIS_URL" \
-NODE_NO_WARNINGS=1 \
-  node bin/artifactapi serve --host 127.0.0.1 --port "$API_PORT" >"$WORK/artifactapi.log" 2>&1 &
-PIDS+=($!)
+start_api a "$API_PORT"
+API_PORT_2="$(free_port)"
 
 wait_http() {
   local url=$1 what=$2
@@ -94,9 +99,12 @@ wait_http() {
 }
 wait_http "http://127.0.0.1:$UP_PORT/__health" "mock upstream"
 wait_http "http://127.0.0.1:$API_PORT/health" "artifactapi"
-log "artifactapi http://127.0.0.1:$API_PORT (postgres $DB, s3rver :$S3_PORT, redis), upstream :$UP_PORT"
+start_api b "$API_PORT_2" # after the first has migrated the schema
+wait_http "http://127.0.0.1:$API_PORT_2/health" "artifactapi (second instance)"
+log "artifactapi http://127.0.0.1:$API_PORT and :$API_PORT_2 (postgres $DB, s3rver :$S3_PORT, redis), upstream :$UP_PORT"
 
 # 6. the suite
 ARTIFACTAPI_URL="http://127.0.0.1:$API_PORT" \
+ARTIFACTAPI_URL_2="http://127.0.0.1:$API_PORT_2" \
 E2E_UPSTREAM_URL="http://127.0.0.1:$UP_PORT" \
   npx vitest run --config e2e-docker/vitest.config.ts "$@"

@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
  * and as seen by the suite (for its hit counter).
  */
 export const BASE = (process.env.ARTIFACTAPI_URL ?? 'http://127.0.0.1:8001').replace(/\/+$/, '');
+/** Optional second instance on the same Postgres + S3 + Redis (the process stack starts one). */
+export const BASE_2 = (process.env.ARTIFACTAPI_URL_2 ?? '').replace(/\/+$/, '');
 export const UPSTREAM_FOR_SERVER = (process.env.E2E_UPSTREAM_URL ?? 'http://upstream:8080').replace(/\/+$/, '');
 export const UPSTREAM_FOR_TESTS = (process.env.E2E_UPSTREAM_PUBLIC_URL ?? process.env.E2E_UPSTREAM_URL ?? 'http://127.0.0.1:8002').replace(/\/+$/, '');
 
