@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `npm run docker-e2e`: build the image, bring up the compose stack with the e2e overlay
-# (artifactapi + postgres + redis + minio + mock upstream), wait for /health, run the
+# (artifactapi x2 + postgres + redis + minio + mock upstream), wait for /health, run the
 # black-box suite in e2e-docker/ against http://127.0.0.1:8001, tear everything down.
 # Needs a Docker engine with Compose v2.24+. Extra args go to vitest.
 # E2E_KEEP_STACK=1 leaves the stack up.
@@ -28,6 +28,7 @@ done
 curl -fsS http://127.0.0.1:8001/health >/dev/null
 
 ARTIFACTAPI_URL=http://127.0.0.1:8001 \
+ARTIFACTAPI_URL_2=http://127.0.0.1:8003 \
 E2E_UPSTREAM_URL=http://upstream:8080 \
 E2E_UPSTREAM_PUBLIC_URL=http://127.0.0.1:8002 \
   npx vitest run --config e2e-docker/vitest.config.ts "$@"
