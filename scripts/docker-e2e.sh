@@ -19,13 +19,20 @@ teardown() {
 trap teardown EXIT INT TERM
 
 compose build
-compose up -d --wait --wait-timeout 180
+# Not `up --wait`: the one-shot minio-init exits by design, which some Compose versions count as a failure.
+compose up -d
 
-for _ in $(seq 120); do
-  curl -fsS -o /dev/null http://127.0.0.1:8001/health && break
-  sleep 1
-done
-curl -fsS http://127.0.0.1:8001/health >/dev/null
+wait_health() {
+  for _ in $(seq 180); do
+    curl -fsS -o /dev/null "$1/health" 2>/dev/null && return 0
+    sleep 1
+  done
+  echo "docker-e2e: $1/health did not answer" >&2
+  return 1
+}
+wait_health http://127.0.0.1:8001
+wait_health http://127.0.0.1:8003
+for _ in $(seq 60); do curl -fsS -o /dev/null http://127.0.0.1:8002/__health 2>/dev/null && break; sleep 1; done
 
 ARTIFACTAPI_URL=http://127.0.0.1:8001 \
 ARTIFACTAPI_URL_2=http://127.0.0.1:8003 \
