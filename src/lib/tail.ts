@@ -66,8 +66,11 @@ export class GrowingFile extends EventEmitter {
         try {
           for (;;) {
             if (self.error) throw self.error;
-            if (self.fd !== undefined && pos < self.written) {
-              const buf = await readAt(self.fd, Math.min(chunkSize, self.written - pos));
+            // Until the fill has verified the whole body, the last byte is held back: a client
+            // never receives a complete transfer of bytes that then fail their digest check.
+            const avail = self.done ? self.written : self.written - 1;
+            if (self.fd !== undefined && pos < avail) {
+              const buf = await readAt(self.fd, Math.min(chunkSize, avail - pos));
               pos += buf.length;
               this.push(buf);
               return;

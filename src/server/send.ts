@@ -114,11 +114,12 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
 
   const verify = svc.config.server.verify_on_read;
   const local = svc.blob.localPath?.(rec.digest);
-  if (!range && rec.size <= SMALL && local) {
+  if (!range && rec.size <= SMALL) {
     let buf = smallBlobs.get(rec.digest);
     if (!buf) {
       try {
-        buf = readFileSync(local);
+        // Remote stores (S3) too: one bounded read, then served from memory like a local file.
+        buf = local ? readFileSync(local) : await readSmall(await svc.blob.read(rec.digest), SMALL);
       } catch {
         throw await blobMissing(svc, rec.digest);
       }
@@ -134,6 +135,18 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
     ? await openLocal(svc, local, rec.digest, range, verify && !range)
     : verify && !range ? verifying(await svc.blob.read(rec.digest), rec.digest, svc) : await svc.blob.read(rec.digest, range ?? undefined);
   return reply.send(stream);
+}
+
+/** Reads a small stream whole, refusing more than `max` bytes. */
+async function readSmall(src: Readable, max: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of src) {
+    n += (c as Buffer).length;
+    if (n > max) { src.destroy(); throw new Error('blob larger than recorded'); }
+    parts.push(c as Buffer);
+  }
+  return Buffer.concat(parts);
 }
 
 async function blobMissing(svc: Services, d: Digest): Promise<AppError> {

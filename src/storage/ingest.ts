@@ -9,6 +9,8 @@ import type { Stores } from './open.js';
  * running in another process.
  */
 export async function publishSpooled(stores: Pick<Stores, 'meta' | 'blob'>, s: Spooled): Promise<void> {
+  // Remote stores upload first, so the exclusive transaction does not span a long transfer.
+  await stores.blob.stage?.(s.path, s.digest, s.size);
   await stores.meta.tx(async (m) => {
     await m.blobs.touch(s.digest, s.size);
     await stores.blob.commit(s.path, s.digest, s.size);

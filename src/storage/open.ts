@@ -2,8 +2,11 @@ import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { FsBlobStore } from './blob/fs.js';
 import type { BlobStore } from './blob/types.js';
+import { S3BlobStore } from './blob/s3.js';
 import { MemoryCoordinator } from './coord/memory.js';
+import { RedisCoordinator } from './coord/redis.js';
 import type { Coordinator } from './coord/types.js';
+import { PostgresMetaStore } from './meta/postgres.js';
 import { SqliteMetaStore } from './meta/sqlite.js';
 import type { MetaStore } from './meta/types.js';
 
@@ -19,8 +22,16 @@ export interface Stores {
 /** The only place that picks adapters. */
 export async function openStores(config: Config): Promise<Stores> {
   const meta = await openMeta(config);
-  const blob = await openBlob(config);
-  const coord = await openCoord(config);
+  let blob: BlobStore | undefined;
+  let coord: Coordinator;
+  try {
+    blob = await openBlob(config);
+    coord = await openCoord(config);
+  } catch (err) {
+    await blob?.close?.().catch(() => {});
+    await meta.close().catch(() => {});
+    throw err;
+  }
   return {
     meta,
     blob,
@@ -37,7 +48,11 @@ export async function openStores(config: Config): Promise<Stores> {
 async function openMeta(config: Config): Promise<MetaStore> {
   const url = config.database.url;
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-    throw new Error('database.url: postgres is not supported by this build yet');
+    try {
+      return await PostgresMetaStore.open(url, { poolSize: config.database.pool_size });
+    } catch (err) {
+      throw new Error(`database.url: cannot use ${masked(url)}: ${(err as Error).message}`);
+    }
   }
   if (url.startsWith('sqlite://')) return SqliteMetaStore.open(url.slice('sqlite://'.length));
   throw new Error(`database.url: unsupported scheme in "${url}" (use sqlite:// or postgres://)`);
@@ -45,14 +60,33 @@ async function openMeta(config: Config): Promise<MetaStore> {
 
 async function openBlob(config: Config): Promise<BlobStore> {
   if (config.storage.type === 's3') {
-    throw new Error('storage.type: s3 is not supported by this build yet');
+    const s = config.storage;
+    return S3BlobStore.open({
+      endpoint: s.endpoint, bucket: s.bucket, region: s.region, accessKey: s.access_key, secretKey: s.secret_key,
+      forcePathStyle: s.force_path_style, tempDir: join(config.data_dir, 'work', 's3-spool'),
+    });
   }
   return FsBlobStore.open(config.storage.path);
 }
 
 async function openCoord(config: Config): Promise<Coordinator> {
   if (config.redis.url) {
-    throw new Error('redis.url: redis is not supported by this build yet');
+    try {
+      return await RedisCoordinator.open(config.redis.url);
+    } catch (err) {
+      throw new Error(`redis.url: cannot use ${masked(config.redis.url)}: ${(err as Error).message}`);
+    }
   }
   return new MemoryCoordinator();
+}
+
+/** A URL fit for an error message: no password. */
+function masked(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(invalid URL)';
+  }
 }

@@ -7,6 +7,7 @@ import type { Config } from '../../src/config/schema.js';
 import type { Services } from '../../src/repos/services.js';
 import { buildApp } from '../../src/server/app.js';
 import { createLogger, createServices } from '../../src/server/services.js';
+import { stackFlags } from './stores.js';
 
 export interface TestServer {
   url: string;
@@ -28,10 +29,12 @@ export interface TestServer {
  */
 export async function startServer(flags: Record<string, unknown> = {}, o: { env?: NodeJS.ProcessEnv; keepDataDir?: string } = {}): Promise<TestServer> {
   const dataDir = o.keepDataDir ?? (await mkdtemp(join(tmpdir(), 'artifactapi-test-')));
+  // ARTIFACTAPI_TEST_STACK=1: the same test over Postgres + S3 + Redis (test/helpers/stores.ts).
+  const stack = process.env.ARTIFACTAPI_TEST_STACK === '1' && !('database.url' in flags) ? await stackFlags() : undefined;
   const config = loadConfig({
     noDefaultFile: true,
     env: o.env ?? {},
-    flags: { data_dir: dataDir, 'server.log_level': process.env.TEST_LOG_LEVEL ?? 'silent', ...flags },
+    flags: { data_dir: dataDir, 'server.log_level': process.env.TEST_LOG_LEVEL ?? 'silent', ...stack?.flags, ...flags },
   });
   const svc = await createServices(config, createLogger(config));
   const app = await buildApp(svc);
@@ -53,6 +56,7 @@ export async function startServer(flags: Record<string, unknown> = {}, o: { env?
     async close() {
       await app.close();
       await svc.close();
+      await stack?.cleanup();
       if (!o.keepDataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };

@@ -8,6 +8,7 @@ export async function healthApi(app: FastifyInstance, svc: Services): Promise<vo
     try {
       await svc.meta.ping();
       await svc.blob.stat(PROBE);
+      await svc.coord.ping?.();
       return { status: 'ok' };
     } catch (err) {
       req.log.error({ err }, 'health check failed');

@@ -21,6 +21,12 @@ export interface BlobStore {
   read(d: Digest, range?: ByteRange): Promise<Readable>;
   /** Moves a verified temp file into the store (consumes it). Already present: the temp file is dropped. */
   commit(tempFile: string, d: Digest, size: number): Promise<void>;
+  /**
+   * Optional: copy a verified temp file into the store ahead of `commit`, outside the metadata
+   * transaction (slow remote stores), keeping the temp file. `commit` then only confirms the
+   * blob is still there (a gc may have removed an old copy meanwhile) and drops the temp file.
+   */
+  stage?(tempFile: string, d: Digest, size: number): Promise<void>;
   delete(d: Digest): Promise<void>;
   list(): AsyncIterable<BlobStat>;
   /** The blob's path on local disk, when the store is a local filesystem (fast send path). */

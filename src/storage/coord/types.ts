@@ -4,5 +4,7 @@ export interface Coordinator {
   singleFlight<T>(key: string, fill: () => Promise<T>): Promise<T>;
   /** Runs `fn` holding a named lock (index regeneration, tag moves). */
   withLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
+  /** Health: throws when the shared backend does not answer. */
+  ping?(): Promise<void>;
   close?(): Promise<void>;
 }

@@ -1,0 +1,148 @@
+import { sha256 } from '../../lib/digest.js';
+import { AppError } from '../../lib/errors.js';
+import { localFile } from '../../repos/local.js';
+import { remoteFile } from '../../repos/remote.js';
+import { resolveDoc, type DocSource } from '../../repos/resolve.js';
+import type { Services } from '../../repos/services.js';
+import type { Served } from '../../repos/types.js';
+import { MAX_DEPTH } from '../../repos/virtual.js';
+import type { FileRec, RepoDef } from '../../storage/meta/types.js';
+import {
+  mergeProjects, mergeRoots, parseProjectPage, parseRootPage, UPSTREAM_ACCEPT, type ProjectDoc, type PyFile, type RootDoc,
+} from './index-doc.js';
+
+/** Storage layout inside a repo: files under `packages/<project>/`, cached upstream pages under `simple/`. */
+export const packagePath = (project: string, filename: string) => `packages/${project}/${filename}`;
+export const METADATA_SUFFIX = '.metadata';
+
+/** A remote repo's simple index URL: the upstream itself if it already ends in /simple/, else upstream + simple/. */
+export function simpleBase(svc: Services, repo: RepoDef): string {
+  const u = new URL(svc.repos.upstreamSettings(repo).upstream);
+  if (!u.pathname.endsWith('/')) u.pathname += '/';
+  if (!/\/simple\/$/.test(u.pathname)) u.pathname += 'simple/';
+  return u.toString();
+}
+
+/** Facts a local file row carries in `meta` (set at upload). */
+export interface LocalFileMeta {
+  pypi: 'file' | 'metadata';
+  name?: string;
+  version?: string;
+  requiresPython?: string;
+  metadataSha256?: string;
+}
+
+function fromRow(rec: FileRec): PyFile | null {
+  const m = rec.meta as LocalFileMeta | undefined;
+  if (m?.pypi !== 'file') return null;
+  const filename = rec.path.slice(rec.path.lastIndexOf('/') + 1);
+  return {
+    filename,
+    hashes: { sha256: rec.digest.slice(7) },
+    requiresPython: m.requiresPython || undefined,
+    metadata: m.metadataSha256 ? { sha256: m.metadataSha256 } : undefined,
+    size: rec.size,
+    uploadTime: new Date(rec.fetchedAt).toISOString(),
+  };
+}
+
+/** The simple page of one project, for every kind. */
+export function projectSource(svc: Services, project: string): DocSource<ProjectDoc> {
+  return {
+    ref: {
+      path: `simple/${project}`,
+      locate: (r) => `${simpleBase(svc, r)}${project}/`,
+      accept: UPSTREAM_ACCEPT,
+      mutable: true,
+      rejectHtml: false,
+    },
+    packageName: project,
+    async local(repo) {
+      const files: PyFile[] = [];
+      for await (const rec of svc.meta.files.list(repo.name, `packages/${project}/`)) {
+        const f = fromRow(rec);
+        if (f) files.push(f);
+      }
+      return files.length ? { name: project, files } : null;
+    },
+    parseUpstream(repo, body) {
+      return parseProjectPage(body, `${simpleBase(svc, repo)}${project}/`, project);
+    },
+    merge(_repo, parts) {
+      return mergeProjects(project, parts);
+    },
+  };
+}
+
+/** The root listing `/simple/`, for every kind. */
+export function rootSource(svc: Services): DocSource<RootDoc> {
+  return {
+    ref: { path: 'simple/index', locate: (r) => simpleBase(svc, r), accept: UPSTREAM_ACCEPT, mutable: true, rejectHtml: false },
+    async local(repo) {
+      const names = new Map<string, string>();
+      for await (const rec of svc.meta.files.list(repo.name, 'packages/')) {
+        const m = rec.meta as LocalFileMeta | undefined;
+        if (m?.pypi !== 'file') continue;
+        const project = rec.path.split('/')[1];
+        if (!names.has(project)) names.set(project, m.name ?? project);
+      }
+      return { projects: [...names.values()] };
+    },
+    parseUpstream(_repo, body) {
+      return parseRootPage(body);
+    },
+    merge(_repo, parts) {
+      return mergeRoots(parts);
+    },
+  };
+}
+
+/**
+ * A distribution file (or its `.metadata`) through any kind. Remote: cached
+ * forever once verified against the sha256 the upstream page lists, fetched
+ * from the URL that page gives. Virtual: from the member whose entry the
+ * merged page lists, so a download always matches the index it came from.
+ */
+export async function resolvePyFile(svc: Services, repo: RepoDef, project: string, filename: string, metadata: boolean, depth = 0): Promise<Served> {
+  if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
+  const path = packagePath(project, filename) + (metadata ? METADATA_SUFFIX : '');
+  switch (repo.kind) {
+    case 'local':
+      return localFile(svc, repo, { path });
+    case 'remote': {
+      if (await svc.meta.files.get(repo.name, path)) return remoteFile(svc, repo, { path });
+      const entry = await entryOf(svc, repo, project, filename, metadata);
+      const digest = metadata ? entry.metadata?.sha256 : entry.hashes.sha256;
+      return remoteFile(svc, repo, {
+        path,
+        locate: () => entry.url! + (metadata ? METADATA_SUFFIX : ''),
+        expect: digest ? { digest: `sha256:${digest}`, size: metadata ? undefined : entry.size } : undefined,
+        rejectHtml: true,
+      });
+    }
+    case 'virtual': {
+      const entry = await entryOf(svc, repo, project, filename, metadata);
+      const member = entry.from ? await svc.repos.get(entry.from) : null;
+      if (!member) throw new AppError('NOT_FOUND', `${filename} not found in ${repo.name}`);
+      return resolvePyFile(svc, member, project, filename, metadata, depth + 1);
+    }
+  }
+}
+
+async function entryOf(svc: Services, repo: RepoDef, project: string, filename: string, metadata: boolean): Promise<PyFile> {
+  const { doc } = await resolveDoc(svc, repo, projectSource(svc, project));
+  const entry = doc.files.find((f) => f.filename === filename);
+  if (!entry || (metadata && !entry.metadata)) throw new AppError('NOT_FOUND', `${filename}${metadata ? METADATA_SUFFIX : ''} not found in ${repo.name}`);
+  if (repo.kind === 'remote' && !/^https?:\/\//i.test(entry.url ?? '')) throw new AppError('UPSTREAM_FAILED', `upstream lists no http(s) URL for ${filename}`);
+  if (repo.kind === 'remote') {
+    const hex = metadata ? entry.metadata?.sha256 : entry.hashes.sha256;
+    if (hex !== undefined && !/^[a-f0-9]{64}$/.test(hex)) throw new AppError('UPSTREAM_FAILED', `upstream lists a malformed sha256 for ${filename}`);
+  }
+  return entry;
+}
+
+/** Weak validator for a rendered document. */
+export function docEtag(body: string): string {
+  return `"${sha256(body).slice(7, 39)}"`;
+}
+

@@ -1,0 +1,157 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sha256, type Digest } from '../../src/lib/digest.js';
+import { spool } from '../../src/lib/spool.js';
+import { FsBlobStore } from '../../src/storage/blob/fs.js';
+import { S3BlobStore } from '../../src/storage/blob/s3.js';
+import type { BlobStore } from '../../src/storage/blob/types.js';
+import { startS3, uniq, type TestS3 } from '../helpers/stores.js';
+
+/** One BlobStore contract, run against every adapter. S3 runs against s3rver started here (no env needed). */
+interface BlobFactory {
+  name: string;
+  skip?: string;
+  setup?(): Promise<void>;
+  teardown?(): Promise<void>;
+  open(): Promise<{ store: BlobStore; cleanup(): Promise<void> }>;
+}
+
+let s3: TestS3 | undefined;
+const factories: BlobFactory[] = [
+  {
+    name: 'fs',
+    async open() {
+      const dir = await mkdtemp(join(tmpdir(), 'artifactapi-blob-'));
+      const store = await FsBlobStore.open(join(dir, 'cas'));
+      return { store, cleanup: () => rm(dir, { recursive: true, force: true }) };
+    },
+  },
+  {
+    name: 's3 (s3rver)',
+    async setup() { s3 = await startS3(); },
+    async teardown() { await s3?.close(); },
+    async open() {
+      const dir = await mkdtemp(join(tmpdir(), 'artifactapi-blob-'));
+      const store = await S3BlobStore.open({
+        endpoint: s3!.endpoint, bucket: uniq('b').replace(/_/g, '-'), region: 'us-east-1', accessKey: s3!.accessKey,
+        secretKey: s3!.secretKey, forcePathStyle: true, tempDir: join(dir, 'tmp'), partSize: 5 * 1024 * 1024,
+      });
+      return { store, cleanup: async () => { await store.close?.(); await rm(dir, { recursive: true, force: true }); } };
+    },
+  },
+  {
+    // A real S3 / MinIO when configured: ARTIFACTAPI_TEST_S3_ENDPOINT (+ _ACCESS_KEY, _SECRET_KEY, _REGION).
+    name: 's3 (ARTIFACTAPI_TEST_S3_ENDPOINT)',
+    skip: process.env.ARTIFACTAPI_TEST_S3_ENDPOINT ? undefined : 'ARTIFACTAPI_TEST_S3_ENDPOINT is not set (s3rver covers S3 above)',
+    async open() {
+      const dir = await mkdtemp(join(tmpdir(), 'artifactapi-blob-'));
+      const store = await S3BlobStore.open({
+        endpoint: process.env.ARTIFACTAPI_TEST_S3_ENDPOINT, bucket: uniq('b').replace(/_/g, '-'),
+        region: process.env.ARTIFACTAPI_TEST_S3_REGION ?? 'us-east-1', accessKey: process.env.ARTIFACTAPI_TEST_S3_ACCESS_KEY,
+        secretKey: process.env.ARTIFACTAPI_TEST_S3_SECRET_KEY, forcePathStyle: true, tempDir: join(dir, 'tmp'), partSize: 5 * 1024 * 1024,
+      });
+      return { store, cleanup: async () => { await store.close?.(); await rm(dir, { recursive: true, force: true }); } };
+    },
+  },
+];
+
+const read = async (s: Readable) => { const parts: Buffer[] = []; for await (const c of s) parts.push(c as Buffer); return Buffer.concat(parts); };
+const collect = async <T>(it: AsyncIterable<T>) => { const out: T[] = []; for await (const x of it) out.push(x); return out; };
+
+/** Spools bytes into the store's temp dir and commits them: the path every writer takes. */
+async function put(store: BlobStore, body: Buffer): Promise<Digest> {
+  const s = await spool(Readable.from([body]), store.tempDir);
+  await store.commit(s.path, s.digest, s.size);
+  expect(existsSync(s.path)).toBe(false); // commit consumes the temp file
+  return s.digest;
+}
+
+for (const f of factories) {
+  describe.skipIf(!!f.skip)(`BlobStore contract: ${f.name}${f.skip ? ` (skipped: ${f.skip})` : ''}`, () => {
+    let store: BlobStore;
+    let cleanup: () => Promise<void>;
+    beforeAll(async () => f.setup?.());
+    afterAll(async () => f.teardown?.());
+    beforeEach(async () => ({ store, cleanup } = await f.open()));
+    afterEach(async () => cleanup());
+
+    it('commits, stats and reads a blob', async () => {
+      const body = randomBytes(100_000);
+      const dg = await put(store, body);
+      expect(dg).toBe(sha256(body));
+      const st = await store.stat(dg);
+      expect(st?.size).toBe(body.length);
+      expect(st?.digest).toBe(dg);
+      expect(st?.createdAt).toBeInstanceOf(Date);
+      expect(Date.now() - st!.createdAt.getTime()).toBeLessThan(120_000);
+      expect((await read(await store.read(dg))).equals(body)).toBe(true);
+    });
+
+    it('stores an empty blob', async () => {
+      const dg = await put(store, Buffer.alloc(0));
+      expect((await store.stat(dg))?.size).toBe(0);
+      expect((await read(await store.read(dg))).length).toBe(0);
+    });
+
+    it('commits a large blob (multipart on s3) and reads ranges of it', async () => {
+      const body = randomBytes(12 * 1024 * 1024 + 12345);
+      const dg = await put(store, body);
+      expect((await store.stat(dg))?.size).toBe(body.length);
+      expect((await read(await store.read(dg))).equals(body)).toBe(true);
+      const ranges = [[0, 0], [0, 99], [5 * 1024 * 1024 - 10, 5 * 1024 * 1024 + 10], [body.length - 7, body.length - 1]];
+      for (const [start, end] of ranges) {
+        expect((await read(await store.read(dg, { start, end }))).equals(body.subarray(start, end + 1))).toBe(true);
+      }
+    });
+
+    it('answers null / BLOB_UNKNOWN for a missing blob', async () => {
+      const missing = sha256('missing');
+      expect(await store.stat(missing)).toBeNull();
+      await expect(store.read(missing).then(read)).rejects.toMatchObject({ code: 'BLOB_UNKNOWN' });
+    });
+
+    it('keeps the first copy when the same content is committed twice', async () => {
+      const body = randomBytes(1000);
+      const dg = await put(store, body);
+      const again = join(store.tempDir, 'dup');
+      await writeFile(again, body);
+      await store.commit(again, dg, body.length);
+      expect(existsSync(again)).toBe(false);
+      expect((await read(await store.read(dg))).equals(body)).toBe(true);
+      expect((await collect(store.list())).filter((b) => b.digest === dg)).toHaveLength(1);
+    });
+
+    it('stage (when offered) uploads ahead and keeps the temp file; commit restores a blob removed in between', async () => {
+      const body = randomBytes(50_000);
+      const s = await spool(Readable.from([body]), store.tempDir);
+      if (store.stage) {
+        await store.stage(s.path, s.digest, s.size);
+        expect(existsSync(s.path)).toBe(true);
+        expect((await store.stat(s.digest))?.size).toBe(body.length);
+        await store.delete(s.digest); // a gc reaped an old copy between stage and commit
+      }
+      await store.commit(s.path, s.digest, s.size);
+      expect(existsSync(s.path)).toBe(false);
+      expect((await read(await store.read(s.digest))).equals(body)).toBe(true);
+    });
+
+    it('lists every blob with its size, and deletes', async () => {
+      const bodies = Array.from({ length: 25 }, (_, i) => randomBytes(10 + i));
+      const digests = [];
+      for (const b of bodies) digests.push(await put(store, b));
+      const listed = await collect(store.list());
+      expect(listed.map((b) => b.digest).sort()).toEqual([...digests].sort());
+      for (const b of listed) expect(b.size).toBe(bodies[digests.indexOf(b.digest)].length);
+      await store.delete(digests[0]);
+      await store.delete(digests[0]); // deleting twice is fine
+      await store.delete(sha256('never there'));
+      expect(await store.stat(digests[0])).toBeNull();
+      expect((await collect(store.list())).length).toBe(24);
+    });
+  });
+}
