@@ -159,8 +159,30 @@ async function revalidateTag(svc: Services, repo: RepoDef, image: string, tag: s
   return digest as Digest;
 }
 
+/**
+ * Content negotiation as distribution does it: a client that accepts image
+ * manifests but no index type gets the linux/amd64 entry of a stored index;
+ * any other Accept gets the stored type.
+ */
+function wantsPlatformManifest(accept: string | undefined, stored: string | undefined): boolean {
+  if (!accept || !stored || !INDEXES.has(stored)) return false;
+  const types = accept.split(',').map((a) => baseType(a));
+  if (types.some((a) => INDEXES.has(a) || a === '*/*' || a === 'application/*')) return false;
+  return types.some((a) => a === MT.dockerManifest || a === MT.ociManifest);
+}
+
+async function platformManifest(svc: Services, t: Target, index: Served): Promise<Served> {
+  const doc = JSON.parse((await readCapped(svc, index)).toString('utf8')) as ManifestDoc;
+  const entry = doc.manifests?.find((m) => m.platform?.os === 'linux' && m.platform?.architecture === 'amd64');
+  const digest = entry?.digest && isDigest(entry.digest) ? entry.digest : index.rec.digest; // none: the index itself, from the store now
+  return findManifest(svc, t.repo, t.image, digest, t.ns);
+}
+
 export async function getManifest(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target, reference: string) {
-  const served = await findManifest(svc, t.repo, t.image, reference, t.ns);
+  let served = await findManifest(svc, t.repo, t.image, reference, t.ns);
+  if (!isDigest(reference) && wantsPlatformManifest(req.headers.accept, served.rec.contentType)) {
+    served = await platformManifest(svc, t, served);
+  }
   const digest = served.rec.digest;
   const headers = { 'docker-content-digest': digest };
   if (served.body) {

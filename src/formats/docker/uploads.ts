@@ -97,6 +97,10 @@ async function mount(svc: Services, t: Target, target: RepoDef, digest: Digest, 
 async function session(svc: Services, target: RepoDef, t: Target, id: string): Promise<UploadSession> {
   const s = /^[0-9a-f-]{36}$/.test(id) ? await svc.meta.sessions.get(id) : null;
   if (!s || s.repo !== target.name || s.scope !== t.image) throw new AppError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry');
+  if (Date.now() - s.startedAt > svc.config.uploads.session_ttl) {
+    await dropSession(svc, id);
+    throw new AppError('BLOB_UPLOAD_UNKNOWN', 'blob upload expired');
+  }
   return s;
 }
 

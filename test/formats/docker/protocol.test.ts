@@ -187,6 +187,25 @@ describe('docker registry protocol (local)', () => {
     expect((await v2(`reg/tagged/manifests/${b.md}`)).status).toBe(404);
   });
 
+  it('gives the linux/amd64 manifest of an index to a client that accepts no index type', async () => {
+    const amd = await pushImage('reg/plat', 'amd');
+    const arm = await pushImage('reg/plat', 'arm');
+    const index = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: arm.md, size: arm.manifest.length, platform: { os: 'linux', architecture: 'arm64' } },
+        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: amd.md, size: amd.manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+      ],
+    }));
+    expect((await v2('reg/plat/manifests/multi', { method: 'PUT', body: index, headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' } })).status).toBe(201);
+    const old = await v2('reg/plat/manifests/multi', { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' } });
+    expect(old.headers.get('docker-content-digest')).toBe(amd.md);
+    const modern = await v2('reg/plat/manifests/multi', { headers: { accept: 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json' } });
+    expect(modern.headers.get('docker-content-digest')).toBe(sha(index));
+    const none = await v2('reg/plat/manifests/multi');
+    expect(none.headers.get('docker-content-digest')).toBe(sha(index));
+  });
+
   it('paginates tags/list and _catalog with n/last and Link', async () => {
     for (const t of ['a', 'b', 'c', 'd', 'e']) await pushImage('reg/paged/x', t);
     let res = await v2('reg/paged/x/tags/list?n=2');
