@@ -238,7 +238,7 @@ export async function putManifest(req: FastifyRequest, reply: FastifyReply, svc:
   if (isDigest(reference)) {
     if (reference !== digest) throw new AppError('DIGEST_INVALID', `manifest digest ${digest} does not match ${reference}`);
   } else validateTag(reference);
-  await checkReferences(svc, target, t.image, mediaType, doc);
+  await checkReferences(svc, target, t, mediaType, doc);
 
   const meta: Record<string, unknown> = {};
   if (doc.subject?.digest && isDigest(doc.subject.digest)) meta.subject = doc.subject.digest;
@@ -258,11 +258,14 @@ export async function putManifest(req: FastifyRequest, reply: FastifyReply, svc:
 }
 
 /** Every blob an image manifest names, and every manifest an index names, must already be in this repo. */
-async function checkReferences(svc: Services, repo: RepoDef, image: string, mediaType: string, doc: ManifestDoc): Promise<void> {
+async function checkReferences(svc: Services, repo: RepoDef, t: Target, mediaType: string, doc: ManifestDoc): Promise<void> {
+  const image = t.image;
   const missing = async (d: Descriptor | undefined, what: 'blob' | 'manifest') => {
     if (!d || typeof d.digest !== 'string' || !isDigest(d.digest)) throw new AppError('MANIFEST_INVALID', `manifest invalid: bad ${what} descriptor`);
-    const rec = await svc.meta.files.get(repo.name, what === 'blob' ? keys.layer(image, d.digest) : keys.manifest(image, d.digest));
-    if (!rec) throw new AppError('MANIFEST_BLOB_UNKNOWN', `manifest references an unknown ${what}: ${d.digest}`, { digest: d.digest });
+    const key = what === 'blob' ? keys.layer(image, d.digest) : keys.manifest(image, d.digest);
+    if (await svc.meta.files.get(repo.name, key)) return;
+    if (t.repo.kind === 'virtual' && (await linkFromMembers(svc, t.repo, repo, key, d.digest))) return;
+    throw new AppError('MANIFEST_BLOB_UNKNOWN', `manifest references an unknown ${what}: ${d.digest}`, { digest: d.digest });
   };
   if (INDEXES.has(mediaType)) {
     if (!Array.isArray(doc.manifests)) throw new AppError('MANIFEST_INVALID', 'manifest invalid: index without manifests');
@@ -276,6 +279,32 @@ async function checkReferences(svc: Services, repo: RepoDef, image: string, medi
     if (Array.isArray(l.urls) && l.urls.length > 0) continue; // foreign layer: not ours to hold
     await missing(l, 'blob');
   }
+}
+
+/**
+ * A push through a virtual repo: the client's HEAD found a blob in another
+ * member (say, a remote cache of the base image) and skipped uploading it.
+ * Link that blob into the local member the push lands in (waiting for a
+ * cache fill still running), as a cross-repo mount would.
+ */
+async function linkFromMembers(svc: Services, virtual: RepoDef, target: RepoDef, key: string, digest: Digest, depth = 0): Promise<boolean> {
+  if (depth > 8) return false;
+  for (const name of virtual.members ?? []) {
+    if (name === target.name) continue;
+    const m = await svc.repos.get(name);
+    if (!m) continue;
+    if (m.kind === 'virtual') {
+      if (await linkFromMembers(svc, m, target, key, digest, depth + 1)) return true;
+      continue;
+    }
+    await svc.fills.get(`${m.name}:${key}`)?.done.catch(() => undefined);
+    const rec = await svc.meta.files.get(m.name, key);
+    if (rec && rec.digest === digest && (await svc.blob.stat(digest))) {
+      await recordLocalFile(svc, target, key, digest, rec.size, { contentType: rec.contentType, meta: rec.meta });
+      return true;
+    }
+  }
+  return false;
 }
 
 /** DELETE by digest removes the manifest and every tag that points at it; by tag, only the tag. */

@@ -51,13 +51,26 @@ describe.skipIf(!which('docker-registry') || !which('skopeo'))('docker virtual r
     await skopeo('copy', ...TLS, `docker://${srv.host}/dvirt/tools/x:local`, `oci:${join(tmp, 'o1')}:x`);
   });
 
+  it('a push through the virtual repo may reuse base layers another member has', async () => {
+    const base = JSON.parse(layout.blobs.get(a.digest)!.toString());
+    const extra = await layout.image({ layers: 1, seed: 'extra' });
+    const top = JSON.parse(layout.blobs.get(extra.digest)!.toString());
+    const derived = await layout.add(Buffer.from(JSON.stringify({ ...top, layers: [...base.layers, ...top.layers] })), top.mediaType);
+    await layout.write({ a, b, mine, derived });
+    await skopeo('copy', ...TLS, '--preserve-digests', `oci:${layout.dir}:derived`, `docker://${srv.host}/dvirt/tools/x:derived`);
+    const res = await fetch(`${srv.url}/v2/dloc/tools/x/manifests/derived`);
+    expect(res.headers.get('docker-content-digest')).toBe(derived.digest);
+    await res.arrayBuffer();
+    await skopeo('copy', ...TLS, `docker://${srv.host}/dloc/tools/x:derived`, `oci:${join(tmp, 'o4')}:x`);
+  });
+
   it('resolves through members in order and unions tags', async () => {
     const m = await fetch(`${srv.url}/v2/dvirt/tools/x/manifests/1`);
     expect(m.headers.get('docker-content-digest')).toBe(a.digest);
     expect(m.headers.get('x-artifact-repo')).toBe('rema');
     await skopeo('copy', ...TLS, `docker://${srv.host}/dvirt/tools/x:1`, `oci:${join(tmp, 'o2')}:x`);
     const tags = await (await fetch(`${srv.url}/v2/dvirt/tools/x/tags/list`)).json();
-    expect(tags.tags).toEqual(['1', 'local']);
+    expect(tags.tags).toEqual(['1', 'derived', 'local']);
   });
 
   it('refuses pushes to a virtual repo without default_local', async () => {
