@@ -88,10 +88,15 @@ async function mount(svc: Services, t: Target, target: RepoDef, digest: Digest, 
   } catch {
     return false;
   }
-  const rec = await svc.meta.files.get(src.repo.name, keys.layer(src.image, digest));
-  if (!rec || rec.digest !== digest || !(await svc.blob.stat(digest))) return false;
-  await linkBlob(svc, target, t.image, digest, rec.size);
-  return true;
+  // A virtual source: whichever member holds the blob for that image.
+  const holders = src.repo.kind === 'virtual' ? src.repo.members ?? [] : [src.repo.name];
+  for (const name of holders) {
+    const rec = await svc.meta.files.get(name, keys.layer(src.image, digest));
+    if (!rec || rec.digest !== digest || !(await svc.blob.stat(digest))) continue;
+    await linkBlob(svc, target, t.image, digest, rec.size);
+    return true;
+  }
+  return false;
 }
 
 async function session(svc: Services, target: RepoDef, t: Target, id: string): Promise<UploadSession> {

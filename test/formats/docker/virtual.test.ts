@@ -73,6 +73,13 @@ describe.skipIf(!which('docker-registry') || !which('skopeo'))('docker virtual r
     expect(tags.tags).toEqual(['1', 'derived', 'local']);
   });
 
+  it('mounts from a name served by the virtual repo', async () => {
+    const layer = JSON.parse(layout.blobs.get(mine.digest)!.toString()).layers[0].digest;
+    const res = await fetch(`${srv.url}/v2/dloc/copy/blobs/uploads/?mount=${layer}&from=dvirt/tools/x`, { method: 'POST' });
+    expect(res.status).toBe(201);
+    expect((await fetch(`${srv.url}/v2/dloc/copy/blobs/${layer}`, { method: 'HEAD' })).status).toBe(200);
+  });
+
   it('refuses pushes to a virtual repo without default_local', async () => {
     const res = await fetch(`${srv.url}/v2/dro/tools/y/blobs/uploads/`, { method: 'POST' });
     expect(res.status).toBe(405);
