@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -18,6 +18,15 @@ import { keys, resolveName, type Target } from './names.js';
  * spool file and publishes it through the core ingest path. A digest mismatch
  * drops the session and keeps nothing.
  */
+/**
+ * Running sha256 of each session's spool file in this process, so the final
+ * PUT need not read the file again. Used only while it covers exactly the
+ * bytes in the file; otherwise (another instance took a chunk, a restart) the
+ * file is re-hashed.
+ */
+const running = new Map<string, { hash: Hash; size: number }>();
+const MAX_RUNNING = 10_000;
+
 export function uploadDir(svc: Services): string {
   return join(svc.workDir, 'docker-uploads');
 }
@@ -122,14 +131,24 @@ async function append(req: FastifyRequest, svc: Services, id: string, reply: Fas
   }
   const max = svc.config.uploads.max_size;
   let written = 0;
-  const out = createWriteStream(spoolPath(svc, id), { flags: 'a' });
+  let state = running.get(id);
+  if (state && state.size !== size) state = undefined;
+  if (!state && size === 0) state = { hash: createHash('sha256'), size: 0 };
+  running.delete(id);
+  const out = createWriteStream(spoolPath(svc, id), { flags: 'a', highWaterMark: 1 << 20 });
   await pipeline(req.raw, async function* (src) {
     for await (const chunk of src) {
       written += (chunk as Buffer).length;
       if (max && size + written > max) throw new AppError('TOO_LARGE', `upload exceeds ${max} bytes`);
+      state?.hash.update(chunk as Buffer);
       yield chunk;
     }
   }, out);
+  if (state) {
+    state.size = size + written;
+    if (running.size >= MAX_RUNNING) running.delete(running.keys().next().value!);
+    running.set(id, state);
+  }
   return size + written;
 }
 
@@ -156,13 +175,10 @@ export async function finishUpload(req: FastifyRequest, reply: FastifyReply, svc
     if (hasBody(req)) await append(req, svc, id, reply);
     else req.raw.resume();
     const path = spoolPath(svc, id);
-    const hash = createHash('sha256');
-    let size = 0;
-    for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) {
-      hash.update(c as Buffer);
-      size += (c as Buffer).length;
-    }
-    const actual: Digest = `sha256:${hash.digest('hex')}`;
+    const size = await sizeOf(svc, id);
+    const state = running.get(id);
+    running.delete(id);
+    const actual = state && state.size === size ? (`sha256:${state.hash.digest('hex')}` as Digest) : await hashFile(path);
     if (actual !== digest) {
       await dropSession(svc, id);
       throw new AppError('DIGEST_INVALID', `provided digest did not match uploaded content (got ${actual})`);
@@ -174,6 +190,12 @@ export async function finishUpload(req: FastifyRequest, reply: FastifyReply, svc
   });
 }
 
+async function hashFile(path: string): Promise<Digest> {
+  const hash = createHash('sha256');
+  for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(c as Buffer);
+  return `sha256:${hash.digest('hex')}`;
+}
+
 export async function cancelUpload(reply: FastifyReply, svc: Services, t: Target, target: RepoDef, id: string) {
   await session(svc, target, t, id);
   await dropSession(svc, id);
@@ -181,6 +203,7 @@ export async function cancelUpload(reply: FastifyReply, svc: Services, t: Target
 }
 
 export async function dropSession(svc: Services, id: string): Promise<void> {
+  running.delete(id);
   await fsp.rm(spoolPath(svc, id), { force: true });
   await svc.meta.sessions.remove(id);
 }
