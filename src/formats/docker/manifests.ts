@@ -206,7 +206,8 @@ async function readBody(req: FastifyRequest, cap: number): Promise<Buffer> {
   }
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const c of req.raw) {
+  // Not destroyed on early exit: the rest is drained so the client still reads the 413.
+  for await (const c of req.raw.iterator({ destroyOnReturn: false })) {
     total += (c as Buffer).length;
     if (total > cap) {
       req.raw.resume();

@@ -161,6 +161,11 @@ describe('docker registry protocol (local)', () => {
     expect((await r.json()).errors[0].code).toBe('MANIFEST_BLOB_UNKNOWN');
     r = await put(Buffer.alloc(70 * 1024, 0x20));
     expect(r.status).toBe(413);
+    // without Content-Length (chunked), the cap applies while reading
+    const big = new ReadableStream({ start(c) { for (let i = 0; i < 70; i++) c.enqueue(new Uint8Array(1024).fill(0x20)); c.close(); } });
+    r = await v2('reg/val/manifests/t', { method: 'PUT', body: big, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, duplex: 'half' } as RequestInit);
+    expect(r.status).toBe(413);
+    expect((await r.json()).errors[0].code).toBe('SIZE_INVALID');
   });
 
   it('tags are mutable pointers, digests immutable; negotiation; delete by tag and digest', async () => {
