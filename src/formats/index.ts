@@ -1,9 +1,11 @@
 import type { FormatHandler } from './types.js';
 import { generic } from './generic/index.js';
+import { npm } from './npm/index.js';
 
 /** The formats this build serves. Adding one is a folder and a line here. */
 export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
   generic,
+  npm,
 };
 
 export function formatHandler(name: string): FormatHandler | undefined {
