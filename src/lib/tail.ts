@@ -66,8 +66,11 @@ export class GrowingFile extends EventEmitter {
         try {
           for (;;) {
             if (self.error) throw self.error;
-            if (self.fd !== undefined && pos < self.written) {
-              const buf = await readAt(self.fd, Math.min(chunkSize, self.written - pos));
+            // The last byte is held back until the writer is done (verified and
+            // stored), so a body that fails verification never reaches a client whole.
+            const limit = self.done ? self.written : self.written - 1;
+            if (self.fd !== undefined && pos < limit) {
+              const buf = await readAt(self.fd, Math.min(chunkSize, limit - pos));
               pos += buf.length;
               this.push(buf);
               return;
