@@ -137,7 +137,7 @@ export async function tarball(svc: Services, repo: RepoDef, name: string, file: 
       const hashes = hashesOf(dist);
       if (!hashes.sha512 && !hashes.sha1) throw new AppError('UPSTREAM_FAILED', `${name}@${version} has no integrity to verify its tarball against`);
       return resolveFile(svc, repo, {
-        path, expect: { hashes }, contentType: 'application/octet-stream', locate: () => dist.tarball!,
+        path, expect: { hashes }, contentType: 'application/octet-stream', locate: (r) => upstreamTarballUrl(svc, r, name, file, dist.tarball),
       });
     }
     case 'virtual': {
@@ -150,4 +150,15 @@ export async function tarball(svc: Services, repo: RepoDef, name: string, file: 
       return tarball(svc, def, name, file, depth + 1);
     }
   }
+}
+
+/** Where the upstream keeps a tarball: its packument's dist.tarball (http/https only), else the registry layout. */
+function upstreamTarballUrl(svc: Services, repo: RepoDef, name: string, file: string, tarballUrl: string | undefined): string {
+  try {
+    const u = new URL(tarballUrl ?? '');
+    if (u.protocol === 'http:' || u.protocol === 'https:') return u.toString();
+  } catch {
+    // relative or malformed: fall back below
+  }
+  return `${svc.repos.upstreamSettings(repo).upstream.replace(/\/*$/, '/')}${name}/-/${encodeURIComponent(file)}`;
 }

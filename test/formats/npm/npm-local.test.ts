@@ -100,6 +100,18 @@ describe.skipIf(!HAVE_NPM)('npm local repository with the real npm client', () =
     expect(await bad.json()).toEqual({ error: expect.stringContaining('9.9.9') });
   });
 
+  it('marks and clears deprecation with npm deprecate', async () => {
+    await s.npm(['deprecate', 'local-dep@1.0.0', 'use 2.x'], { cwd: s.root, registry });
+    let doc = await (await fetch(`${srv.url}/npm-local/local-dep`)).json();
+    expect(doc.versions['1.0.0'].deprecated).toBe('use 2.x');
+    const ab = await (await fetch(`${srv.url}/npm-local/local-dep`, { headers: { accept: 'application/vnd.npm.install-v1+json' } })).json();
+    expect(ab.versions['1.0.0'].deprecated).toBe('use 2.x');
+    await s.npm(['deprecate', 'local-dep@1.0.0', ''], { cwd: s.root, registry });
+    doc = await (await fetch(`${srv.url}/npm-local/local-dep`)).json();
+    expect(doc.versions['1.0.0'].deprecated).toBeUndefined();
+    expect(Object.keys(doc.versions).sort()).toEqual(['1.0.0', '2.0.0-beta.1']);
+  });
+
   it('refuses to publish the same version twice (raw PUT) and keeps the original', async () => {
     const before = Buffer.from(await (await fetch(`${srv.url}/npm-local/local-dep/-/local-dep-1.0.0.tgz`)).arrayBuffer());
     const other = await s.pack(await s.makePackage({ name: 'local-dep', version: '1.0.0', description: 'different bytes' }, 'dup'));
