@@ -228,7 +228,8 @@ export function renderPackument(doc: PackDoc, name: string, repoUrl: string, abb
   if (abbreviated) {
     for (const [v, m] of Object.entries(j.versions)) versions[v] = abbreviate(m, base);
     out = { name, 'dist-tags': j['dist-tags'], versions };
-    if (j.time?.modified) out.modified = j.time.modified;
+    const modified = j.time?.modified ?? j.modified;
+    if (typeof modified === 'string') out.modified = modified;
   } else {
     for (const [v, m] of Object.entries(j.versions)) versions[v] = withTarball(m, base);
     out = {};
@@ -260,6 +261,15 @@ export async function loadLocal(svc: Services, repo: RepoDef, name: string): Pro
   return parseStored(Buffer.concat(chunks), name, rec.digest);
 }
 
+/**
+ * Packuments of busy packages are far above a usual metadata cap (the full
+ * document of `typescript` or `next` runs to tens of MiB, abbreviated ones to
+ * several): allow at least 64 MiB, or limits.metadata_body when higher.
+ */
+export function packumentCap(svc: Services): number {
+  return Math.max(svc.config.limits.metadata_body, 64 * 1024 * 1024);
+}
+
 /** How each kind builds a package's packument (see repos/resolve.ts). */
 export function packumentSource(svc: Services, name: string, abbreviated: boolean): DocSource<PackDoc> {
   return {
@@ -272,6 +282,7 @@ export function packumentSource(svc: Services, name: string, abbreviated: boolea
       locate: (repo) => packumentUrl(svc.repos.upstreamSettings(repo).upstream, name),
     },
     packageName: name,
+    maxBytes: packumentCap(svc),
     local: (repo) => loadLocal(svc, repo, name),
     parseUpstream: (_repo, body) => parseStored(body, name),
     merge: (_repo, parts) => mergeDocs(name, parts),

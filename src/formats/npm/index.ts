@@ -130,8 +130,14 @@ export async function tarball(svc: Services, repo: RepoDef, name: string, file: 
       return resolveFile(svc, repo, { path });
     case 'remote': {
       if (await svc.meta.files.get(repo.name, path)) return resolveFile(svc, repo, { path });
-      const { doc } = await resolveDoc(svc, repo, packumentSource(svc, name, true));
-      const version = versionOfFile(doc, file);
+      // The abbreviated packument (what installs read) names the tarball; a version newer than its
+      // cached copy may already be in the full one (`npm view` fetched it), so look there too.
+      let { doc } = await resolveDoc(svc, repo, packumentSource(svc, name, true));
+      let version = versionOfFile(doc, file);
+      if (!version) {
+        doc = (await resolveDoc(svc, repo, packumentSource(svc, name, false))).doc;
+        version = versionOfFile(doc, file);
+      }
       if (!version) throw new AppError('NOT_FOUND', `${file} is not a tarball of ${name} in ${repo.name}`);
       const dist = doc.json.versions[version].dist!;
       const hashes = hashesOf(dist);

@@ -77,6 +77,7 @@ describe.skipIf(!HAVE_NPM)('npm remote repository', () => {
     expect(ab.headers.get('vary')).toMatch(/accept/i);
     const aj = await ab.json();
     expect(aj.description).toBeUndefined();
+    expect(aj.modified).toBe('2026-01-01T00:00:00.000Z');
     expect(aj.versions['2.0.0'].readme).toBeUndefined();
     expect(aj.versions['2.0.0'].dist.tarball).toBe(`${srv.url}/npmjs/@up/util/-/up-util-2.0.0.tgz`);
     expect(aj.versions['2.0.0'].dist.integrity).toBe(fj.versions['2.0.0'].dist.integrity);
