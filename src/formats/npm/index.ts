@@ -130,15 +130,7 @@ export async function tarball(svc: Services, repo: RepoDef, name: string, file: 
       return resolveFile(svc, repo, { path });
     case 'remote': {
       if (await svc.meta.files.get(repo.name, path)) return resolveFile(svc, repo, { path });
-      // The abbreviated packument (what installs read) names the tarball; a version newer than its
-      // cached copy may already be in the full one (`npm view` fetched it), so look there too.
-      let { doc } = await resolveDoc(svc, repo, packumentSource(svc, name, true));
-      let version = versionOfFile(doc, file);
-      if (!version) {
-        doc = (await resolveDoc(svc, repo, packumentSource(svc, name, false))).doc;
-        version = versionOfFile(doc, file);
-      }
-      if (!version) throw new AppError('NOT_FOUND', `${file} is not a tarball of ${name} in ${repo.name}`);
+      const { doc, version } = await findTarball(svc, repo, name, file, depth);
       const dist = doc.json.versions[version].dist!;
       const hashes = hashesOf(dist);
       if (!hashes.sha512 && !hashes.sha1) throw new AppError('UPSTREAM_FAILED', `${name}@${version} has no integrity to verify its tarball against`);
@@ -148,14 +140,27 @@ export async function tarball(svc: Services, repo: RepoDef, name: string, file: 
     }
     case 'virtual': {
       if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
-      const { doc } = await resolveDoc(svc, repo, packumentSource(svc, name, true), depth);
-      const version = versionOfFile(doc, file);
-      const member = version ? doc.origin?.get(version) : undefined;
+      const { doc, version } = await findTarball(svc, repo, name, file, depth);
+      const member = doc.origin?.get(version);
       const def = member ? await svc.repos.get(member) : null;
       if (!def) throw new AppError('NOT_FOUND', `${file} is not a tarball of ${name} in ${repo.name}`);
       return tarball(svc, def, name, file, depth + 1);
     }
   }
+}
+
+/**
+ * The version whose dist.tarball is `file`, from the abbreviated packument
+ * (what installs read), else the full one: a version newer than the cached
+ * abbreviated copy may already be in the full one (`npm view` fetched it).
+ */
+async function findTarball(svc: Services, repo: RepoDef, name: string, file: string, depth: number): Promise<{ doc: PackDoc; version: string }> {
+  for (const abbreviated of [true, false]) {
+    const { doc } = await resolveDoc(svc, repo, packumentSource(svc, name, abbreviated), depth);
+    const version = versionOfFile(doc, file);
+    if (version) return { doc, version };
+  }
+  throw new AppError('NOT_FOUND', `${file} is not a tarball of ${name} in ${repo.name}`);
 }
 
 /** Where the upstream keeps a tarball: its packument's dist.tarball (http/https only), else the registry layout. */
