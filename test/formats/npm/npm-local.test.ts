@@ -166,6 +166,18 @@ describe.skipIf(!HAVE_NPM)('npm local repository with the real npm client', () =
     expect((await fetch(`${srv.url}/npm-local/solo-pkg/-/solo-pkg-0.1.0.tgz`)).status).toBe(404);
   });
 
+  it('publishes a package larger than limits.metadata_body (publish bodies have their own cap)', async () => {
+    const dir = await s.makePackage({ name: 'big-pkg', version: '1.0.0' });
+    const { randomBytes } = await import('node:crypto');
+    const { writeFile } = await import('node:fs/promises');
+    const blob = randomBytes(6 * 1024 * 1024);
+    await writeFile(join(dir, 'blob.bin'), blob);
+    await s.npm(['publish'], { cwd: dir, registry });
+    const proj = await s.project();
+    await s.npm(['install', 'big-pkg'], { cwd: proj, registry });
+    expect((await readFile(join(proj, 'node_modules/big-pkg/blob.bin'))).equals(blob)).toBe(true);
+  });
+
   it('refuses a publish body over limits.publish_body with 413', async () => {
     const small = await startServer({ 'limits.publish_body': '2KiB' });
     try {
