@@ -13,8 +13,15 @@ export interface Spooled {
   size: number;
 }
 
+/**
+ * Other digests a body must match, by node:crypto algorithm name, as hex
+ * (npm's sha512 integrity / sha1 shasum, md5 of older indexes...). Checked
+ * with sha256 while streaming; a mismatch is DIGEST_INVALID.
+ */
+export type ExtraHashes = Partial<Record<'sha1' | 'sha384' | 'sha512' | 'md5', string>>;
+
 export interface SpoolOptions {
-  expect?: { digest?: Digest; size?: number };
+  expect?: { digest?: Digest; size?: number; hashes?: ExtraHashes };
   maxSize?: number;
   signal?: AbortSignal;
   /** Called with the temp path once it exists, and on every chunk written (for readers tailing it). */
@@ -32,6 +39,9 @@ export function tempPath(dir: string, prefix = 'spool'): string {
 export async function spool(src: Readable, dir: string, o: SpoolOptions = {}): Promise<Spooled> {
   const path = tempPath(dir);
   const hash = createHash('sha256');
+  const extra = Object.entries(o.expect?.hashes ?? {})
+    .filter((e): e is [string, string] => typeof e[1] === 'string')
+    .map(([alg, hex]) => ({ alg, hex: hex.toLowerCase(), h: createHash(alg) }));
   let size = 0;
   const out = fileSink(path, o.onProgress);
   const counter = new Transform({
@@ -40,6 +50,7 @@ export async function spool(src: Readable, dir: string, o: SpoolOptions = {}): P
       if (o.maxSize !== undefined && size > o.maxSize) return cb(new AppError('TOO_LARGE', `body exceeds ${o.maxSize} bytes`));
       if (o.expect?.size !== undefined && size > o.expect.size) return cb(new AppError('SIZE_INVALID', `body is larger than the expected ${o.expect.size} bytes`));
       hash.update(chunk);
+      for (const x of extra) x.h.update(chunk);
       cb(null, chunk);
     },
   });
@@ -51,6 +62,10 @@ export async function spool(src: Readable, dir: string, o: SpoolOptions = {}): P
     }
     if (o.expect?.digest && o.expect.digest !== digest) {
       throw new AppError('DIGEST_INVALID', `digest mismatch: expected ${o.expect.digest}, got ${digest}`);
+    }
+    for (const x of extra) {
+      const got = x.h.digest('hex');
+      if (got !== x.hex) throw new AppError('DIGEST_INVALID', `${x.alg} mismatch: expected ${x.hex}, got ${got}`);
     }
     return { path, digest, size };
   } catch (err) {

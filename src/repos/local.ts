@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { AppError } from '../lib/errors.js';
 import type { Digest } from '../lib/digest.js';
+import type { ExtraHashes } from '../lib/spool.js';
 import { ingestStream } from '../storage/ingest.js';
 import type { FileRec, RepoDef } from '../storage/meta/types.js';
 import type { Services } from './services.js';
@@ -13,7 +14,7 @@ export async function localFile(svc: Services, repo: RepoDef, ref: FileRef): Pro
 }
 
 export interface PutOptions {
-  expect?: { digest?: Digest; size?: number };
+  expect?: { digest?: Digest; size?: number; hashes?: ExtraHashes };
   contentType?: string;
   meta?: Record<string, unknown>;
   /** Refuse to replace an existing path (versioned packages). */

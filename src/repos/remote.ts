@@ -174,7 +174,7 @@ async function fetchIntoCache(
   let spooled;
   try {
     spooled = await spool(body, svc.blob.tempDir, {
-      expect: { digest: ref.expect?.digest, size: length ?? ref.expect?.size },
+      expect: { digest: ref.expect?.digest, size: length ?? ref.expect?.size, hashes: ref.expect?.hashes },
       signal: fillTimeout,
       onProgress: (n, p) => growing.progress(n, p),
     });

@@ -33,6 +33,8 @@ export interface DocSource<T> {
    * for it are dropped, unless the virtual repo's `allow_shadowed` lists the name.
    */
   packageName?: string;
+  /** Cap on the stored upstream original (default limits.metadata_body): npm packuments of busy packages run to tens of MiB. */
+  maxBytes?: number;
   /** Local repos: build from stored rows (null: not found). */
   local(repo: RepoDef): Promise<T | null>;
   /** Remote repos: parse the stored upstream original. */
@@ -57,7 +59,7 @@ export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource
     }
     case 'remote': {
       const served = await remoteFile(svc, repo, { mutable: true, ...src.ref });
-      const body = await readCapped(svc, served);
+      const body = await readCapped(svc, served, src.maxBytes);
       return { doc: src.parseUpstream(repo, body), source: served.source, servedBy: repo.name, staleAge: served.staleAge };
     }
     case 'virtual': {

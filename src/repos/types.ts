@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../lib/digest.js';
+import type { ExtraHashes } from '../lib/spool.js';
 import type { FileRec, RepoDef } from '../storage/meta/types.js';
 
 /** What a format asks a repo for: one stored file, addressed by its path in the repo. */
@@ -10,8 +11,8 @@ export interface FileRef {
   locate?: (repo: RepoDef) => string | null | Promise<string | null>;
   /** Mutable metadata: served for metadata_ttl, then revalidated. Immutable files are kept forever. */
   mutable?: boolean;
-  /** Known digest/size (from an index): verified before anything is cached. */
-  expect?: { digest?: Digest; size?: number };
+  /** Known digest/size/other hashes (from an index): verified before anything is cached. */
+  expect?: { digest?: Digest; size?: number; hashes?: ExtraHashes };
   accept?: string;
   /** Upstream request headers (e.g. docker bearer tokens), computed per remote repo. */
   upstreamHeaders?: (repo: RepoDef) => Record<string, string> | Promise<Record<string, string>>;

@@ -1,10 +1,9 @@
 import pg from 'pg';
 import type { Digest } from '../../lib/digest.js';
 import { migrations } from './migrations.js';
-import { fileFromRow, fileToParams, repoFromRow, repoToParams } from './sqlite.js';
+import { blobFromRow, fileFromRow, fileToParams, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
 import type { BlobRec, FileRec, MetaStore, RepoDef, UploadSession } from './types.js';
 
-type Row = Record<string, unknown>;
 type Querier = { query: (text: string, values?: unknown[]) => Promise<pg.QueryResult<Row>> };
 
 /** Advisory lock keys (any two 32-bit ints unlikely to collide with other users of the database). */
@@ -48,14 +47,6 @@ const SQL = {
   sessDel: 'DELETE FROM upload_sessions WHERE id = $1',
   sessOld: 'SELECT * FROM upload_sessions WHERE started_at < $1',
 } as const;
-
-function sessFromRow(r: Row): UploadSession {
-  return { id: r.id as string, repo: r.repo as string, scope: r.scope as string, startedAt: Number(r.started_at) };
-}
-
-function blobFromRow(r: Row): BlobRec {
-  return { digest: r.digest as Digest, size: Number(r.size), lastTouched: Number(r.last_touched) };
-}
 
 export interface PostgresOptions {
   poolSize?: number;

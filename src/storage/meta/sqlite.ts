@@ -3,46 +3,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Digest } from '../../lib/digest.js';
 import { migrations } from './migrations.js';
+import { keysetPages } from './paging.js';
+import { blobFromRow, fileFromRow, fileToParams, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
 import type { BlobRec, FileRec, MetaStore, RepoDef, UploadSession } from './types.js';
 
-type Row = Record<string, unknown>;
-
-export function fileFromRow(r: Row): FileRec {
-  return {
-    repo: r.repo as string,
-    path: r.path as string,
-    digest: r.digest as Digest,
-    size: Number(r.size),
-    contentType: (r.content_type as string) ?? undefined,
-    source: r.source as FileRec['source'],
-    upstreamEtag: (r.upstream_etag as string) ?? undefined,
-    upstreamLastModified: (r.upstream_last_modified as string) ?? undefined,
-    fetchedAt: Number(r.fetched_at),
-    lastAccess: Number(r.last_access),
-    meta: r.meta ? JSON.parse(r.meta as string) : undefined,
-  };
-}
-
-export function fileToParams(f: FileRec): unknown[] {
-  return [f.repo, f.path, f.digest, f.size, f.contentType ?? null, f.source, f.upstreamEtag ?? null,
-    f.upstreamLastModified ?? null, f.fetchedAt, f.lastAccess, f.meta ? JSON.stringify(f.meta) : null];
-}
-
-export function repoFromRow(r: Row): RepoDef {
-  return {
-    name: r.name as string,
-    format: r.format as string,
-    kind: r.kind as RepoDef['kind'],
-    upstream: (r.upstream as string) ?? undefined,
-    members: r.members ? JSON.parse(r.members as string) : undefined,
-    options: JSON.parse((r.options as string) || '{}'),
-    createdAt: Number(r.created_at),
-  };
-}
-
-export function repoToParams(d: RepoDef): unknown[] {
-  return [d.name, d.format, d.kind, d.upstream ?? null, d.members ? JSON.stringify(d.members) : null, JSON.stringify(d.options ?? {}), d.createdAt];
-}
 
 /** A promise-chain mutex: one holder at a time within this process. */
 class Mutex {
@@ -135,7 +99,7 @@ export class SqliteMetaStore implements MetaStore {
     touch: (d: Digest, size: number, at = Date.now()) => this.write(() => void this.s.blobTouch.run(d, size, at)),
     get: async (d: Digest) => {
       const r = this.s.blobGet.get(d) as Row | undefined;
-      return r ? { digest: r.digest as Digest, size: Number(r.size), lastTouched: Number(r.last_touched) } : null;
+      return r ? blobFromRow(r) : null;
     },
     remove: (d: Digest) => this.write(() => void this.s.blobDel.run(d)),
     list: () => this.iterateBlobs(),
@@ -146,11 +110,11 @@ export class SqliteMetaStore implements MetaStore {
     put: (u: UploadSession) => this.write(() => void this.s.sessPut.run(u.id, u.repo, u.scope, u.startedAt)),
     get: async (id: string) => {
       const r = this.s.sessGet.get(id) as Row | undefined;
-      return r ? { id: r.id as string, repo: r.repo as string, scope: r.scope as string, startedAt: Number(r.started_at) } : null;
+      return r ? sessFromRow(r) : null;
     },
     remove: (id: string) => this.write(() => void this.s.sessDel.run(id)),
     olderThan: async (t: number) =>
-      (this.s.sessOld.all(t) as Row[]).map((r) => ({ id: r.id as string, repo: r.repo as string, scope: r.scope as string, startedAt: Number(r.started_at) })),
+      (this.s.sessOld.all(t) as Row[]).map(sessFromRow),
   };
 
   async ping(): Promise<void> {
@@ -161,25 +125,12 @@ export class SqliteMetaStore implements MetaStore {
     if (!this.inTx) await this.mutex.run(async () => this.db.close());
   }
 
-  private async *iterateFiles(repo: string, prefix: string): AsyncIterable<FileRec> {
-    // Page through so no statement stays open across awaits.
-    let after = '';
-    for (;;) {
-      const rows = this.s.filePage.all(repo, prefix, prefix, after, 500) as Row[];
-      for (const r of rows) yield fileFromRow(r);
-      if (rows.length < 500) return;
-      after = rows[rows.length - 1].path as string;
-    }
+  private iterateFiles(repo: string, prefix: string): AsyncIterable<FileRec> {
+    return keysetPages((after, n) => (this.s.filePage.all(repo, prefix, prefix, after, n) as Row[]).map(fileFromRow), (f) => f.path);
   }
 
-  private async *iterateBlobs(): AsyncIterable<BlobRec> {
-    let after = '';
-    for (;;) {
-      const rows = this.s.blobPage.all(after, 500) as Row[];
-      for (const r of rows) yield { digest: r.digest as Digest, size: Number(r.size), lastTouched: Number(r.last_touched) };
-      if (rows.length < 500) return;
-      after = rows[rows.length - 1].digest as string;
-    }
+  private iterateBlobs(): AsyncIterable<BlobRec> {
+    return keysetPages((after, n) => (this.s.blobPage.all(after, n) as Row[]).map(blobFromRow), (b) => b.digest);
   }
 }
 

@@ -1,0 +1,290 @@
+import { createHash } from 'node:crypto';
+import { AppError } from '../../lib/errors.js';
+import type { ExtraHashes } from '../../lib/spool.js';
+import type { DocSource } from '../../repos/resolve.js';
+import type { Services } from '../../repos/services.js';
+import type { RepoDef } from '../../storage/meta/types.js';
+import { escapeName, paths, tarballFileOf } from './names.js';
+
+export type Json = Record<string, unknown>;
+
+export interface Dist extends Json {
+  tarball?: string;
+  integrity?: string;
+  shasum?: string;
+}
+
+export interface Manifest extends Json {
+  name?: string;
+  version?: string;
+  dist?: Dist;
+  deprecated?: string;
+}
+
+/** A packument as npm shapes it (the stored form; rendering rewrites tarball URLs). */
+export interface Packument extends Json {
+  name: string;
+  'dist-tags': Record<string, string>;
+  versions: Record<string, Manifest>;
+  time?: Record<string, string>;
+  _rev?: string;
+}
+
+/**
+ * What the kinds pass around: the parsed packument (never mutated once made:
+ * it is shared through caches), an identity of the bytes it came from (render
+ * cache key), and for merged documents the member that serves each version.
+ */
+export interface PackDoc {
+  json: Packument;
+  key?: string;
+  origin?: Map<string, string>;
+  byFile?: Map<string, string>;
+}
+
+export const ABBREVIATED_TYPE = 'application/vnd.npm.install-v1+json';
+export const ABBREVIATED_ACCEPT = 'application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*';
+
+/** Accept asks for the abbreviated (install-v1) form. */
+export function wantsAbbreviated(accept: string | undefined): boolean {
+  if (!accept) return false;
+  for (const part of accept.split(',')) {
+    const [type, ...params] = part.split(';').map((s) => s.trim());
+    if (type.toLowerCase() !== ABBREVIATED_TYPE) continue;
+    const q = params.find((p) => p.startsWith('q='));
+    return !q || Number(q.slice(2)) > 0;
+  }
+  return false;
+}
+
+/** A small LRU bounded by entries and bytes. */
+export class Lru<V> {
+  private readonly map = new Map<string, { v: V; bytes: number }>();
+  private total = 0;
+  constructor(private readonly maxBytes: number, private readonly maxEntries = 10_000) {}
+  get(k: string): V | undefined {
+    const e = this.map.get(k);
+    if (!e) return undefined;
+    this.map.delete(k);
+    this.map.set(k, e);
+    return e.v;
+  }
+  set(k: string, v: V, bytes: number): void {
+    const old = this.map.get(k);
+    if (old) { this.total -= old.bytes; this.map.delete(k); }
+    if (bytes > this.maxBytes / 4) return;
+    this.map.set(k, { v, bytes });
+    this.total += bytes;
+    for (const [key, e] of this.map) {
+      if (this.total <= this.maxBytes && this.map.size <= this.maxEntries) break;
+      this.map.delete(key);
+      this.total -= e.bytes;
+    }
+  }
+}
+
+/** Parsed documents by the identity of their bytes (a blob digest or a hash of the body). */
+const parsed = new Lru<PackDoc>(128 * 1024 * 1024);
+/** Rendered bodies by document identity + form + repo URL. */
+const rendered = new Lru<{ body: Buffer; etag: string }>(128 * 1024 * 1024);
+
+function isObject(v: unknown): v is Json {
+  return !!v && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Checks the shape we rely on; drops versions we could not serve. */
+export function normalise(raw: unknown, name: string): Packument {
+  if (!isObject(raw)) throw new AppError('UPSTREAM_FAILED', `packument of ${name} is not a JSON object`);
+  const versions: Record<string, Manifest> = {};
+  if (isObject(raw.versions)) {
+    for (const [v, m] of Object.entries(raw.versions)) {
+      if (isObject(m) && isObject(m.dist) && typeof m.dist.tarball === 'string') versions[v] = m as Manifest;
+    }
+  }
+  const tags: Record<string, string> = {};
+  if (isObject(raw['dist-tags'])) {
+    for (const [t, v] of Object.entries(raw['dist-tags'])) if (typeof v === 'string' && versions[v]) tags[t] = v;
+  }
+  const time: Record<string, string> = {};
+  if (isObject(raw.time)) for (const [k, v] of Object.entries(raw.time)) if (typeof v === 'string') time[k] = v;
+  return { ...raw, name: typeof raw.name === 'string' ? raw.name : name, 'dist-tags': tags, versions, time };
+}
+
+/** A stored packument (upstream original or our own document), parsed once per distinct content. */
+export function parseStored(body: Buffer, name: string, key?: string): PackDoc {
+  const k = key ?? `sha1:${createHash('sha1').update(body).digest('hex')}`;
+  const hit = parsed.get(k);
+  if (hit) return hit;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new AppError('UPSTREAM_FAILED', `packument of ${name} is not valid JSON`);
+  }
+  const doc: PackDoc = { json: normalise(raw, name), key: k };
+  parsed.set(k, doc, body.length * 3);
+  return doc;
+}
+
+/** The version a tarball file belongs to. */
+export function versionOfFile(doc: PackDoc, file: string): string | undefined {
+  if (!doc.byFile) {
+    const m = new Map<string, string>();
+    for (const [v, man] of Object.entries(doc.json.versions)) {
+      const f = tarballFileOf(man.dist?.tarball);
+      if (f && !m.has(f)) m.set(f, v);
+    }
+    doc.byFile = m;
+  }
+  return doc.byFile.get(file);
+}
+
+/** `dist` -> hashes the core verifies before caching: sha512/sha1 from `integrity`, sha1 from `shasum`. */
+export function hashesOf(dist: Dist | undefined): ExtraHashes {
+  const out: ExtraHashes = {};
+  if (!dist) return out;
+  if (typeof dist.integrity === 'string') {
+    for (const entry of dist.integrity.trim().split(/\s+/)) {
+      const m = /^(sha1|sha384|sha512)-([A-Za-z0-9+/=]+)(\?.*)?$/.exec(entry);
+      if (m) out[m[1] as 'sha1' | 'sha384' | 'sha512'] = Buffer.from(m[2], 'base64').toString('hex');
+    }
+  }
+  if (typeof dist.shasum === 'string' && /^[a-f0-9]{40}$/i.test(dist.shasum)) out.sha1 ??= dist.shasum.toLowerCase();
+  return out;
+}
+
+/** Merges member documents in order: versions, dist-tags and times of all; the first member wins on conflicts. */
+export function mergeDocs(name: string, parts: { member: RepoDef; doc: PackDoc }[]): PackDoc {
+  const key = parts.every((p) => p.doc.key) ? `m:${parts.map((p) => `${p.member.name}=${p.doc.key}`).join('|')}` : undefined;
+  const hit = key ? parsed.get(key) : undefined;
+  if (hit) return hit;
+  const versions: Record<string, Manifest> = {};
+  const tags: Record<string, string> = {};
+  const time: Record<string, string> = {};
+  const origin = new Map<string, string>();
+  for (const { member, doc } of parts) {
+    for (const [v, m] of Object.entries(doc.json.versions)) {
+      if (versions[v]) continue;
+      versions[v] = m;
+      origin.set(v, member.name);
+      if (doc.json.time?.[v]) time[v] = doc.json.time[v];
+    }
+    for (const [t, v] of Object.entries(doc.json['dist-tags'])) tags[t] ??= v;
+    for (const k of ['created', 'modified']) {
+      const t = doc.json.time?.[k];
+      if (t && (!time[k] || (k === 'created' ? t < time[k] : t > time[k]))) time[k] = t;
+    }
+  }
+  const { _rev: _drop, ...first } = parts[0].doc.json;
+  const doc: PackDoc = { json: { ...first, _id: name, name, 'dist-tags': tags, versions, time }, key, origin };
+  if (key) parsed.set(key, doc, Object.keys(versions).length * 2048);
+  return doc;
+}
+
+const ABBREVIATED_FIELDS = [
+  'name', 'version', 'deprecated', 'dependencies', 'optionalDependencies', 'devDependencies', 'bundleDependencies',
+  'bundledDependencies', 'peerDependencies', 'peerDependenciesMeta', 'acceptDependencies', 'bin', 'directories', 'dist',
+  'engines', '_hasShrinkwrap', 'hasInstallScript', 'cpu', 'os', 'libc', 'funding', 'license',
+];
+
+function withTarball(m: Manifest, tarballBase: string): Manifest {
+  const file = tarballFileOf(m.dist?.tarball);
+  return { ...m, dist: { ...m.dist, tarball: file ? `${tarballBase}${encodeURIComponent(file)}` : m.dist?.tarball } };
+}
+
+function abbreviate(m: Manifest, tarballBase: string): Manifest {
+  const out: Manifest = {};
+  for (const f of ABBREVIATED_FIELDS) if (m[f] !== undefined) out[f] = m[f];
+  if (out.hasInstallScript === undefined && isObject(m.scripts)) {
+    const s = m.scripts;
+    if (s.preinstall || s.install || s.postinstall) out.hasInstallScript = true;
+  }
+  return withTarball(out, tarballBase);
+}
+
+/** URL prefix of a package's tarballs in a repo: `${repoUrl}/@scope/name/-/`. */
+export function tarballBase(repoUrl: string, name: string): string {
+  return `${repoUrl}/${name}/-/`;
+}
+
+/** One version's manifest as served (`GET /REPO/name/1.0.0`). */
+export function renderVersion(doc: PackDoc, version: string, repoUrl: string): Json {
+  return withTarball(doc.json.versions[version], tarballBase(repoUrl, doc.json.name));
+}
+
+/**
+ * The packument as sent: tarball URLs point at this server (`repoUrl`),
+ * internal fields and attachments are dropped; `abbreviated` keeps what an
+ * install needs. Cached per (document, form, repo URL).
+ */
+export function renderPackument(doc: PackDoc, name: string, repoUrl: string, abbreviated: boolean): { body: Buffer; etag: string } {
+  const ck = doc.key ? `${doc.key}|${abbreviated ? 'a' : 'f'}|${repoUrl}|${name}` : undefined;
+  const hit = ck ? rendered.get(ck) : undefined;
+  if (hit) return hit;
+  const base = tarballBase(repoUrl, name);
+  const j = doc.json;
+  const versions: Record<string, Manifest> = {};
+  let out: Json;
+  if (abbreviated) {
+    for (const [v, m] of Object.entries(j.versions)) versions[v] = abbreviate(m, base);
+    out = { name, 'dist-tags': j['dist-tags'], versions };
+    const modified = j.time?.modified ?? j.modified;
+    if (typeof modified === 'string') out.modified = modified;
+  } else {
+    for (const [v, m] of Object.entries(j.versions)) versions[v] = withTarball(m, base);
+    out = {};
+    for (const [k, v] of Object.entries(j)) if (!k.startsWith('_') || k === '_id' || k === '_rev') out[k] = v;
+    out._id ??= name;
+    out.name = name;
+    out['dist-tags'] = j['dist-tags'];
+    out.versions = versions;
+  }
+  const body = Buffer.from(JSON.stringify(out));
+  const r = { body, etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 40)}"` };
+  if (ck) rendered.set(ck, r, body.length + ck.length);
+  return r;
+}
+
+/** Upstream URL of a package's packument: the registry root + the escaped name. */
+export function packumentUrl(upstream: string, name: string): string {
+  return `${upstream.replace(/\/*$/, '/')}${escapeName(name)}`;
+}
+
+/** Reads a local repo's package document (null: never published). */
+export async function loadLocal(svc: Services, repo: RepoDef, name: string): Promise<PackDoc | null> {
+  const rec = await svc.meta.files.get(repo.name, paths.doc(name));
+  if (!rec) return null;
+  const hit = parsed.get(rec.digest);
+  if (hit) return hit;
+  const chunks: Buffer[] = [];
+  for await (const c of await svc.blob.read(rec.digest)) chunks.push(c as Buffer);
+  return parseStored(Buffer.concat(chunks), name, rec.digest);
+}
+
+/**
+ * Packuments of busy packages are far above a usual metadata cap (the full
+ * document of `typescript` or `next` runs to tens of MiB, abbreviated ones to
+ * several): allow at least 64 MiB, or limits.metadata_body when higher.
+ */
+export function packumentCap(svc: Services): number {
+  return Math.max(svc.config.limits.metadata_body, 64 * 1024 * 1024);
+}
+
+/** How each kind builds a package's packument (see repos/resolve.ts). */
+export function packumentSource(svc: Services, name: string, abbreviated: boolean): DocSource<PackDoc> {
+  return {
+    ref: {
+      path: abbreviated ? paths.abbreviated(name) : paths.doc(name),
+      mutable: true,
+      accept: abbreviated ? ABBREVIATED_ACCEPT : 'application/json',
+      contentType: 'application/json',
+      rejectHtml: true,
+      locate: (repo) => packumentUrl(svc.repos.upstreamSettings(repo).upstream, name),
+    },
+    packageName: name,
+    maxBytes: packumentCap(svc),
+    local: (repo) => loadLocal(svc, repo, name),
+    parseUpstream: (_repo, body) => parseStored(body, name),
+    merge: (_repo, parts) => mergeDocs(name, parts),
+  };
+}
