@@ -26,6 +26,15 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
     }, 'request');
   });
 
+  // Closing: keep dropping keep-alive connections as they go idle (fastify drops only those idle at
+  // the start), so in-flight requests finish and the server does not wait out the keep-alive timeout.
+  let idleSweeper: NodeJS.Timeout | undefined;
+  app.addHook('preClose', async () => {
+    idleSweeper = setInterval(() => app.server.closeIdleConnections(), 100);
+    idleSweeper.unref();
+  });
+  app.addHook('onClose', async () => clearInterval(idleSweeper));
+
   app.setErrorHandler(errorHandler());
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'not found' } }));
 
