@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
+import { pushLocalCommand } from './push-local.js';
 import { repoCommand } from './repo.js';
 import { serveCommand } from './serve.js';
 
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .showHelpAfterError(false);
   serveCommand(program);
   repoCommand(program);
+  pushLocalCommand(program);
   return program;
 }
 
