@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { hexOf, type Digest } from '../lib/digest.js';
 import { AppError } from '../lib/errors.js';
 import { parseRange, type ByteRange } from '../lib/range.js';
+import { quarantineBlob } from '../repos/quarantine.js';
 import type { Services } from '../repos/services.js';
 import type { Served } from '../repos/types.js';
 
@@ -221,23 +221,8 @@ function verifying(src: Readable, d: Digest, svc: Services): Readable {
   })(), { objectMode: false });
 }
 
-/**
- * A blob whose bytes no longer match its digest: moved aside (local path) or
- * deleted, and remote repos' rows dropped so the next request refetches it.
- * Local rows stay, for `verify --repair` to report and drop.
- */
+/** Quarantines a blob that failed verification while being served, and forgets its cached bytes. */
 export async function quarantine(svc: Services, d: Digest): Promise<void> {
-  svc.log.error({ digest: d }, 'blob failed verification; quarantined');
   smallBlobs.delete(d);
-  const local = svc.blob.localPath?.(d);
-  if (local) {
-    const dir = join(svc.config.data_dir, 'quarantine');
-    await fsp.mkdir(dir, { recursive: true });
-    await fsp.rename(local, join(dir, basename(local))).catch(() => {});
-  } else {
-    await svc.blob.delete(d);
-  }
-  for (const f of await svc.meta.files.byDigest(d)) {
-    if (f.source === 'remote') await svc.meta.files.remove(f.repo, f.path);
-  }
+  await quarantineBlob(svc, d);
 }
