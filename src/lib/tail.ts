@@ -66,8 +66,11 @@ export class GrowingFile extends EventEmitter {
         try {
           for (;;) {
             if (self.error) throw self.error;
-            if (self.fd !== undefined && pos < self.written) {
-              const buf = await readAt(self.fd, Math.min(chunkSize, self.written - pos));
+            // Until the fill is committed, the last byte is held back: a client never sees a
+            // complete body of something that then fails to verify or to be recorded.
+            const readable = self.done ? self.written : self.written - 1;
+            if (self.fd !== undefined && pos < readable) {
+              const buf = await readAt(self.fd, Math.min(chunkSize, readable - pos));
               pos += buf.length;
               this.push(buf);
               return;
