@@ -131,7 +131,7 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
     return reply.send(buf);
   }
   const stream = local
-    ? await openLocal(svc, local, rec.digest, range, verify && !range)
+    ? await openLocal(svc, local, rec.digest, rec.size, range, verify && !range)
     : verify && !range ? verifying(await svc.blob.read(rec.digest), rec.digest, svc) : await svc.blob.read(rec.digest, range ?? undefined);
   return reply.send(stream);
 }
@@ -142,7 +142,7 @@ async function blobMissing(svc: Services, d: Digest): Promise<AppError> {
 }
 
 /** Reads a local blob in 1 MiB positional reads (far fewer threadpool hops than a default read stream). */
-async function openLocal(svc: Services, path: string, d: Digest, range: ByteRange | null, verify: boolean): Promise<Readable> {
+async function openLocal(svc: Services, path: string, d: Digest, size: number, range: ByteRange | null, verify: boolean): Promise<Readable> {
   let fh: fsp.FileHandle;
   try {
     fh = await fsp.open(path, 'r');
@@ -150,7 +150,7 @@ async function openLocal(svc: Services, path: string, d: Digest, range: ByteRang
     throw await blobMissing(svc, d);
   }
   let pos = range?.start ?? 0;
-  const end = range ? range.end + 1 : (await fh.stat()).size;
+  const end = range ? range.end + 1 : size;
   const hash = verify ? createHash('sha256') : undefined;
   let held: Buffer | undefined;
   return new Readable({
