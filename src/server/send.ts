@@ -175,15 +175,20 @@ async function pumpFile(svc: Services, fh: fsp.FileHandle, res: ServerResponse, 
     wake = done;
     res.once('drain', done);
   });
+  // Chunk buffers are reused once the socket has taken them (the write callback), so a transfer of
+  // any size holds about three of them: one being read, one held back, one being written.
+  const pool: Buffer[] = [];
   const send = async (chunk: Buffer) => {
-    if (!res.write(chunk) && !gone) await drained();
+    // Every chunk is a view of its own CHUNK-sized allocation (readAt), so the whole buffer can go back.
+    const ok = res.write(chunk, () => { if (pool.length < 4) pool.push(Buffer.from(chunk.buffer, 0, CHUNK)); });
+    if (!ok && !gone) await drained();
   };
   const readAt = async (at: number): Promise<Buffer> => {
     const want = Math.min(CHUNK, end - at);
-    const buf = Buffer.allocUnsafe(want);
+    const buf = pool.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
     const { bytesRead } = await fh.read(buf, 0, want, at);
     if (bytesRead === 0) throw new Error(`blob ${d} is shorter than recorded`);
-    return bytesRead === want ? buf : buf.subarray(0, bytesRead);
+    return buf.subarray(0, bytesRead);
   };
   let held: Buffer | undefined;
   try {
