@@ -8,7 +8,7 @@
 //   BENCH_SECONDS=10 NGINX_WORKERS=1 node bench/generic.mjs
 //
 // Env: BENCH_SECONDS (wrk duration, default 8), NGINX_WORKERS (default 1: one process, like node),
-// COLD_RATE (upstream limit_rate for the cold test, default 200m = 200 MB/s), RSS_MB (size of the
+// COLD_RATE (upstream limit_rate for the cold test, default 25m = 25 MB/s, a fast internet link), RSS_MB (size of the
 // files of the RSS test, default 1024), KEEP=1 (keep the temp dir).
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const NGINX_WORKERS = process.env.NGINX_WORKERS ?? '1';
-const COLD_RATE = process.env.COLD_RATE ?? '200m';
+const COLD_RATE = process.env.COLD_RATE ?? '25m';
 const RSS_MB = Number(process.env.RSS_MB ?? 1024);
 const only = process.argv.slice(2);
 const want = (n) => only.length === 0 || only.includes(n);
@@ -196,7 +196,7 @@ async function fifty(url, expectSize) {
     const p = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_starttransfer} %{time_total}', url]);
     let out = '';
     p.stdout.on('data', (d) => { out += d; });
-    p.on('exit', () => {
+    p.on('close', () => {
       const [code, size, ttfb, total] = out.trim().split(' ');
       if (code !== '200' || Number(size) !== expectSize) rej(new Error(`bad response ${out}`));
       else res({ ttfb: Number(ttfb), total: Number(total) });

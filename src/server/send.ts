@@ -180,7 +180,7 @@ async function pumpFile(svc: Services, fh: fsp.FileHandle, res: ServerResponse, 
   const pool: Buffer[] = [];
   const send = async (chunk: Buffer) => {
     // Every chunk is a view of its own CHUNK-sized allocation (readAt), so the whole buffer can go back.
-    const ok = res.write(chunk, () => { if (pool.length < 4) pool.push(Buffer.from(chunk.buffer, 0, CHUNK)); });
+    const ok = res.write(chunk, () => { if (pool.length < 2) pool.push(Buffer.from(chunk.buffer, 0, CHUNK)); });
     if (!ok && !gone) await drained();
   };
   const readAt = async (at: number): Promise<Buffer> => {
