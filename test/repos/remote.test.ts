@@ -108,6 +108,45 @@ describe('generic remote: fetch, cache, stream', () => {
     expect(up!.count()).toBe(1);
   });
 
+  it('a fill outlives the client that started it: the file is cached once the upstream finishes', async () => {
+    const part = randomBytes(256 * 1024);
+    let finished = false;
+    await setup(async (_req, res) => {
+      res.writeHead(200, { 'content-length': String(part.length * 4) });
+      for (let i = 0; i < 4; i++) {
+        res.write(part);
+        await sleep(150);
+      }
+      res.end(() => { finished = true; });
+    });
+    await new Promise<void>((resolve) => {
+      const req = request(`${srv!.url}/rem/left.bin`, (res) => {
+        res.once('data', () => { req.destroy(); resolve(); });
+      });
+      req.on('error', () => {});
+      req.end();
+    });
+    while (!finished) await sleep(50);
+    await sleep(200);
+    const r = await rawGet(`${srv!.url}/rem/left.bin`);
+    expect(r.headers['x-artifact-source']).toBe('cache');
+    expect(r.body.length).toBe(part.length * 4);
+    expect(up!.count()).toBe(1);
+  });
+
+  it('HEAD of an uncached file answers with the upstream length and still caches it', async () => {
+    const body = randomBytes(70_000);
+    await setup(staticFiles({ '/base/h.bin': body }));
+    const h = await fetch(`${srv!.url}/rem/h.bin`, { method: 'HEAD' });
+    expect(h.status).toBe(200);
+    expect(h.headers.get('content-length')).toBe(String(body.length));
+    await sleep(200);
+    const g = await fetch(`${srv!.url}/rem/h.bin`);
+    expect(g.headers.get('x-artifact-source')).toBe('cache');
+    expect(Buffer.from(await g.arrayBuffer()).equals(body)).toBe(true);
+    expect(up!.count()).toBe(1);
+  });
+
   it('50 concurrent misses make one upstream request and get 50 identical bodies', async () => {
     const body = randomBytes(3 * 1024 * 1024 + 17);
     await setup(async (req, res) => {
