@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
+import { maintenanceCommands } from './maintenance.js';
 import { repoCommand } from './repo.js';
 import { serveCommand } from './serve.js';
 
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .showHelpAfterError(false);
   serveCommand(program);
   repoCommand(program);
+  maintenanceCommands(program);
   return program;
 }
 
