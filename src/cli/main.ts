@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
+import { maintenanceCommands } from './maintenance.js';
 import { pushLocalCommand } from './push-local.js';
 import { repoCommand } from './repo.js';
 import { serveCommand } from './serve.js';
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   serveCommand(program);
   repoCommand(program);
   pushLocalCommand(program);
+  maintenanceCommands(program);
   return program;
 }
 

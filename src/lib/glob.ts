@@ -14,6 +14,19 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
+const compiled = new Map<string, RegExp>();
+
+/** Compiled once per glob (this runs on every request). */
+function cachedGlob(g: string): RegExp {
+  let re = compiled.get(g);
+  if (!re) {
+    if (compiled.size > 10_000) compiled.clear();
+    re = globToRegExp(g);
+    compiled.set(g, re);
+  }
+  return re;
+}
+
 export function matchesAny(path: string, globs: readonly string[]): boolean {
-  return globs.some((g) => globToRegExp(g).test(path));
+  return globs.some((g) => cachedGlob(g).test(path));
 }

@@ -92,7 +92,7 @@ function fileSink(path: string, onProgress?: (written: number, path: string) => 
     onProgress?.(written, path);
   };
   return new Writable({
-    highWaterMark: 1 << 20,
+    highWaterMark: 256 * 1024,
     writev(chunks, cb) {
       writeAll(chunks.map((c) => c.chunk as Buffer)).then(() => cb(), cb);
     },

@@ -12,6 +12,9 @@ import { EventEmitter } from 'node:events';
  * fill is over and every reader is gone, so the writer may rename the file
  * into the CAS under them.
  */
+const BATCH = 256 * 1024;
+const BATCH_WAIT_MS = 20;
+
 export class GrowingFile extends EventEmitter {
   written = 0;
   done = false;
@@ -54,6 +57,7 @@ export class GrowingFile extends EventEmitter {
     if (this.closed || this.done) return null;
     this.readers++;
     let pos = 0;
+    let waited = false;
     const self = this;
     const waitForChange = () => new Promise<void>((resolve) => self.once('change', resolve));
     const readAt = (fd: number, len: number) => new Promise<Buffer>((resolve, reject) => {
@@ -66,11 +70,20 @@ export class GrowingFile extends EventEmitter {
         try {
           for (;;) {
             if (self.error) throw self.error;
-            // Until the fill has verified the whole body, the last byte is held back: a client
-            // never receives a complete transfer of bytes that then fail their digest check.
-            const avail = self.done ? self.written : self.written - 1;
-            if (self.fd !== undefined && pos < avail) {
-              const buf = await readAt(self.fd, Math.min(chunkSize, avail - pos));
+            // Until the fill is committed, the last byte is held back: a client never sees a
+            // complete body of something that then fails to verify or to be recorded.
+            const readable = self.done ? self.written : self.written - 1;
+            // While the fill runs, read in batches (many readers of small appends cost a threadpool
+            // hop each), except the first bytes, and never wait more than BATCH_WAIT_MS for a batch.
+            const avail = readable - pos;
+            if (self.fd !== undefined && avail > 0 && !self.done && pos > 0 && avail < BATCH && !waited) {
+              await Promise.race([waitForChange(), new Promise((r) => setTimeout(r, BATCH_WAIT_MS))]);
+              waited = true;
+              continue;
+            }
+            waited = false;
+            if (self.fd !== undefined && pos < readable) {
+              const buf = await readAt(self.fd, Math.min(chunkSize, readable - pos));
               pos += buf.length;
               this.push(buf);
               return;

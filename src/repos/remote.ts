@@ -9,7 +9,8 @@ import type { FileRef, Served } from './types.js';
 /** A cache fill in progress in this process: its upstream answer, and the bytes as they land. */
 interface Fill {
   growing: GrowingFile;
-  started: Promise<{ kind: 'body'; contentType?: string; length?: number } | { kind: 'cached'; rec: FileRec }>;
+  /** `cached`: no body to tail; `fetched` when the bytes came from the upstream for this fill (not a 304 or another instance's fill). */
+  started: Promise<{ kind: 'body'; contentType?: string; length?: number } | { kind: 'cached'; rec: FileRec; fetched?: boolean }>;
   done: Promise<FileRec>;
 }
 
@@ -78,6 +79,12 @@ export class AccessLog {
   }
 }
 
+/** Drops an upstream body we will not read (its abort error is expected, not a crash). */
+function discard(body: import('node:stream').Readable): void {
+  body.on('error', () => {});
+  body.destroy();
+}
+
 function isHtml(contentType: string | undefined): boolean {
   return !!contentType && /^\s*text\/html/i.test(contentType);
 }
@@ -102,7 +109,7 @@ export async function remoteFile(svc: Services, repo: RepoDef, ref: FileRef): Pr
     svc.coord.singleFlight(`fill:${key}`, () => fetchIntoCache(svc, repo, ref, rec, growing, started)));
   try {
     const s = await fill.started;
-    if (s.kind === 'cached') return { rec: s.rec, source: s.rec === rec ? 'cache' : 'remote', servedBy: repo.name, size: s.rec.size };
+    if (s.kind === 'cached') return { rec: s.rec, source: s.fetched ? 'remote' : 'cache', servedBy: repo.name, size: s.rec.size };
     const now = Date.now();
     const provisional: FileRec = {
       repo: repo.name, path: ref.path, digest: ref.expect?.digest ?? ('' as FileRec['digest']), size: s.length ?? -1,
@@ -128,7 +135,7 @@ export async function remoteFile(svc: Services, repo: RepoDef, ref: FileRef): Pr
 
 async function fetchIntoCache(
   svc: Services, repo: RepoDef, ref: FileRef, previous: FileRec | null, growing: GrowingFile,
-  started: (s: { kind: 'body'; contentType?: string; length?: number } | { kind: 'cached'; rec: FileRec }) => void,
+  started: (s: Awaited<Fill['started']>) => void,
 ): Promise<FileRec> {
   const key = `${repo.name}:${ref.path}`;
   // Another instance may have filled it while we waited for the shared lock.
@@ -160,13 +167,13 @@ async function fetchIntoCache(
   const contentType = reply.headers['content-type'] ?? ref.contentType;
   const rejectHtml = ref.rejectHtml ?? (!ref.mutable && !/\.html?$/i.test(ref.path));
   if (rejectHtml && isHtml(contentType)) {
-    body.destroy();
+    discard(body);
     throw new AppError('UPSTREAM_FAILED', 'upstream answered an HTML page where an artifact was expected');
   }
   const lengthHeader = reply.headers['content-length'];
   const length = lengthHeader !== undefined && !reply.headers['content-encoding'] ? Number(lengthHeader) : undefined;
   if (ref.expect?.size !== undefined && length !== undefined && length !== ref.expect.size) {
-    body.destroy();
+    discard(body);
     throw new AppError('UPSTREAM_FAILED', `upstream size ${length} differs from the expected ${ref.expect.size}`);
   }
   started({ kind: 'body', contentType, length: length ?? ref.expect?.size });

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { hexOf, type Digest } from '../lib/digest.js';
 import { AppError } from '../lib/errors.js';
 import { parseRange, type ByteRange } from '../lib/range.js';
+import { quarantineBlob } from '../repos/quarantine.js';
 import type { Services } from '../repos/services.js';
 import type { Served } from '../repos/types.js';
 
@@ -123,17 +124,32 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
       } catch {
         throw await blobMissing(svc, rec.digest);
       }
-      if (verify && `sha256:${createHash('sha256').update(buf).digest('hex')}` !== rec.digest) {
+      if (buf.length !== rec.size || (verify && `sha256:${createHash('sha256').update(buf).digest('hex')}` !== rec.digest)) {
         await quarantine(svc, rec.digest);
         throw new AppError('INTERNAL', 'stored content failed verification');
       }
       smallBlobs.set(rec.digest, buf);
     }
-    return reply.send(buf);
+    // Straight to the socket: fastify's send path costs more than the bytes here.
+    reply.hijack();
+    reply.raw.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>);
+    reply.raw.end(buf);
+    return reply;
   }
-  const stream = local
-    ? await openLocal(svc, local, rec.digest, range, verify && !range)
-    : verify && !range ? verifying(await svc.blob.read(rec.digest), rec.digest, svc) : await svc.blob.read(rec.digest, range ?? undefined);
+  if (local) {
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(local, 'r');
+    } catch {
+      throw await blobMissing(svc, rec.digest);
+    }
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>);
+    void pumpFile(svc, fh, res, rec.digest, range?.start ?? 0, range ? range.end + 1 : rec.size, verify && !range);
+    return reply;
+  }
+  const stream = verify && !range ? verifying(await svc.blob.read(rec.digest), rec.digest, svc) : await svc.blob.read(rec.digest, range ?? undefined);
   return reply.send(stream);
 }
 
@@ -154,53 +170,70 @@ async function blobMissing(svc: Services, d: Digest): Promise<AppError> {
   return new AppError('INTERNAL', 'stored content is missing');
 }
 
-/** Reads a local blob in 1 MiB positional reads (far fewer threadpool hops than a default read stream). */
-async function openLocal(svc: Services, path: string, d: Digest, range: ByteRange | null, verify: boolean): Promise<Readable> {
-  let fh: fsp.FileHandle;
-  try {
-    fh = await fsp.open(path, 'r');
-  } catch {
-    throw await blobMissing(svc, d);
-  }
-  let pos = range?.start ?? 0;
-  const end = range ? range.end + 1 : (await fh.stat()).size;
+/**
+ * Writes bytes [pos, end) of a local blob to the response with 1 MiB
+ * positional reads, the next read running while the last chunk is written.
+ * With `verify`, one chunk is held back until the whole file hashed right;
+ * on a mismatch (or a short file) the connection is destroyed, so the client
+ * sees an incomplete transfer, and the blob is quarantined.
+ */
+async function pumpFile(svc: Services, fh: fsp.FileHandle, res: ServerResponse, d: Digest, pos: number, end: number, verify: boolean): Promise<void> {
   const hash = verify ? createHash('sha256') : undefined;
-  let held: Buffer | undefined;
-  return new Readable({
-    highWaterMark: CHUNK,
-    async read() {
-      try {
-        for (;;) {
-          if (pos >= end) {
-            if (hash && `sha256:${hash.digest('hex')}` !== d) {
-              await quarantine(svc, d);
-              throw new Error(`blob ${d} failed verification while being served`);
-            }
-            if (held) this.push(held);
-            this.push(null);
-            return;
-          }
-          const want = Math.min(CHUNK, end - pos);
-          const buf = Buffer.allocUnsafe(want);
-          const { bytesRead } = await fh.read(buf, 0, want, pos);
-          if (bytesRead === 0) throw new Error(`blob ${d} is shorter than recorded`);
-          pos += bytesRead;
-          const chunk = bytesRead === want ? buf : buf.subarray(0, bytesRead);
-          if (!hash) return void this.push(chunk);
-          hash.update(chunk);
-          // Hold one chunk back so the final bytes go out only after the hash checks out.
-          const prev = held;
-          held = chunk;
-          if (prev) return void this.push(prev);
-        }
-      } catch (err) {
-        this.destroy(err as Error);
-      }
-    },
-    destroy(err, cb) {
-      fh.close().then(() => cb(err), () => cb(err));
-    },
+  let gone = false;
+  let wake: (() => void) | undefined;
+  const onGone = () => { gone = true; wake?.(); };
+  res.on('close', onGone);
+  const drained = () => new Promise<void>((resolve) => {
+    const done = () => { res.removeListener('drain', done); wake = undefined; resolve(); };
+    wake = done;
+    res.once('drain', done);
   });
+  // Chunk buffers are reused once the socket has taken them (the write callback), so a transfer of
+  // any size holds about three of them: one being read, one held back, one being written.
+  const pool: Buffer[] = [];
+  const send = async (chunk: Buffer) => {
+    // Every chunk is a view of its own CHUNK-sized allocation (readAt), so the whole buffer can go back.
+    const ok = res.write(chunk, () => { if (pool.length < 2) pool.push(Buffer.from(chunk.buffer, 0, CHUNK)); });
+    if (!ok && !gone) await drained();
+  };
+  const readAt = async (at: number): Promise<Buffer> => {
+    const want = Math.min(CHUNK, end - at);
+    const buf = pool.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+    const { bytesRead } = await fh.read(buf, 0, want, at);
+    if (bytesRead === 0) throw new Error(`blob ${d} is shorter than recorded`);
+    return buf.subarray(0, bytesRead);
+  };
+  let held: Buffer | undefined;
+  try {
+    let next = pos < end ? readAt(pos) : undefined;
+    while (next && !gone) {
+      const chunk = await next;
+      pos += chunk.length;
+      next = pos < end ? readAt(pos) : undefined;
+      next?.catch(() => {});
+      if (!hash) {
+        await send(chunk);
+        continue;
+      }
+      hash.update(chunk);
+      if (held) await send(held);
+      held = chunk;
+    }
+    if (gone) return;
+    if (hash && `sha256:${hash.digest('hex')}` !== d) {
+      await quarantine(svc, d);
+      throw new Error(`blob ${d} failed verification while being served`);
+    }
+    if (held) res.write(held);
+    res.end();
+  } catch (err) {
+    svc.log.error({ digest: d, err: (err as Error).message }, 'send aborted');
+    if ((err as Error).message.includes('shorter than recorded')) await quarantine(svc, d).catch(() => {});
+    res.destroy();
+  } finally {
+    res.removeListener('close', onGone);
+    await fh.close().catch(() => {});
+  }
 }
 
 /** Verification for stores without a local path: hash as it passes, hold the last chunk back. */
@@ -221,23 +254,8 @@ function verifying(src: Readable, d: Digest, svc: Services): Readable {
   })(), { objectMode: false });
 }
 
-/**
- * A blob whose bytes no longer match its digest: moved aside (local path) or
- * deleted, and remote repos' rows dropped so the next request refetches it.
- * Local rows stay, for `verify --repair` to report and drop.
- */
+/** Quarantines a blob that failed verification while being served, and forgets its cached bytes. */
 export async function quarantine(svc: Services, d: Digest): Promise<void> {
-  svc.log.error({ digest: d }, 'blob failed verification; quarantined');
   smallBlobs.delete(d);
-  const local = svc.blob.localPath?.(d);
-  if (local) {
-    const dir = join(svc.config.data_dir, 'quarantine');
-    await fsp.mkdir(dir, { recursive: true });
-    await fsp.rename(local, join(dir, basename(local))).catch(() => {});
-  } else {
-    await svc.blob.delete(d);
-  }
-  for (const f of await svc.meta.files.byDigest(d)) {
-    if (f.source === 'remote') await svc.meta.files.remove(f.repo, f.path);
-  }
+  await quarantineBlob(svc, d);
 }

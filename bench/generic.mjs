@@ -1,0 +1,293 @@
+#!/usr/bin/env node
+// Benchmarks artifactapi's generic repos against nginx, in the same run, on the same files.
+// Self-contained: makes its own files, data dirs, nginx configs, free loopback ports; ends what it
+// started by PID. Needs: nginx, wrk, curl on PATH, and a built dist/ (`npx tsc -p .`).
+//
+//   node bench/generic.mjs                 # everything
+//   node bench/generic.mjs small big       # only some: small | big | cold | rss
+//   BENCH_SECONDS=10 NGINX_WORKERS=1 node bench/generic.mjs
+//
+// Env: BENCH_SECONDS (wrk duration, default 8), NGINX_WORKERS (default 1: one process, like node),
+// COLD_RATE (upstream limit_rate for the cold test, default 25m = 25 MB/s, a fast internet link), RSS_MB (size of the
+// files of the RSS test, default 1024), KEEP=1 (keep the temp dir).
+import { spawn, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, closeSync, createWriteStream, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const NGINX_WORKERS = process.env.NGINX_WORKERS ?? '1';
+const COLD_RATE = process.env.COLD_RATE ?? '25m';
+const RSS_MB = Number(process.env.RSS_MB ?? 1024);
+const only = process.argv.slice(2);
+const want = (n) => only.length === 0 || only.includes(n);
+const work = mkdtempSync(join(tmpdir(), 'artifactapi-bench-'));
+chmodSync(work, 0o755); // nginx workers may run as nobody
+const started = [];
+const results = [];
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => console.error('#', ...a);
+
+function freePort() {
+  return new Promise((res) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+function makeFile(path, bytes) {
+  // Pseudo-random, incompressible enough, fast: repeat a 1 MiB random block with a counter.
+  const block = Buffer.alloc(Math.min(bytes, 1 << 20));
+  for (let i = 0; i < block.length; i++) block[i] = (Math.random() * 256) | 0;
+  const fd = openSync(path, 'w');
+  let left = bytes;
+  let n = 0;
+  while (left > 0) {
+    block.writeUInt32LE(n++, 0);
+    const len = Math.min(left, block.length);
+    writeSync(fd, block, 0, len);
+    left -= len;
+  }
+  closeSync(fd);
+}
+
+function run(cmd, args, opts = {}) {
+  const p = spawn(cmd, args, { stdio: ['ignore', opts.stdout ?? 'ignore', opts.stderr ?? 'pipe'], env: { ...process.env, ...opts.env } });
+  let err = '';
+  p.stderr?.on('data', (d) => { err += d; });
+  p.errText = () => err;
+  started.push(p);
+  return p;
+}
+
+function stop(p) {
+  if (!p || p.exitCode !== null || p.killed) return Promise.resolve();
+  return new Promise((res) => {
+    p.once('exit', () => res());
+    p.kill('SIGTERM');
+    setTimeout(() => { if (p.exitCode === null) p.kill('SIGKILL'); }, 5000).unref();
+  });
+}
+
+async function waitHttp(url, ms = 15000) {
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      const r = await fetch(url);
+      await r.arrayBuffer();
+      if (r.status < 500) return;
+    } catch { /* not yet */ }
+    if (Date.now() - t0 > ms) throw new Error(`${url} did not come up`);
+    await sleep(100);
+  }
+}
+
+async function startArtifactapi(name, env = {}) {
+  const port = await freePort();
+  const dataDir = join(work, `data-${name}`);
+  mkdirSync(dataDir, { recursive: true });
+  const p = run(process.execPath, [join(ROOT, 'bin/artifactapi'), 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir], {
+    env: { ARTIFACTAPI_CONFIG: join(work, 'none.toml'), ...env },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitHttp(`${url}/health`);
+  return { p, url, port, dataDir };
+}
+
+async function startNginx(name, serverBlock, extraHttp = '') {
+  const port = await freePort();
+  const prefix = join(work, `nginx-${name}`);
+  mkdirSync(join(prefix, 'logs'), { recursive: true });
+  const conf = join(prefix, 'nginx.conf');
+  writeFileSync(conf, `
+worker_processes ${NGINX_WORKERS};
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log ${prefix}/logs/access.log;
+  client_body_temp_path ${prefix}/client_body;
+  proxy_temp_path ${prefix}/proxy_temp;
+  fastcgi_temp_path ${prefix}/fastcgi; uwsgi_temp_path ${prefix}/uwsgi; scgi_temp_path ${prefix}/scgi;
+  sendfile on; tcp_nopush on; keepalive_requests 1000000;
+  default_type application/octet-stream;
+  ${extraHttp}
+  server {
+    listen 127.0.0.1:${port};
+    ${serverBlock}
+  }
+}
+`);
+  const p = run('nginx', ['-p', prefix, '-c', conf, '-g', 'daemon off;']);
+  const url = `http://127.0.0.1:${port}`;
+  await waitHttp(`${url}/`).catch((e) => { throw new Error(`${e.message}: ${p.errText()}`); });
+  return { p, url, port, prefix };
+}
+
+function wrk(url, { threads = 2, conns = 64, seconds = SECONDS } = {}) {
+  const out = execFileSync('wrk', [`-t${threads}`, `-c${conns}`, `-d${seconds}s`, '--latency', url], { encoding: 'utf8' });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const m = /Transfer\/sec:\s+([\d.]+)(\w+)/.exec(out);
+  const unit = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[m?.[2]] ?? 1;
+  const bps = m ? Number(m[1]) * unit : NaN;
+  const errors = /Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)/.exec(out)?.[0];
+  if (errors) throw new Error(`wrk ${url}: ${errors}`);
+  return { rps, bps, p99: /99%\s+([\d.]+\w+)/.exec(out)?.[1] };
+}
+
+async function put(url, file) {
+  execFileSync('curl', ['-sf', '-o', '/dev/null', '-T', file, url]);
+}
+
+async function addRepo(base, body) {
+  const r = await fetch(`${base}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  if (r.status !== 201) throw new Error(`add repo: ${r.status} ${await r.text()}`);
+}
+
+function record(name, ours, nginx, unit, target, higherIsBetter = true) {
+  const ratio = ours / nginx;
+  const ok = higherIsBetter ? ratio >= target : ratio <= target;
+  results.push({ name, ours, nginx, unit, ratio, target: `${higherIsBetter ? '>=' : '<='} ${target}`, ok });
+  log(`${name}: ours ${fmt(ours, unit)} nginx ${fmt(nginx, unit)} ratio ${ratio.toFixed(2)} (target ${higherIsBetter ? '>=' : '<='} ${target})`);
+}
+
+function fmt(v, unit) {
+  if (unit === 'B/s') return `${(v / 1024 ** 2).toFixed(0)} MiB/s`;
+  if (unit === 's') return `${v.toFixed(2)} s`;
+  if (unit === 'MB') return `${v.toFixed(0)} MB`;
+  return `${v.toFixed(0)} ${unit}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function cachedGets() {
+  const files = join(work, 'files');
+  mkdirSync(files, { recursive: true });
+  makeFile(join(files, 'small.bin'), 1024);
+  makeFile(join(files, 'big.bin'), 100 * 1024 * 1024);
+  const ngx = await startNginx('static', `location / { root ${files}; }`);
+  const nSmall = want('small') ? wrk(`${ngx.url}/small.bin`) : null;
+  const nBig = want('big') ? wrk(`${ngx.url}/big.bin`, { threads: 1, conns: 4 }) : null;
+  await stop(ngx.p);
+  for (const verify of ['true', 'false']) {
+    const a = await startArtifactapi(`cached-${verify}`, { ARTIFACTAPI_SERVER_VERIFY_ON_READ: verify });
+    await addRepo(a.url, { name: 'files', format: 'generic', kind: 'local' });
+    await put(`${a.url}/files/small.bin`, join(files, 'small.bin'));
+    await put(`${a.url}/files/big.bin`, join(files, 'big.bin'));
+    if (nSmall) record(`cached 1 KB GET req/s (verify_on_read=${verify})`, wrk(`${a.url}/files/small.bin`).rps, nSmall.rps, 'req/s', 0.3);
+    if (nBig) record(`cached 100 MB GET throughput (verify_on_read=${verify})`, wrk(`${a.url}/files/big.bin`, { threads: 1, conns: 4 }).bps, nBig.bps, 'B/s', 0.6);
+    await stop(a.p);
+    rmSync(a.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** 50 concurrent curl GETs; returns wall time and per-request first-byte times. */
+async function fifty(url, expectSize) {
+  const t0 = Date.now();
+  const runs = Array.from({ length: 50 }, () => new Promise((res, rej) => {
+    const p = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_starttransfer} %{time_total}', url]);
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.on('close', () => {
+      const [code, size, ttfb, total] = out.trim().split(' ');
+      if (code !== '200' || Number(size) !== expectSize) rej(new Error(`bad response ${out}`));
+      else res({ ttfb: Number(ttfb), total: Number(total) });
+    });
+  }));
+  const r = await Promise.all(runs);
+  const wall = (Date.now() - t0) / 1000;
+  const ttfbs = r.map((x) => x.ttfb).sort((a, b) => a - b);
+  return { wall, ttfbMedian: ttfbs[25], ttfbMax: ttfbs[49] };
+}
+
+function upstreamHits(ngx, path) {
+  return readFileSync(join(ngx.prefix, 'logs/access.log'), 'utf8').split('\n').filter((l) => l.includes(`GET ${path} `)).length;
+}
+
+async function remoteCold() {
+  const files = join(work, 'upstream');
+  mkdirSync(files, { recursive: true });
+  const size = 100 * 1024 * 1024;
+  makeFile(join(files, 'cold.bin'), size);
+  // A real upstream is slower than loopback: limit its rate (COLD_RATE) so the fill takes a while.
+  const up = await startNginx('upstream', `location / { root ${files}; limit_rate ${COLD_RATE}; }`);
+  const cache = join(work, 'nginx-proxy-cache');
+  const px = await startNginx('proxy', `location / { proxy_pass ${up.url}; proxy_cache c; proxy_cache_lock on; proxy_cache_lock_timeout 300s; proxy_cache_lock_age 300s; proxy_cache_valid 200 1h; proxy_buffering on; }`,
+    `proxy_cache_path ${cache} levels=1:2 keys_zone=c:10m max_size=4g inactive=1h use_temp_path=off;`);
+  const n = await fifty(`${px.url}/cold.bin`, size);
+  const nHits = upstreamHits(up, '/cold.bin');
+  await stop(px.p);
+  const a = await startArtifactapi('cold');
+  await addRepo(a.url, { name: 'rem', format: 'generic', kind: 'remote', upstream: `${up.url}/` });
+  const ours = await fifty(`${a.url}/rem/cold.bin`, size);
+  const ourHits = upstreamHits(up, '/cold.bin') - nHits;
+  // Reference: a single direct download from the upstream (first byte and duration).
+  const direct = await fifty(`${up.url}/cold.bin`, size).catch(() => null);
+  await stop(a.p);
+  await stop(up.p);
+  log(`cold: nginx upstream requests ${nHits}, ours ${ourHits}; first byte median/max ours ${ours.ttfbMedian}/${ours.ttfbMax}s nginx ${n.ttfbMedian}/${n.ttfbMax}s`);
+  record(`remote cold: 50 x 100 MB, wall time (upstream requests: ours ${ourHits}, nginx ${nHits})`, ours.wall, n.wall, 's', 0.5, false);
+  results.push({ name: 'remote cold: median first byte (s)', ours: ours.ttfbMedian, nginx: n.ttfbMedian, unit: 's', ratio: ours.ttfbMedian / n.ttfbMedian, target: '-', ok: true });
+  if (direct) log(`(50 direct upstream downloads at ${COLD_RATE}/s each: wall ${direct.wall}s, first byte median ${direct.ttfbMedian}s)`);
+}
+
+async function rss() {
+  const files = join(work, 'rss');
+  mkdirSync(files, { recursive: true });
+  const size = RSS_MB * 1024 * 1024;
+  makeFile(join(files, 'a.bin'), size);
+  makeFile(join(files, 'b.bin'), size);
+  const up = await startNginx('rss-upstream', `location / { root ${files}; }`);
+  const a = await startArtifactapi('rss');
+  await addRepo(a.url, { name: 'files', format: 'generic', kind: 'local' });
+  await addRepo(a.url, { name: 'rem', format: 'generic', kind: 'remote', upstream: `${up.url}/` });
+  await put(`${a.url}/files/a.bin`, join(files, 'a.bin'));
+  let max = 0;
+  const statusFile = `/proc/${a.p.pid}/status`;
+  const sample = () => {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(statusFile, 'utf8'));
+    if (m) max = Math.max(max, Number(m[1]) / 1024);
+  };
+  const timer = setInterval(sample, 50);
+  const curl = (args) => new Promise((res, rej) => {
+    const p = spawn('curl', ['-sf', '-o', '/dev/null', ...args]);
+    p.on('exit', (c) => (c === 0 ? res() : rej(new Error(`curl ${args.join(' ')} exited ${c}`))));
+  });
+  const t0 = Date.now();
+  await Promise.all([
+    curl(['-T', join(files, 'b.bin'), `${a.url}/files/up1.bin`]),
+    curl(['-T', join(files, 'b.bin'), `${a.url}/files/up2.bin`]),
+    curl([`${a.url}/files/a.bin`]), curl([`${a.url}/files/a.bin`]), curl([`${a.url}/files/a.bin`]),
+    curl([`${a.url}/rem/b.bin`]), curl([`${a.url}/rem/b.bin`]),
+  ]);
+  clearInterval(timer);
+  sample();
+  log(`rss: 2 uploads + 3 downloads + 2 remote fills of ${RSS_MB} MB in ${((Date.now() - t0) / 1000).toFixed(1)} s; max RSS ${max.toFixed(0)} MB`);
+  results.push({ name: `max RSS, 2 PUT + 3 GET + 2 remote GET of ${RSS_MB} MB at once`, ours: max, nginx: NaN, unit: 'MB', ratio: NaN, target: '< 150 MB', ok: max < 150 });
+  await stop(a.p);
+  await stop(up.p);
+}
+
+try {
+  writeFileSync(join(work, 'none.toml'), '');
+  execFileSync('node', ['-e', `require('fs').statSync(${JSON.stringify(join(ROOT, 'dist/cli/main.js'))})`]);
+  log(`work dir ${work}; wrk ${SECONDS}s; nginx worker_processes ${NGINX_WORKERS}; node ${process.version}; ${createHash('sha256').update('x').digest('hex').slice(0, 0)}`);
+  if (want('small') || want('big')) await cachedGets();
+  if (want('cold')) await remoteCold();
+  if (want('rss')) await rss();
+  console.log('\n| measure | artifactapi | nginx | ratio | target | ok |\n| --- | --- | --- | --- | --- | --- |');
+  for (const r of results) {
+    console.log(`| ${r.name} | ${fmt(r.ours, r.unit)} | ${Number.isNaN(r.nginx) ? '-' : fmt(r.nginx, r.unit)} | ${Number.isNaN(r.ratio) ? '-' : r.ratio.toFixed(2)} | ${r.target} | ${r.ok ? 'yes' : 'NO'} |`);
+  }
+} finally {
+  for (const p of started) await stop(p);
+  if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,129 @@
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import type { Digest } from '../lib/digest.js';
+import { FORMAT_HANDLERS } from '../formats/index.js';
+import type { GcContext } from '../formats/types.js';
+import type { Services } from '../repos/services.js';
+
+export interface GcAction {
+  action: 'delete-blob' | 'delete-orphan' | 'evict' | 'delete-temp' | string;
+  repo?: string;
+  path?: string;
+  digest?: string;
+  bytes?: number;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  actions: GcAction[];
+  /** Count and bytes per action. */
+  summary: Record<string, { count: number; bytes: number }>;
+}
+
+/**
+ * Garbage collection, safe while `serve` runs in another process:
+ * 1. each format's own gc hook (docker: untagged manifests, expired upload sessions);
+ * 2. LRU eviction of remote repos above `max_cache_size` (rows only; local content is never evicted);
+ * 3. sweep: blobs no row references and not touched within `gc.grace`, each re-checked and deleted
+ *    inside an exclusive metadata transaction (publishing touches + commits inside one too, so a
+ *    blob being published is never reaped);
+ * 4. CAS objects with no blob row (crash leftovers) and abandoned temp files older than the grace.
+ * Evicted blobs are usually older than the grace, so the same run reclaims them.
+ */
+export async function runGc(svc: Services, o: { dryRun?: boolean; now?: number } = {}): Promise<GcReport> {
+  const dryRun = !!o.dryRun;
+  const now = o.now ?? Date.now();
+  const actions: GcAction[] = [];
+  const ctx: GcContext = { svc, dryRun, now, report: (a) => actions.push(a) };
+  const cutoff = now - svc.config.gc.grace;
+
+  for (const handler of Object.values(FORMAT_HANDLERS)) await handler.gc?.(ctx);
+  await evictRemoteCaches(ctx);
+
+  // In a dry run nothing was removed above, so rows that would go still hold their blobs: the
+  // sweep then reports only what is already unreferenced.
+  for (const d of await svc.meta.blobs.unreferenced(cutoff)) {
+    const size = await sweepBlob(svc, d, cutoff, dryRun);
+    if (size !== null) ctx.report({ action: 'delete-blob', digest: d, bytes: size });
+  }
+  await sweepOrphans(ctx, cutoff);
+  await sweepTemp(ctx, svc.blob.tempDir, cutoff);
+
+  const summary: GcReport['summary'] = {};
+  for (const a of actions) {
+    const s = (summary[a.action] ??= { count: 0, bytes: 0 });
+    s.count++;
+    s.bytes += a.bytes ?? 0;
+  }
+  return { dryRun, actions, summary };
+}
+
+/**
+ * Deletes one blob if, inside an exclusive transaction, it is still unreferenced and untouched
+ * since `cutoff`. Returns its size when deleted (or when it would be, in a dry run), else null.
+ */
+export async function sweepBlob(svc: Services, d: Digest, cutoff: number, dryRun = false): Promise<number | null> {
+  return svc.meta.tx(async (m) => {
+    const rec = await m.blobs.get(d);
+    if (!rec || rec.lastTouched >= cutoff) return null;
+    if ((await m.files.byDigest(d)).length > 0) return null;
+    if (!dryRun) {
+      await svc.blob.delete(d);
+      await m.blobs.remove(d);
+    }
+    return rec.size;
+  });
+}
+
+async function evictRemoteCaches(ctx: GcContext): Promise<void> {
+  const { svc } = ctx;
+  for (const repo of await svc.repos.list()) {
+    const cap = repo.options.max_cache_size as number | undefined;
+    if (repo.kind !== 'remote' || cap === undefined) continue;
+    let total = await svc.meta.files.totalSize(repo.name);
+    let offset = 0;
+    while (total > cap) {
+      // In a dry run rows stay, so page past the ones already counted.
+      const batch = (await svc.meta.files.lru(repo.name, offset + 100)).slice(offset);
+      if (batch.length === 0) break;
+      for (const f of batch) {
+        if (total <= cap) break;
+        if (!ctx.dryRun) await svc.meta.files.remove(f.repo, f.path);
+        total -= f.size;
+        ctx.report({ action: 'evict', repo: f.repo, path: f.path, digest: f.digest, bytes: f.size });
+      }
+      if (ctx.dryRun) offset += batch.length;
+    }
+  }
+}
+
+/** CAS objects without a blob row (a crash between rename and row, or a lost row), past the grace. */
+async function sweepOrphans(ctx: GcContext, cutoff: number): Promise<void> {
+  const { svc } = ctx;
+  for await (const b of svc.blob.list()) {
+    if (b.createdAt.getTime() >= cutoff) continue;
+    if (await svc.meta.blobs.get(b.digest)) continue;
+    const deleted = await svc.meta.tx(async (m) => {
+      if (await m.blobs.get(b.digest)) return false;
+      if ((await m.files.byDigest(b.digest)).length > 0) {
+        // Referenced but unrecorded: record it rather than delete it.
+        if (!ctx.dryRun) await m.blobs.touch(b.digest, b.size);
+        return false;
+      }
+      if (!ctx.dryRun) await svc.blob.delete(b.digest);
+      return true;
+    });
+    if (deleted) ctx.report({ action: 'delete-orphan', digest: b.digest, bytes: b.size });
+  }
+}
+
+/** Temp files nobody has written to within the grace: abandoned spools of killed processes. */
+async function sweepTemp(ctx: GcContext, dir: string, cutoff: number): Promise<void> {
+  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+    const path = join(dir, name);
+    const st = await fsp.stat(path).catch(() => null);
+    if (!st?.isFile() || st.mtimeMs >= cutoff) continue;
+    if (!ctx.dryRun) await fsp.rm(path, { force: true });
+    ctx.report({ action: 'delete-temp', path, bytes: st.size });
+  }
+}

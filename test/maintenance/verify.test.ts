@@ -1,0 +1,95 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Digest } from '../../src/lib/digest.js';
+import { runVerify } from '../../src/maintenance/verify.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { startUpstream, staticFiles, type FakeUpstream } from '../helpers/upstream.js';
+
+const sha = (b: Buffer): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const CLI = join(import.meta.dirname, '../../bin/artifactapi');
+
+async function corrupt(srv: TestServer, d: Digest): Promise<void> {
+  const path = srv.svc.blob.localPath!(d);
+  const buf = await fsp.readFile(path);
+  buf[Math.floor(buf.length / 2)] ^= 0xff;
+  await fsp.writeFile(path, buf);
+}
+
+describe('verify', () => {
+  let srv: TestServer;
+  let up: FakeUpstream | undefined;
+  afterEach(async () => {
+    await srv?.close();
+    await up?.close();
+    up = undefined;
+  });
+
+  it('finds nothing on a healthy store, then reports a corrupt and a missing blob', async () => {
+    srv = await startServer();
+    await srv.addRepo({ name: 'files', format: 'generic', kind: 'local' });
+    const a = randomBytes(100_000);
+    const b = randomBytes(2_000_000);
+    const c = randomBytes(500);
+    for (const [p, body] of [['a', a], ['b', b], ['c', c]] as const) await fetch(`${srv.url}/files/${p}`, { method: 'PUT', body });
+    const clean = await runVerify(srv.svc);
+    expect(clean.findings).toEqual([]);
+    expect(clean.checked).toBe(3);
+
+    await corrupt(srv, sha(b));
+    await fsp.rm(srv.svc.blob.localPath!(sha(c)));
+    const report = await runVerify(srv.svc);
+    expect(report.findings.map((f) => [f.digest, f.problem, f.rows.map((r) => r.path)])).toEqual(expect.arrayContaining([
+      [sha(b), 'corrupt', ['b']],
+      [sha(c), 'missing', ['c']],
+    ]));
+    expect(report.findings).toHaveLength(2);
+    // Without --repair nothing changes.
+    expect(await srv.svc.meta.files.get('files', 'b')).not.toBeNull();
+  });
+
+  it('--repair refetches remote content, quarantines the corrupt blob and drops unrecoverable local rows', async () => {
+    const remoteBody = randomBytes(300_000);
+    up = await startUpstream(staticFiles({ '/pkg.tgz': remoteBody }));
+    srv = await startServer();
+    await srv.addRepo({ name: 'cache', format: 'generic', kind: 'remote', upstream: up.url });
+    await srv.addRepo({ name: 'files', format: 'generic', kind: 'local' });
+    await (await fetch(`${srv.url}/cache/pkg.tgz`)).arrayBuffer();
+    const localBody = randomBytes(10_000);
+    await fetch(`${srv.url}/files/mine`, { method: 'PUT', body: localBody });
+    await corrupt(srv, sha(remoteBody));
+    await corrupt(srv, sha(localBody));
+
+    const report = await runVerify(srv.svc, { repair: true });
+    const byDigest = Object.fromEntries(report.findings.map((f) => [f.digest, f]));
+    expect(byDigest[sha(remoteBody)].rows).toEqual([{ repo: 'cache', path: 'pkg.tgz', source: 'remote', repair: 'refetched' }]);
+    expect(byDigest[sha(localBody)].rows).toEqual([{ repo: 'files', path: 'mine', source: 'local', repair: 'dropped' }]);
+    expect(up.count('/pkg.tgz')).toBe(2);
+    // The refetched copy is whole again, served from the cache.
+    const res = await fetch(`${srv.url}/cache/pkg.tgz`);
+    expect(res.headers.get('x-artifact-source')).toBe('cache');
+    expect(Buffer.from(await res.arrayBuffer()).equals(remoteBody)).toBe(true);
+    expect((await fetch(`${srv.url}/files/mine`)).status).toBe(404);
+    const quarantined = await fsp.readdir(join(srv.dataDir, 'quarantine'));
+    expect(quarantined).toContain(sha(localBody).slice(7));
+    // A second pass finds a clean store.
+    expect((await runVerify(srv.svc)).findings).toEqual([]);
+  });
+
+  it('the CLI prints a table and exits non-zero when it finds damage', async () => {
+    srv = await startServer();
+    await srv.addRepo({ name: 'files', format: 'generic', kind: 'local' });
+    const body = randomBytes(5000);
+    await fetch(`${srv.url}/files/x`, { method: 'PUT', body });
+    const ok = await execa('node', [CLI, 'verify', '--data-dir', srv.dataDir], { reject: false });
+    expect(ok.exitCode).toBe(0);
+    expect(ok.stdout).toMatch(/checked 1 blobs .*: 0 damaged/);
+    await corrupt(srv, sha(body));
+    const bad = await execa('node', [CLI, 'verify', '--data-dir', srv.dataDir], { reject: false });
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stdout).toMatch(/1 damaged/);
+    expect(bad.stdout).toMatch(/corrupt\s+files\s+x/);
+  });
+});
