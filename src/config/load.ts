@@ -2,7 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { parseDuration, parseSize } from '../lib/units.js';
-import { REPO_KEYS, ROOT_KEYS, SECTIONS, type Config, type KeySpec, type RepoConfig } from './schema.js';
+import { RESERVED_NAMES } from '../repos/registry.js';
+import { FORMATS, REPO_KEYS, ROOT_KEYS, SECTIONS, type Config, type KeySpec, type RepoConfig } from './schema.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -59,52 +60,99 @@ function defaults(): Record<string, any> {
   return out;
 }
 
-/** Sets `dotted` in `target`, validating the key exists and coercing its value. */
-function setKey(target: Record<string, any>, dotted: string, value: unknown, where: string): void {
+/** Sets `dotted` in `target`, validating the key exists and coercing its value. Messages name the dotted key. */
+function setKey(target: Record<string, any>, dotted: string, value: unknown): void {
   const [a, b, ...rest] = dotted.split('.');
   if (rest.length === 0 && b === undefined) {
     const spec = (ROOT_KEYS as Record<string, KeySpec>)[a];
-    if (!spec) throw new ConfigError(`${where}: unknown key "${a}"`);
-    target[a] = coerce(spec, value, `${where}: ${a}`);
+    if (!spec) throw new ConfigError(`unknown key "${a}"`);
+    target[a] = coerce(spec, value, a);
     return;
   }
   const section = (SECTIONS as Record<string, Record<string, KeySpec>>)[a];
-  if (!section || rest.length > 0) throw new ConfigError(`${where}: unknown key "${dotted}"`);
+  if (!section || rest.length > 0) throw new ConfigError(`unknown key "${dotted}"`);
   const spec = section[b];
-  if (!spec) throw new ConfigError(`${where}: unknown key "${dotted}"`);
-  target[a][b] = coerce(spec, value, `${where}: ${dotted}`);
+  if (!spec) throw new ConfigError(`unknown key "${dotted}"`);
+  const v = coerce(spec, value, dotted);
+  const allowed = CHOICES[dotted];
+  if (allowed && !allowed.includes(v as string)) throw new ConfigError(`${dotted}: expected one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+  target[a][b] = v;
 }
 
-/** Validates one repo entry (TOML [[repos]] or API body) into a RepoConfig. */
-export function parseRepoEntry(entry: Record<string, unknown>, where: string): RepoConfig {
+/** Keys whose value is one of a few words. */
+const CHOICES: Record<string, string[]> = {
+  'storage.type': ['fs', 's3'],
+  'server.log_level': ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'],
+};
+
+/** Runs each step, collecting ConfigError messages, so one error reports every bad key. */
+function collect(problems: string[], fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(err.message);
+  }
+}
+
+/**
+ * Validates one repo entry (TOML [[repos]] or API body) into a RepoConfig.
+ * `where` prefixes the message ("repository", a file); `path` prefixes key names ("repos[2].").
+ */
+export function parseRepoEntry(entry: Record<string, unknown>, where: string, path = ''): RepoConfig {
   const options: Record<string, unknown> = {};
   const out: RepoConfig = { name: '', format: '', kind: '', options };
+  const problems: string[] = [];
+  if (!entry || typeof entry !== 'object' || Array.isArray(entry)) throw new ConfigError(`${where ? `${where}: ` : ''}${path || 'repo'} must be a table`);
   for (const [k, v] of Object.entries(entry)) {
     const spec = (REPO_KEYS as Record<string, KeySpec>)[k];
-    if (!spec) throw new ConfigError(`${where}: unknown key "${k}"`);
+    if (!spec) {
+      problems.push(`unknown key "${path}${k}"`);
+      continue;
+    }
     if (v === undefined || v === null) continue;
-    const value = coerce(spec, v, `${where}.${k}`);
-    if (k === 'name' || k === 'format' || k === 'kind' || k === 'upstream') out[k] = value as string;
-    else if (k === 'members') out.members = value as string[];
-    else options[k] = value;
+    collect(problems, () => {
+      const value = coerce(spec, v, `${path}${k}`);
+      if (k === 'name' || k === 'format' || k === 'kind' || k === 'upstream') out[k] = value as string;
+      else if (k === 'members') out.members = value as string[];
+      else options[k] = value;
+    });
   }
-  if (!out.name) throw new ConfigError(`${where}: "name" is required`);
-  if (!out.format) throw new ConfigError(`${where}: "format" is required`);
-  if (!out.kind) throw new ConfigError(`${where}: "kind" is required`);
+  for (const k of ['name', 'format', 'kind'] as const) if (!out[k] && !problems.some((p) => p.startsWith(`${path}${k}:`))) problems.push(`"${path}${k}" is required`);
+  if (problems.length) throw new ConfigError(`${where ? `${where}: ` : ''}${problems.join('; ')}`);
   return out;
 }
 
+const REPO_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
 function applyToml(cfg: Record<string, any>, doc: Record<string, unknown>, file: string): void {
+  const problems: string[] = [];
   for (const [k, v] of Object.entries(doc)) {
     if (k === 'repos') {
-      if (!Array.isArray(v)) throw new ConfigError(`${file}: "repos" must be an array of tables ([[repos]])`);
-      cfg.repos = v.map((entry, i) => parseRepoEntry(entry as Record<string, unknown>, `${file}: repos[${i}]`));
+      if (!Array.isArray(v)) {
+        problems.push('"repos" must be an array of tables ([[repos]])');
+        continue;
+      }
+      const seen = new Map<string, number>();
+      cfg.repos = [];
+      v.forEach((entry, i) => collect(problems, () => {
+        const at = `repos[${i}]`;
+        const r = parseRepoEntry(entry as Record<string, unknown>, '', `${at}.`);
+        // What the registry would refuse at start, said here with the key and the file.
+        if (!REPO_NAME_RE.test(r.name) || RESERVED_NAMES.has(r.name)) throw new ConfigError(`${at}.name: "${r.name}" is ${RESERVED_NAMES.has(r.name) ? 'a reserved name' : `not a valid repo name (${REPO_NAME_RE.source})`}`);
+        if (!(FORMATS as readonly string[]).includes(r.format)) throw new ConfigError(`${at}.format: unknown format "${r.format}" (one of: ${FORMATS.join(', ')})`);
+        if (!['local', 'remote', 'virtual'].includes(r.kind)) throw new ConfigError(`${at}.kind: expected local, remote or virtual, got "${r.kind}"`);
+        if (seen.has(r.name)) throw new ConfigError(`${at}.name: "${r.name}" is declared twice (also repos[${seen.get(r.name)}])`);
+        seen.set(r.name, i);
+        cfg.repos.push(r);
+      }));
     } else if (v && typeof v === 'object' && !Array.isArray(v) && k in SECTIONS) {
-      for (const [kk, vv] of Object.entries(v)) setKey(cfg, `${k}.${kk}`, vv, file);
+      for (const [kk, vv] of Object.entries(v)) collect(problems, () => setKey(cfg, `${k}.${kk}`, vv));
     } else {
-      setKey(cfg, k, v, file);
+      collect(problems, () => setKey(cfg, k, v));
     }
   }
+  if (problems.length) throw new ConfigError(`${file}: ${problems.join('; ')}`);
 }
 
 function applyEnv(cfg: Record<string, any>, env: NodeJS.ProcessEnv): void {
@@ -115,7 +163,12 @@ function applyEnv(cfg: Record<string, any>, env: NodeJS.ProcessEnv): void {
   }
   for (const [name, dotted] of Object.entries(aliases)) {
     const v = env[name];
-    if (v !== undefined && v !== '') setKey(cfg, dotted, v, `environment ${name}`);
+    if (v === undefined || v === '') continue;
+    try {
+      setKey(cfg, dotted, v);
+    } catch (err) {
+      throw err instanceof ConfigError ? new ConfigError(`environment ${name}: ${err.message}`) : err;
+    }
   }
 }
 
@@ -142,13 +195,22 @@ export function loadConfig(o: LoadOptions = {}): Config {
     try {
       doc = parseToml(text) as Record<string, unknown>;
     } catch (err) {
-      throw new ConfigError(`${file}: invalid TOML: ${(err as Error).message.split('\n')[0]}`);
+      const e = err as Error & { line?: number; column?: number };
+      const at = e.line ? ` at line ${e.line}${e.column ? `, column ${e.column}` : ''}` : '';
+      throw new ConfigError(`${file}: invalid TOML${at}: ${e.message.split('\n')[0].replace(/^Invalid TOML document: /, '')}`);
     }
     applyToml(cfg, doc, file);
     cfg.source = resolve(file);
   }
   applyEnv(cfg, env);
-  for (const [k, v] of Object.entries(o.flags ?? {})) if (v !== undefined) setKey(cfg, k, v, 'command line');
+  for (const [k, v] of Object.entries(o.flags ?? {})) {
+    if (v === undefined) continue;
+    try {
+      setKey(cfg, k, v);
+    } catch (err) {
+      throw err instanceof ConfigError ? new ConfigError(`command line: ${err.message}`) : err;
+    }
+  }
   const dataDir = resolve(cfg.data_dir as string);
   cfg.data_dir = dataDir;
   if (!cfg.database.url) cfg.database.url = `sqlite://${resolve(dataDir, 'artifactapi.db')}`;

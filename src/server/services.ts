@@ -6,7 +6,7 @@ import type { Services } from '../repos/services.js';
 import { FORMAT_HANDLERS } from '../formats/index.js';
 import { openStores } from '../storage/open.js';
 import { UpstreamClient } from '../upstream/client.js';
-import { parseRepoEntry } from '../config/load.js';
+import { ConfigError, parseRepoEntry } from '../config/load.js';
 
 export function createLogger(config: Config, destination?: pino.DestinationStream) {
   return pino({
@@ -37,7 +37,14 @@ export async function createServices(config: Config, log = createLogger(config))
     },
   };
   // Config-declared repos first without members, then virtual ones, so members exist when checked.
-  const declared = [...config.repos].sort((a, b) => Number(a.kind === 'virtual') - Number(b.kind === 'virtual'));
-  for (const r of declared) await repos.put(parseRepoEntry({ name: r.name, format: r.format, kind: r.kind, upstream: r.upstream, members: r.members, ...r.options }, 'config'));
+  const declared = config.repos.map((r, i) => ({ r, i })).sort((a, b) => Number(a.r.kind === 'virtual') - Number(b.r.kind === 'virtual'));
+  for (const { r, i } of declared) {
+    try {
+      await repos.put(parseRepoEntry({ name: r.name, format: r.format, kind: r.kind, upstream: r.upstream, members: r.members, ...r.options }, 'config'));
+    } catch (err) {
+      // Name the entry and the file: a bad config is one line that says where.
+      throw new ConfigError(`${config.source ?? 'config'}: repos[${i}] ("${r.name}"): ${(err as Error).message}`);
+    }
+  }
   return svc;
 }

@@ -1,18 +1,8 @@
 import { Box, render, Text } from 'ink';
+import { formatBytes } from '../../lib/units.js';
 import { pushLocal, type PushItem, type PushOptions, type PushResult } from '../push-local.js';
 
 const BAR = 30;
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
 
 function Row({ item, repo }: { item: PushItem; repo: string }) {
   const frac = item.size === 0 ? (item.state === 'done' ? 1 : 0) : Math.min(1, item.sent / item.size);
