@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstream } from '../helpers/upstream.js';
-import { BIN, cleanEnv, cleanupScratch, ensureDist, runCli, scratchDir, spawnServe, type ServeProcess } from './bin.js';
+import { BIN, cleanEnv, closedPort, cleanupScratch, ensureDist, runCli, scratchDir, spawnServe, type ServeProcess } from './bin.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const hasScript = spawnSync('script', ['--version']).status === 0;
@@ -83,10 +83,11 @@ describe('artifactapi push-local against a spawned server', () => {
     const missing = await runCli(['push-local', 'files', join(dir, 'nope.bin'), '--url', srv.url]);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr.trim().split('\n')).toEqual([`artifactapi: ${join(dir, 'nope.bin')}: cannot read (ENOENT)`]);
-    const down = await runCli(['push-local', 'files', join(dir, 'small.txt'), '--url', 'http://127.0.0.1:9']);
+    const port = await closedPort();
+    const down = await runCli(['push-local', 'files', join(dir, 'small.txt'), '--url', `http://127.0.0.1:${port}`]);
     expect(down.code).not.toBe(0);
     expect(down.stderr.trim().split('\n')).toHaveLength(1);
-    expect(down.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\)/);
+    expect(down.stderr).toContain(`cannot reach http://127.0.0.1:${port} (ECONNREFUSED)`);
   });
 
   it('a server that reports another sha256 than the bytes sent is a failure', async () => {
