@@ -62,7 +62,7 @@ export async function putFile(url: string, file: string, size: number, onBytes: 
     req.once('error', reject);
   });
   // The server may answer (405, 404...) before reading the body; then the answer is what matters.
-  const sending = pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), tap, req).catch((err) => err as Error);
+  const sending = pipeline(createReadStream(file, { highWaterMark: 256 * 1024 }), tap, req).catch((err) => err as Error);
   let res: IncomingMessage;
   try {
     res = await response;
