@@ -24,6 +24,7 @@ describe('artifactapi push-local against a spawned server', () => {
     for (const args of [
       ['repo', 'add', 'files', '--format', 'generic', '--kind', 'local'],
       ['repo', 'add', 'mirror', '--format', 'generic', '--kind', 'remote', '--upstream', 'http://127.0.0.1:9/'],
+      ['repo', 'add', 'all', '--format', 'generic', '--kind', 'virtual', '--member', 'files', '--member', 'mirror', '--default-local', 'files'],
     ]) {
       const r = await runCli([...args, '--url', srv.url]);
       expect(r.code, r.stderr).toBe(0);
@@ -65,6 +66,16 @@ describe('artifactapi push-local against a spawned server', () => {
     const r = await runCli(['push-local', 'files', join(dir, 'small.txt')], { env: { ARTIFACTAPI_URL: srv.url } });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe(`${sha(small)}  files/small.txt  ${small.length} bytes`);
+  });
+
+  it('through a virtual repo the file lands in its default_local member, which the output names; an empty file works', async () => {
+    writeFileSync(join(dir, 'empty'), '');
+    const r = await runCli(['push-local', 'all', join(dir, 'empty'), '--path', 'via/virtual/', '--url', srv.url]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(`${sha(Buffer.alloc(0))}  files/via/virtual/empty  0 bytes`);
+    const res = await fetch(`${srv.url}/files/via/virtual/empty`);
+    expect(res.status).toBe(200);
+    expect((await res.arrayBuffer()).byteLength).toBe(0);
   });
 
   it('a remote repo refuses with the server 405 message: one stderr line, non-zero exit', async () => {
@@ -125,6 +136,39 @@ describe('artifactapi push-local against a spawned server', () => {
       expect(out).toContain('files/tty/big.bin');
       const res = await fetch(`${srv.url}/files/tty/big.bin`);
       expect(Buffer.from(await res.arrayBuffer()).equals(big)).toBe(true);
+    });
+
+    it('redraws the bar while a slow server takes the bytes', async () => {
+      // A server that reads the body slowly (backpressure reaches the client), then answers honestly.
+      const slow = await startUpstream(async (req, res) => {
+        const h = createHash('sha256');
+        let size = 0;
+        for await (const c of req) {
+          h.update(c as Buffer);
+          size += (c as Buffer).length;
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ repo: 'files', path: 'big.bin', sha256: h.digest('hex'), size }));
+      });
+      // Larger than what the loopback socket buffers absorb at once (tcp_wmem max 4 MiB here).
+      const large = Buffer.alloc(32 * 1024 * 1024, 7);
+      writeFileSync(join(dir, 'large.bin'), large);
+      try {
+        const cmd = `stty cols 100 rows 40; exec ${process.execPath} ${BIN} push-local files ${join(dir, 'large.bin')} --url ${slow.url}`;
+        const { code, out } = await new Promise<{ code: number | null; out: string }>((res) => {
+          const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: cleanEnv({ TERM: 'xterm-256color' }), stdio: ['ignore', 'pipe', 'pipe'] });
+          let out = '';
+          child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+          child.on('close', (c) => res({ code: c, out }));
+        });
+        expect(code, out).toBe(0);
+        const percents = [...out.matchAll(/ (\d{1,3})% /g)].map((m) => Number(m[1]));
+        expect(percents.some((p) => p > 0 && p < 100), `frames: ${percents.join(',')}`).toBe(true);
+        expect(percents.at(-1)).toBe(100);
+        expect(out).toContain(`sha256 ${sha(large)}`);
+      } finally {
+        await slow.close();
+      }
     });
   });
 });

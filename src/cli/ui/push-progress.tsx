@@ -20,6 +20,7 @@ function Row({ item, repo }: { item: PushItem; repo: string }) {
         <Text dimColor>{'░'.repeat(BAR - filled)}</Text> {String(Math.floor(frac * 100)).padStart(3)}% {formatBytes(item.sent)} / {formatBytes(item.size)}
       </Text>
       {item.sha256 ? <Text>{'  '}sha256 {item.sha256}</Text> : null}
+      {item.state === 'sending' && item.sent >= item.size ? <Text dimColor>{'  '}sent; waiting for the server to store it</Text> : null}
     </Box>
   );
 }
