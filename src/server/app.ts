@@ -18,12 +18,14 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
   });
 
   // One line per request, with what served it.
-  app.addHook('onResponse', async (req, reply) => {
-    const h = reply.getHeaders();
+  app.addHook('onResponse', (req, reply, done) => {
+    const bytes = reply.getHeader('content-length');
     req.log.info({
       method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime),
-      repo: h['x-artifact-repo'] ?? req.artifact?.repo, source: h['x-artifact-source'], bytes: h['content-length'] !== undefined ? Number(h['content-length']) : undefined,
+      repo: reply.getHeader('x-artifact-repo') ?? req.artifact?.repo, source: reply.getHeader('x-artifact-source'),
+      bytes: bytes !== undefined ? Number(bytes) : undefined,
     }, 'request');
+    done();
   });
 
   // Closing: keep dropping keep-alive connections as they go idle (fastify drops only those idle at

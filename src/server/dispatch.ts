@@ -42,8 +42,13 @@ export async function repoDispatch(app: FastifyInstance, svc: Services): Promise
     const handler = formatHandler(repo.format);
     req.artifact = { repo: repo.name, format: repo.format };
     if (!handler) throw new AppError('NOT_FOUND', `format ${repo.format} is not served by this build`);
-    const baseUrl = baseUrlOf(req, svc.config.public_url);
-    const ctx: RequestCtx = { repo, rest, baseUrl, repoUrl: `${baseUrl}/${repo.name}` };
+    // Links are only written into documents: compute the base URL when a handler asks.
+    const ctx: RequestCtx = {
+      repo,
+      rest,
+      get baseUrl() { return baseUrlOf(req, svc.config.public_url); },
+      get repoUrl() { return `${baseUrlOf(req, svc.config.public_url)}/${repo.name}`; },
+    };
     return handler.handle(req, reply, ctx, svc);
   };
   app.all('/:repo', handle);

@@ -12,7 +12,7 @@ export function createLogger(config: Config, destination?: pino.DestinationStrea
   return pino({
     level: config.server.log_level,
     redact: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'],
-  }, destination ?? pino.destination({ dest: 1, sync: false }));
+  }, destination ?? pino.destination({ dest: 1, sync: false, minLength: 8192 }));
 }
 
 /** Opens the stores and everything built on them; applies repos declared in the config file. */

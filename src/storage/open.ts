@@ -9,6 +9,7 @@ import type { Coordinator } from './coord/types.js';
 import { PostgresMetaStore } from './meta/postgres.js';
 import { SqliteMetaStore } from './meta/sqlite.js';
 import type { MetaStore } from './meta/types.js';
+import { withFileCache } from './meta/cached.js';
 
 export interface Stores {
   meta: MetaStore;
@@ -33,7 +34,7 @@ export async function openStores(config: Config): Promise<Stores> {
     throw err;
   }
   return {
-    meta,
+    meta: withFileCache(meta),
     blob,
     coord,
     workDir: join(config.data_dir, 'work'),

@@ -21,7 +21,7 @@ export const generic: FormatHandler = {
     switch (req.method) {
       case 'GET':
       case 'HEAD': {
-        const mutable = matchesAny(path, (ctx.repo.options.mutable as string[] | undefined) ?? DEFAULT_MUTABLE);
+        const mutable = ctx.repo.kind !== 'local' && matchesAny(path, (ctx.repo.options.mutable as string[] | undefined) ?? DEFAULT_MUTABLE);
         const served = await resolveFile(svc, ctx.repo, { path, mutable });
         return sendServed(req, reply, served, svc);
       }
