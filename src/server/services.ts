@@ -8,11 +8,12 @@ import { openStores } from '../storage/open.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { ConfigError, parseRepoEntry } from '../config/load.js';
 
+/** Buffered stdout (8 KiB) for the hot path, flushed at least every second so a quiet server's lines are not held back. */
 export function createLogger(config: Config, destination?: pino.DestinationStream) {
   return pino({
     level: config.server.log_level,
     redact: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'],
-  }, destination ?? pino.destination({ dest: 1, sync: false, minLength: 8192 }));
+  }, destination ?? pino.destination({ dest: 1, sync: false, minLength: 8192, periodicFlush: 1000 }));
 }
 
 /** Opens the stores and everything built on them; applies repos declared in the config file. */

@@ -149,6 +149,21 @@ describe('SIGTERM to a spawned serve', () => {
 });
 
 describe('request logs of a spawned serve', () => {
+  it('a quiet server writes its lines within about a second (stdout is buffered, but flushed periodically)', async () => {
+    ensureDist();
+    const quiet = await spawnServe();
+    try {
+      await fetch(`${quiet.url}/no-such-repo/x`).then((r) => r.arrayBuffer());
+      const t0 = Date.now();
+      await until(() => quiet.logs().some((l) => l.msg === 'request' && l.url === '/no-such-repo/x'), 3000);
+      expect(Date.now() - t0).toBeLessThan(2500);
+      expect(quiet.child.exitCode).toBeNull(); // still running: not the exit flush
+    } finally {
+      await quiet.stop();
+    }
+  });
+
+
   let srv: ServeProcess;
   let up: FakeUpstream;
   beforeAll(async () => {
@@ -179,6 +194,8 @@ describe('request logs of a spawned serve', () => {
       ['GET', '/loc/missing.bin', 404, { repo: 'loc' }],
       ['GET', '/health', 200, {}],
     ];
+    // the two `repo add` POSTs are logged too; wait for them, so what follows is ours alone
+    await until(() => srv.logs().filter((l) => l.msg === 'request' && l.method === 'POST' && l.url === '/api/v1/repositories').length === 2);
     const before = srv.logs().filter((l) => l.msg === 'request').length;
     for (const [method, path, status] of calls) {
       const res = await fetch(`${srv.url}${path}`, { method, body: method === 'PUT' ? payload : undefined });
