@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
+import { MemoryCoordinator } from './memory.js';
 import type { Coordinator } from './types.js';
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
@@ -29,8 +30,8 @@ export interface RedisCoordinatorOptions {
  * store (see repos/remote.ts fetchIntoCache) and finds the row already there.
  */
 export class RedisCoordinator implements Coordinator {
-  private readonly flights = new Map<string, Promise<unknown>>();
-  private readonly local = new Map<string, Promise<void>>();
+  /** Same-process callers share flights and queue for locks here before touching Redis. */
+  private readonly inProcess = new MemoryCoordinator();
   private readonly prefix: string;
   private readonly leaseMs: number;
   private readonly pollMs: number;
@@ -50,27 +51,12 @@ export class RedisCoordinator implements Coordinator {
   }
 
   singleFlight<T>(key: string, fill: () => Promise<T>): Promise<T> {
-    const existing = this.flights.get(key);
-    if (existing) return existing as Promise<T>;
-    const p = this.withLock(`sf:${key}`, fill).finally(() => this.flights.delete(key));
-    this.flights.set(key, p);
-    return p;
+    return this.inProcess.singleFlight(key, () => this.withLock(`sf:${key}`, fill));
   }
 
-  async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    // In-process queue first (cheap, fair), then the distributed lock.
-    const prev = this.local.get(key) ?? Promise.resolve();
-    let done!: () => void;
-    const mine = new Promise<void>((r) => (done = r));
-    const tail = prev.then(() => mine);
-    this.local.set(key, tail);
-    await prev;
-    try {
-      return await this.withRedisLock(key, fn);
-    } finally {
-      done();
-      if (this.local.get(key) === tail) this.local.delete(key);
-    }
+  /** In-process queue first (cheap, fair), then the distributed lock. */
+  withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    return this.inProcess.withLock(key, () => this.withRedisLock(key, fn));
   }
 
   private async withRedisLock<T>(key: string, fn: () => Promise<T>): Promise<T> {

@@ -1,12 +1,11 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-export function which(bin: string): boolean {
-  return ['/usr/bin', '/usr/local/bin', '/bin', '/usr/sbin'].some((d) => existsSync(`${d}/${bin}`));
-}
+import { which } from '../../helpers/which.js';
+
+export { which };
 
 export async function skopeo(...args: string[]): Promise<string> {
   try {

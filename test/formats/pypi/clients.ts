@@ -9,14 +9,9 @@ const run = promisify(execFile);
 
 export const FIXTURES = resolve(import.meta.dirname, '../../../fixtures/pypi');
 
-export function which(bin: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { which } from '../../helpers/which.js';
+
+export { which };
 
 /** Debian's python has pip and setuptools; fall back to the python3 on PATH. */
 export const PYTHON = (() => {
