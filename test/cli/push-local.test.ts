@@ -1,13 +1,14 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstream } from '../helpers/upstream.js';
+import { which } from '../helpers/which.js';
 import { BIN, cleanEnv, closedPort, cleanupScratch, ensureDist, runCli, scratchDir, spawnServe, type ServeProcess } from './bin.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const hasScript = spawnSync('script', ['--version']).status === 0;
+const hasScript = which('script'); // util-linux, gives the CLI a pseudo-TTY
 
 describe('artifactapi push-local against a spawned server', () => {
   let srv: ServeProcess;
