@@ -12,7 +12,9 @@ export function buildProgram(): Command {
     .description('artifact repository manager: generic, docker, pypi, npm and more')
     .version(pkg.version)
     .exitOverride()
-    .showHelpAfterError(false);
+    .showHelpAfterError(false)
+    // Usage errors are one line too, in the same form as every other error.
+    .configureOutput({ outputError: (str, write) => write(`artifactapi: ${str.replace(/^error: /, '').trim()}\n`) });
   serveCommand(program);
   repoCommand(program);
   pushLocalCommand(program);

@@ -19,7 +19,8 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
 
   // One line per request, with what served it.
   app.addHook('onResponse', (req, reply, done) => {
-    const bytes = reply.getHeader('content-length');
+    // Bytes moved: the upload's size for writes, the response's for reads.
+    const bytes = req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH' ? req.headers['content-length'] : reply.getHeader('content-length');
     req.log.info({
       method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime),
       repo: reply.getHeader('x-artifact-repo') ?? req.artifact?.repo, source: reply.getHeader('x-artifact-source'),
