@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { tgz } from '../lib/archive.js';
+import { run, scratch, which } from '../lib/clients.js';
 import { createRepo, deleteRepos, get, http, sha256hex, upstreamHits, type Reply } from '../lib/api.js';
-import { fixture, repoName, UPSTREAM_FOR_SERVER } from '../lib/env.js';
+import { BASE, fixture, repoName, UPSTREAM_FOR_SERVER } from '../lib/env.js';
 
 /**
  * npm: the registry protocol (packuments, tarballs, publish). Remote:
@@ -175,5 +178,34 @@ describe('npm', () => {
     // The local member alone knows only its own version.
     expect(Object.keys((await get(`/${local}/e2e-tiny`)).json().versions)).toEqual(['2.0.0']);
     expect((await get(`/${virtual}/e2e-tiny/-/e2e-tiny-9.9.9.tgz`)).status).toBe(404);
+  });
+
+  it.skipIf(!which('npm'))('real client: npm publish to the local repo, npm install from the remote and the local through the virtual', () => {
+    const tmp = scratch('npm');
+    try {
+      // Its own userconfig and cache (CLIENTS.md); publish wants some token for the registry URL.
+      const npmrc = join(tmp.dir, '.npmrc');
+      const host = BASE.replace(/^https?:/, '');
+      writeFileSync(npmrc, `${host}/${local}/:_authToken=e2e\n${host}/${virtual}/:_authToken=e2e\n`);
+      const npm = (args: string[], cwd: string) =>
+        run('npm', [...args, '--userconfig', npmrc, '--cache', join(tmp.dir, 'cache'), '--no-audit', '--no-fund', '--ignore-scripts'], { cwd });
+
+      const pkg = join(tmp.dir, 'pkg');
+      mkdirSync(pkg);
+      writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'e2e-npm-cli', version: '0.1.0', main: 'index.js', license: 'MIT' }));
+      writeFileSync(join(pkg, 'index.js'), 'module.exports = "published by npm";\n');
+      npm(['publish', '--registry', `${BASE}/${local}/`], pkg);
+
+      const app = join(tmp.dir, 'app');
+      mkdirSync(app);
+      writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
+      npm(['install', '--registry', `${BASE}/${virtual}/`, 'e2e-tiny@1.0.0', 'e2e-npm-cli@0.1.0'], app);
+      expect(readFileSync(join(app, 'node_modules/e2e-tiny/index.js'), 'utf8')).toBe('module.exports = 42;\n');
+      expect(readFileSync(join(app, 'node_modules/e2e-npm-cli/index.js'), 'utf8')).toBe('module.exports = "published by npm";\n');
+      const lock = JSON.parse(readFileSync(join(app, 'package-lock.json'), 'utf8'));
+      expect(lock.packages['node_modules/e2e-tiny'].integrity).toBe(`sha512-${createHash('sha512').update(expected).digest('base64')}`);
+    } finally {
+      tmp.done();
+    }
   });
 });

@@ -1,6 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { zip } from '../lib/archive.js';
+import { run, scratch, which } from '../lib/clients.js';
 import { createRepo, deleteRepos, get, http, sha256hex, upstreamHits, type Reply } from '../lib/api.js';
 import { BASE, fixture, repoName, UPSTREAM_FOR_SERVER } from '../lib/env.js';
 
@@ -44,6 +48,12 @@ async function twineUpload(repoPath: string, project: string, version: string, f
   parts.push(file.body, Buffer.from(`\r\n--${boundary}--\r\n`));
   return http('POST', repoPath, { body: Buffer.concat(parts), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
 }
+
+const PYTHON = '/usr/bin/python3';
+const hasPip = spawnSync(PYTHON, ['-m', 'pip', '--version'], { stdio: 'ignore' }).status === 0;
+/** pip isolated from this machine's pip.conf and PIP_FIND_LINKS (see CLIENTS.md). */
+const pip = (args: string[]) =>
+  run(PYTHON, ['-m', 'pip', '--isolated', ...args], { env: { PIP_CONFIG_FILE: '/dev/null', PIP_FIND_LINKS: undefined, PIP_INDEX_URL: undefined } });
 
 async function untilCached(path: string): Promise<Reply> {
   let r = await get(path);
@@ -178,5 +188,26 @@ describe('pypi', () => {
     expect(links(shadowed.body.toString()).map(pathOf)).toEqual([`/${strict}/packages/e2e-tiny/${w.filename}`]);
     expect((await get(`/${strict}/packages/e2e-tiny/${whl}`)).status).toBe(404);
     expect((await get(`/${virtual}/packages/e2e-tiny/e2e_tiny-9.9.9-py3-none-any.whl`)).status).toBe(404);
+  });
+
+  it.skipIf(!which('twine') || !hasPip)('real clients: twine uploads to the local repo, pip downloads both members through the virtual', () => {
+    const tmp = scratch('pypi');
+    try {
+      const w = wheel('e2e-twine', '0.1.0');
+      const file = join(tmp.dir, w.filename);
+      writeFileSync(file, w.body);
+      run('twine', ['upload', '--repository-url', `${BASE}/${local}/`, '-u', 'x', '-p', 'x', '--non-interactive', '--disable-progress-bar', file]);
+
+      const out = join(tmp.dir, 'out');
+      const index = ['--no-cache-dir', '--no-deps', '--index-url', `${BASE}/${virtual}/simple/`, '-d', out];
+      pip(['download', ...index, 'e2e-twine==0.1.0']);
+      pip(['download', ...index, 'e2e-tiny==1.0.0']);
+      pip(['download', ...index, 'e2e-tiny==2.0.0']);
+      expect(readdirSync(out).sort()).toEqual([w.filename, 'e2e_tiny-1.0.0-py3-none-any.whl', 'e2e_tiny-2.0.0-py3-none-any.whl'].sort());
+      expect(readFileSync(join(out, w.filename)).equals(w.body)).toBe(true);
+      expect(readFileSync(join(out, whl)).equals(expected)).toBe(true);
+    } finally {
+      tmp.done();
+    }
   });
 });
