@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tgz } from '../lib/archive.js';
+import { run, scratch, which } from '../lib/clients.js';
 import { createRepo, deleteRepos, get, http, sha256hex, upstreamHits, type Reply } from '../lib/api.js';
-import { fixture, repoName, UPSTREAM_FOR_SERVER } from '../lib/env.js';
+import { BASE, fixture, repoName, UPSTREAM_FOR_SERVER } from '../lib/env.js';
 
 /**
  * docker: the registry API under /v2/<repo>/<image>/. Remote: the mock serves
@@ -196,5 +197,21 @@ describe('docker', () => {
     // The local member shadows nothing it does not have: e2e/tiny is only in the remote.
     expect((await get(`/v2/${local}/e2e/tiny/manifests/1.0`, { accept: ACCEPT })).status).toBe(404);
     expect((await get(`/v2/${virtual}/e2e/tiny/manifests/9.9`, { accept: ACCEPT })).status).toBe(404);
+  });
+
+  it.skipIf(!which('skopeo'))('real client: skopeo copies the remote image through the virtual into the local repo, then pulls it', () => {
+    const tmp = scratch('docker');
+    try {
+      const host = new URL(BASE).host;
+      const skopeo = (args: string[]) => run('skopeo', ['--insecure-policy', ...args]);
+      skopeo(['copy', '--src-tls-verify=false', '--dest-tls-verify=false', '--preserve-digests',
+        `docker://${host}/${virtual}/e2e/tiny:1.0`, `docker://${host}/${virtual}/copied:1.0`]);
+      const out = join(tmp.dir, 'out');
+      skopeo(['copy', '--src-tls-verify=false', `docker://${host}/${local}/copied:1.0`, `dir:${out}`]);
+      expect(readFileSync(join(out, 'manifest.json')).equals(manifest)).toBe(true);
+      expect(readFileSync(join(out, layerDigest.slice('sha256:'.length))).equals(layer)).toBe(true);
+    } finally {
+      tmp.done();
+    }
   });
 });
