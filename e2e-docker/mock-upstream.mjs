@@ -3,6 +3,9 @@
 // with Content-Length, ETag, Last-Modified, HEAD and If-None-Match, and counts hits.
 //   GET /__hits            -> {"<path>": n, ...}
 //   GET /slow/<path>       -> <path>, streamed in 16 KiB chunks 20 ms apart (concurrent-miss tests)
+//   a directory            -> its index.html or index.json (pypi simple pages, npm packuments)
+//   …/v2/<image>/manifests/<ref>, …/v2/<image>/blobs/<digest> -> plus Docker-Content-Digest (sha256 of
+//                             the file); a manifest's Content-Type is its own `mediaType`
 //   node e2e-docker/mock-upstream.mjs [--port 8080] [--host 0.0.0.0]
 // No dependencies, so it runs in a plain node image.
 import { createHash } from 'node:crypto';
@@ -33,24 +36,33 @@ const server = createServer(async (req, res) => {
   if (path === '/__health') return void res.writeHead(200).end('ok');
   hits.set(path, (hits.get(path) ?? 0) + 1);
   const slow = path.startsWith('/slow/');
-  const file = normalize(join(root, slow ? path.slice('/slow'.length) : path));
+  let file = normalize(join(root, slow ? path.slice('/slow'.length) : path));
   if (!file.startsWith(root + sep)) return void res.writeHead(400).end('bad path');
-  let st;
-  try {
-    st = await fsp.stat(file);
-  } catch {
-    st = undefined;
+  const stat = (f) => fsp.stat(f).catch(() => undefined);
+  let st = await stat(file);
+  if (st?.isDirectory()) {
+    for (const index of ['index.html', 'index.json']) {
+      const s = await stat(join(file, index));
+      if (s?.isFile()) { file = join(file, index); st = s; break; }
+    }
   }
   if (!st?.isFile()) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
   let etag = etags.get(file);
   if (!etag || etag.mtime !== st.mtimeMs) {
-    etag = { mtime: st.mtimeMs, value: `"${createHash('sha256').update(await fsp.readFile(file)).digest('hex').slice(0, 32)}"` };
+    const bytes = await fsp.readFile(file);
+    const hex = createHash('sha256').update(bytes).digest('hex');
+    let mediaType;
+    if (/\/v2\/.+\/manifests\/[^/]+$/.test(path)) {
+      try { mediaType = JSON.parse(bytes.toString('utf8')).mediaType; } catch { mediaType = undefined; }
+    }
+    etag = { mtime: st.mtimeMs, value: `"${hex.slice(0, 32)}"`, digest: `sha256:${hex}`, mediaType };
     etags.set(file, etag);
   }
   const headers = {
-    'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+    'content-type': etag.mediaType ?? TYPES[extname(file)] ?? 'application/octet-stream',
     'content-length': String(st.size), etag: etag.value, 'last-modified': st.mtime.toUTCString(),
   };
+  if (/\/v2\/.+\/(manifests|blobs)\/[^/]+$/.test(path)) headers['docker-content-digest'] = etag.digest;
   if (req.headers['if-none-match'] === etag.value) return void res.writeHead(304, { etag: etag.value }).end();
   res.writeHead(200, headers);
   if (req.method === 'HEAD') return void res.end();
