@@ -123,7 +123,7 @@ describe('artifactapi push-local against a spawned server', () => {
     it('draws an ink progress bar per file and ends with the sha256', async () => {
       const cmd = `stty cols 100 rows 40; exec ${process.execPath} ${BIN} push-local files ${join(dir, 'big.bin')} ${join(dir, 'small.txt')} --path tty --url ${srv.url}`;
       const { code, out } = await new Promise<{ code: number | null; out: string }>((res) => {
-        const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: cleanEnv({ TERM: 'xterm-256color' }), stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: terminalEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
         child.on('close', (c) => res({ code: c, out }));
@@ -157,7 +157,7 @@ describe('artifactapi push-local against a spawned server', () => {
       try {
         const cmd = `stty cols 100 rows 40; exec ${process.execPath} ${BIN} push-local files ${join(dir, 'large.bin')} --url ${slow.url}`;
         const { code, out } = await new Promise<{ code: number | null; out: string }>((res) => {
-          const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: cleanEnv({ TERM: 'xterm-256color' }), stdio: ['ignore', 'pipe', 'pipe'] });
+          const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: terminalEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
           let out = '';
           child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
           child.on('close', (c) => res({ code: c, out }));
@@ -173,3 +173,11 @@ describe('artifactapi push-local against a spawned server', () => {
     });
   });
 });
+
+/** A terminal session as a person has it: ink draws only the final frame when it sees CI=true. */
+function terminalEnv(): NodeJS.ProcessEnv {
+  const env = cleanEnv({ TERM: 'xterm-256color' });
+  delete env.CI;
+  delete env.CONTINUOUS_INTEGRATION;
+  return env;
+}
