@@ -15,12 +15,15 @@ export function withFileCache(inner: MetaStore, ttlMs = 1000, maxEntries = 50_00
     for (const k of cache.keys()) if (k.startsWith(`${repo}\0`)) cache.delete(k);
   };
 
-  const wrap = (m: MetaStore): MetaStore => ({
+  // Inside a transaction reads go to the database (a decision made there must see the truth);
+  // writes still invalidate.
+  const wrap = (m: MetaStore, inTx = false): MetaStore => ({
     ...m,
-    tx: (fn) => m.tx((txm) => fn(wrap(txm))),
+    tx: (fn) => m.tx((txm) => fn(wrap(txm, true))),
     files: {
       ...m.files,
       async get(repo, path) {
+        if (inTx) return m.files.get(repo, path);
         const k = key(repo, path);
         const hit = cache.get(k);
         if (hit && Date.now() - hit.at < ttlMs) return hit.rec;
