@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import { FORMAT_HANDLERS } from '../formats/index.js';
 import type { Services } from '../repos/services.js';
 import { healthApi } from './api/health.js';
@@ -15,6 +15,12 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: 8192 },
     bodyLimit: svc.config.limits.metadata_body,
     return503OnClosing: false,
+    // Malformed URLs and the like, rejected before routing: same body shape as every other error.
+    frameworkErrors: (err, _req, reply) => {
+      const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 400;
+      const body = { error: { code: status === 400 ? 'BAD_REQUEST' : 'INTERNAL', message: status === 400 ? err.message : 'internal error' } };
+      void (reply as FastifyReply).code(status).send(body);
+    },
   });
 
   // One line per request, with what served it.

@@ -34,7 +34,13 @@ export async function repoDispatch(app: FastifyInstance, svc: Services): Promise
     const url = req.raw.url ?? '/';
     const pathOnly = url.split('?')[0];
     const slash = pathOnly.indexOf('/', 1);
-    const name = decodeURIComponent(slash === -1 ? pathOnly.slice(1) : pathOnly.slice(1, slash));
+    const rawName = slash === -1 ? pathOnly.slice(1) : pathOnly.slice(1, slash);
+    let name = rawName;
+    try {
+      if (rawName.includes('%')) name = decodeURIComponent(rawName);
+    } catch {
+      throw new AppError('INVALID_PATH', 'malformed percent-encoding in path');
+    }
     const rest = slash === -1 ? '' : pathOnly.slice(slash + 1);
     if (RESERVED_NAMES.has(name)) throw new AppError('NOT_FOUND', 'not found');
     const repo = await svc.repos.get(name);

@@ -40,6 +40,19 @@ class SmallBlobCache {
 
 const smallBlobs = new SmallBlobCache();
 
+const validators = new WeakMap<Served['rec'], { etag: string; lastModified: Date; lastModifiedText: string }>();
+
+/** ETag and Last-Modified of a row, computed once per row object (rows are cached for a second). */
+function validatorsOf(rec: Served['rec']) {
+  let v = validators.get(rec);
+  if (!v) {
+    const lastModified = new Date(rec.fetchedAt);
+    v = { etag: etagOf(rec.digest), lastModified, lastModifiedText: lastModified.toUTCString() };
+    validators.set(rec, v);
+  }
+  return v;
+}
+
 export function etagOf(d: Digest): string {
   return `"${hexOf(d)}"`;
 }
@@ -90,10 +103,9 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
     return reply.send(served.body);
   }
 
-  const etag = etagOf(rec.digest);
-  const lastModified = new Date(rec.fetchedAt);
+  const { etag, lastModified, lastModifiedText } = validatorsOf(rec);
   reply.header('etag', etag);
-  reply.header('last-modified', lastModified.toUTCString());
+  reply.header('last-modified', lastModifiedText);
   if (notModified(req, etag, lastModified)) return reply.code(304).send();
 
   let range: ByteRange | null = null;

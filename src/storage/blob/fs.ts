@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
@@ -11,8 +11,11 @@ export class FsBlobStore implements BlobStore {
   readonly tempDir: string;
   private readonly root: string;
 
+  private readonly casRoot: string;
+
   private constructor(root: string) {
     this.root = root;
+    this.casRoot = join(resolve(root), 'sha256');
     this.tempDir = join(root, 'tmp');
   }
 
@@ -24,8 +27,9 @@ export class FsBlobStore implements BlobStore {
   }
 
   localPath(d: Digest): string {
+    // Called on every download: a plain concatenation (root is absolute, hex is [0-9a-f]).
     const hex = hexOf(d);
-    return join(this.root, 'sha256', hex.slice(0, 2), hex);
+    return `${this.casRoot}/${hex.slice(0, 2)}/${hex}`;
   }
 
   async stat(d: Digest): Promise<BlobStat | null> {

@@ -79,5 +79,9 @@ describe('generic local repository', () => {
       expect([400, 404], p).toContain(status);
     }
     expect(await raw('/files/%2e%2e/x')).toBe(400);
+    // A malformed escape gets the contract's error body, not the framework's.
+    const bad = await fetch(`${srv.url}/files/%E0%A4%A`);
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error.code).toBe('BAD_REQUEST');
   });
 });
