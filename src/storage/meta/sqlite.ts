@@ -135,6 +135,12 @@ export class SqliteMetaStore implements MetaStore {
 }
 
 function migrate(db: Database.Database): void {
+  // Nothing pending: take no write lock (a `gc` started while serve holds a tx must not block here).
+  const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get();
+  if (hasTable) {
+    const applied = new Set((db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version));
+    if (migrations.every((m) => applied.has(m.version))) return;
+  }
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)');
   db.transaction(() => {
     const done = new Set((db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version));
