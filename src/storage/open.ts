@@ -2,11 +2,8 @@ import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { FsBlobStore } from './blob/fs.js';
 import type { BlobStore } from './blob/types.js';
-import { S3BlobStore } from './blob/s3.js';
 import { MemoryCoordinator } from './coord/memory.js';
-import { RedisCoordinator } from './coord/redis.js';
 import type { Coordinator } from './coord/types.js';
-import { PostgresMetaStore } from './meta/postgres.js';
 import { SqliteMetaStore } from './meta/sqlite.js';
 import type { MetaStore } from './meta/types.js';
 import { withFileCache } from './meta/cached.js';
@@ -50,6 +47,8 @@ async function openMeta(config: Config): Promise<MetaStore> {
   const url = config.database.url;
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     try {
+      // Backends load only when configured: the embedded default never pays for pg, ioredis or the AWS SDK.
+      const { PostgresMetaStore } = await import('./meta/postgres.js');
       return await PostgresMetaStore.open(url, { poolSize: config.database.pool_size });
     } catch (err) {
       throw new Error(`database.url: cannot use ${masked(url)}: ${(err as Error).message}`);
@@ -62,6 +61,7 @@ async function openMeta(config: Config): Promise<MetaStore> {
 async function openBlob(config: Config): Promise<BlobStore> {
   if (config.storage.type === 's3') {
     const s = config.storage;
+    const { S3BlobStore } = await import('./blob/s3.js');
     return S3BlobStore.open({
       endpoint: s.endpoint, bucket: s.bucket, region: s.region, accessKey: s.access_key, secretKey: s.secret_key,
       forcePathStyle: s.force_path_style, tempDir: join(config.data_dir, 'work', 's3-spool'),
@@ -73,6 +73,7 @@ async function openBlob(config: Config): Promise<BlobStore> {
 async function openCoord(config: Config): Promise<Coordinator> {
   if (config.redis.url) {
     try {
+      const { RedisCoordinator } = await import('./coord/redis.js');
       return await RedisCoordinator.open(config.redis.url);
     } catch (err) {
       throw new Error(`redis.url: cannot use ${masked(config.redis.url)}: ${(err as Error).message}`);
