@@ -90,8 +90,6 @@ export const REPO_KEYS = {
   allow_shadowed: { type: 'string[]', default: undefined, doc: 'virtual: package names remote members may serve even when a local member has them' },
 } satisfies Record<string, KeySpec>;
 
-export type RepoOptionKey = Exclude<keyof typeof REPO_KEYS, 'name' | 'format' | 'kind' | 'upstream' | 'members'>;
-
 export const FORMATS = ['generic', 'docker', 'helm', 'pypi', 'npm', 'rpm', 'alpine', 'puppet', 'terraform', 'goproxy'] as const;
 export type FormatName = (typeof FORMATS)[number];
 

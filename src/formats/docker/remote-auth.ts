@@ -74,9 +74,3 @@ export async function upstreamAuth(svc: Services, repo: RepoDef, image: string):
   tokens.set(key, { token, until: Date.now() + (ttl - 5) * 1000 });
   return { authorization: `Bearer ${token}` };
 }
-
-/** Forget a repo's learned challenge and tokens (after a 401, or when the repo changes). */
-export function forgetAuth(repoName: string): void {
-  challenges.delete(repoName);
-  for (const k of tokens.keys()) if (k.startsWith(`${repoName}\0`)) tokens.delete(k);
-}
