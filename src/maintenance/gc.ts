@@ -5,6 +5,8 @@ import { FORMAT_HANDLERS } from '../formats/index.js';
 import type { GcContext } from '../formats/types.js';
 import type { Services } from '../repos/services.js';
 
+const TEMP_MIN_IDLE = 10 * 60_000;
+
 export interface GcAction {
   action: 'delete-blob' | 'delete-orphan' | 'evict' | 'delete-temp' | string;
   repo?: string;
@@ -47,7 +49,9 @@ export async function runGc(svc: Services, o: { dryRun?: boolean; now?: number }
     if (size !== null) ctx.report({ action: 'delete-blob', digest: d, bytes: size });
   }
   await sweepOrphans(ctx, cutoff);
-  await sweepTemp(ctx, svc.blob.tempDir, cutoff);
+  // A temp file is abandoned only when nothing wrote to it for the grace and at least TEMP_MIN_IDLE:
+  // uploads and fills write continuously, and the HTTP server ends requests idle for 5 minutes.
+  await sweepTemp(ctx, svc.blob.tempDir, Math.min(cutoff, now - TEMP_MIN_IDLE));
 
   const summary: GcReport['summary'] = {};
   for (const a of actions) {

@@ -3,7 +3,7 @@ import { AppError } from '../lib/errors.js';
 import type { Digest } from '../lib/digest.js';
 import type { ExtraHashes } from '../lib/spool.js';
 import { ingestStream } from '../storage/ingest.js';
-import type { FileRec, RepoDef } from '../storage/meta/types.js';
+import type { FileRec, MetaStore, RepoDef } from '../storage/meta/types.js';
 import type { Services } from './services.js';
 import type { FileRef, Served } from './types.js';
 
@@ -30,22 +30,32 @@ export async function putLocalFile(svc: Services, repo: RepoDef, path: string, s
     throw new AppError('CONFLICT', `${path} already exists in ${repo.name} and cannot be overwritten`);
   }
   const maxSize = o.maxSize ?? (svc.config.uploads.max_size || undefined);
-  const s = await ingestStream(svc, src, { expect: o.expect, maxSize, signal: o.signal });
-  return recordLocalFile(svc, repo, path, s.digest, s.size, o);
+  let rec: FileRec | undefined;
+  // The row is written in the publishing transaction: no moment exists in which gc could see the
+  // new blob unreferenced, whatever gc.grace is.
+  await ingestStream(svc, src, { expect: o.expect, maxSize, signal: o.signal }, async (m, s) => {
+    rec = await writeRow(m, repo, path, s.digest, s.size, o);
+  });
+  return rec!;
 }
 
 /** Points a path of a local repo at a blob already in the store (cross-repo mounts, derived files). */
 export async function recordLocalFile(svc: Services, repo: RepoDef, path: string, digest: Digest, size: number,
   o: Pick<PutOptions, 'contentType' | 'meta' | 'immutable'> = {}): Promise<FileRec> {
+  return svc.meta.tx(async (m) => {
+    await m.blobs.touch(digest, size);
+    return writeRow(m, repo, path, digest, size, o);
+  });
+}
+
+async function writeRow(m: MetaStore, repo: RepoDef, path: string, digest: Digest, size: number,
+  o: Pick<PutOptions, 'contentType' | 'meta' | 'immutable'>): Promise<FileRec> {
+  if (o.immutable && (await m.files.get(repo.name, path))) {
+    throw new AppError('CONFLICT', `${path} already exists in ${repo.name} and cannot be overwritten`);
+  }
   const now = Date.now();
   const rec: FileRec = { repo: repo.name, path, digest, size, contentType: o.contentType, source: 'local', fetchedAt: now, lastAccess: now, meta: o.meta };
-  await svc.meta.tx(async (m) => {
-    if (o.immutable && (await m.files.get(repo.name, path))) {
-      throw new AppError('CONFLICT', `${path} already exists in ${repo.name} and cannot be overwritten`);
-    }
-    await m.blobs.touch(digest, size);
-    await m.files.put(rec);
-  });
+  await m.files.put(rec);
   return rec;
 }
 

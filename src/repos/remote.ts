@@ -192,13 +192,13 @@ async function fetchIntoCache(
     }
     throw new AppError('UPSTREAM_FAILED', 'upstream body was cut short');
   }
-  await publishSpooled(svc, spooled);
   const now = Date.now();
   const rec: FileRec = {
     repo: repo.name, path: ref.path, digest: spooled.digest, size: spooled.size, contentType, source: 'remote',
     upstreamEtag: reply.headers.etag, upstreamLastModified: reply.headers['last-modified'], fetchedAt: now, lastAccess: now,
   };
-  await svc.meta.files.put(rec);
+  // Blob and row in one transaction: gc never sees the new blob unreferenced.
+  await publishSpooled(svc, spooled, (m) => m.files.put(rec));
   svc.negative.delete(key);
   return rec;
 }

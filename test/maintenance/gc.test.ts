@@ -114,6 +114,40 @@ describe('gc', () => {
     }
   });
 
+  it('with no grace at all, a gc looping beside uploads and remote fills still loses nothing (blob and row land in one transaction)', async () => {
+    const remoteFiles: Record<string, Buffer> = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`/r${i}`, randomBytes(30_000 + i)]));
+    up = await startUpstream(staticFiles(remoteFiles));
+    srv = await startServer({ 'gc.grace': '0s' });
+    await srv.addRepo({ name: 'files', format: 'generic', kind: 'local' });
+    await srv.addRepo({ name: 'cache', format: 'generic', kind: 'remote', upstream: up.url });
+    let stop = false;
+    let sweeps = 0;
+    const looping = (async () => {
+      while (!stop) {
+        await runGc(srv.svc);
+        sweeps++;
+      }
+    })();
+    const bodies = Array.from({ length: 30 }, (_, i) => randomBytes(10_000 + i));
+    await Promise.all(bodies.map(async (b, i) => {
+      expect((await fetch(`${srv.url}/files/g/${i}`, { method: 'PUT', body: b })).status).toBe(201);
+    }));
+    await Promise.all(Object.keys(remoteFiles).map(async (p) => (await fetch(`${srv.url}/cache${p}`)).arrayBuffer()));
+    stop = true;
+    await looping;
+    expect(sweeps).toBeGreaterThan(0);
+    for (const [i, b] of bodies.entries()) {
+      const res = await fetch(`${srv.url}/files/g/${i}`);
+      expect(res.status, `g/${i}`).toBe(200);
+      expect(Buffer.from(await res.arrayBuffer()).equals(b)).toBe(true);
+    }
+    for (const [p, b] of Object.entries(remoteFiles)) {
+      const res = await fetch(`${srv.url}/cache${p}`);
+      expect(res.headers.get('x-artifact-source')).toBe('cache');
+      expect(Buffer.from(await res.arrayBuffer()).equals(b)).toBe(true);
+    }
+  });
+
   it('evicts the least recently used files of a remote repo above max_cache_size, never local ones', async () => {
     const files: Record<string, Buffer> = { '/a': randomBytes(1000), '/b': randomBytes(1000), '/c': randomBytes(1000) };
     up = await startUpstream(staticFiles(files));
