@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { hexOf, type Digest } from '../lib/digest.js';
 import { AppError } from '../lib/errors.js';
+import { Lru } from '../lib/lru.js';
 import { parseRange, type ByteRange } from '../lib/range.js';
 import { quarantineBlob } from '../repos/quarantine.js';
 import type { Services } from '../repos/services.js';
@@ -14,31 +15,7 @@ const SMALL = 256 * 1024;
 const CHUNK = 1 << 20;
 
 /** Small immutable blobs kept in memory after one verified read: they are addressed by content, so never stale. */
-class SmallBlobCache {
-  private readonly map = new Map<Digest, Buffer>();
-  private bytes = 0;
-  constructor(private readonly maxBytes = 64 * 1024 * 1024) {}
-  get(d: Digest): Buffer | undefined {
-    const b = this.map.get(d);
-    if (b) { this.map.delete(d); this.map.set(d, b); }
-    return b;
-  }
-  set(d: Digest, b: Buffer): void {
-    this.map.set(d, b);
-    this.bytes += b.length;
-    for (const [k, v] of this.map) {
-      if (this.bytes <= this.maxBytes) break;
-      this.map.delete(k);
-      this.bytes -= v.length;
-    }
-  }
-  delete(d: Digest): void {
-    const b = this.map.get(d);
-    if (b) { this.bytes -= b.length; this.map.delete(d); }
-  }
-}
-
-const smallBlobs = new SmallBlobCache();
+const smallBlobs = new Lru<Buffer>(64 * 1024 * 1024, 100_000);
 
 const validators = new WeakMap<Served['rec'], { etag: string; lastModified: Date; lastModifiedText: string }>();
 
@@ -140,7 +117,7 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
         await quarantine(svc, rec.digest);
         throw new AppError('INTERNAL', 'stored content failed verification');
       }
-      smallBlobs.set(rec.digest, buf);
+      smallBlobs.set(rec.digest, buf, buf.length);
     }
     // Straight to the socket: fastify's send path costs more than the bytes here.
     reply.hijack();

@@ -5,6 +5,7 @@ import type { DocSource } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { escapeName, paths, tarballFileOf } from './names.js';
+import { Lru } from '../../lib/lru.js';
 
 export type Json = Record<string, unknown>;
 
@@ -57,36 +58,10 @@ export function wantsAbbreviated(accept: string | undefined): boolean {
   return false;
 }
 
-/** A small LRU bounded by entries and bytes. */
-export class Lru<V> {
-  private readonly map = new Map<string, { v: V; bytes: number }>();
-  private total = 0;
-  constructor(private readonly maxBytes: number, private readonly maxEntries = 10_000) {}
-  get(k: string): V | undefined {
-    const e = this.map.get(k);
-    if (!e) return undefined;
-    this.map.delete(k);
-    this.map.set(k, e);
-    return e.v;
-  }
-  set(k: string, v: V, bytes: number): void {
-    const old = this.map.get(k);
-    if (old) { this.total -= old.bytes; this.map.delete(k); }
-    if (bytes > this.maxBytes / 4) return;
-    this.map.set(k, { v, bytes });
-    this.total += bytes;
-    for (const [key, e] of this.map) {
-      if (this.total <= this.maxBytes && this.map.size <= this.maxEntries) break;
-      this.map.delete(key);
-      this.total -= e.bytes;
-    }
-  }
-}
-
 /** Parsed documents by the identity of their bytes (a blob digest or a hash of the body). */
-const parsed = new Lru<PackDoc>(128 * 1024 * 1024);
+const parsed = new Lru<PackDoc>(32 * 1024 * 1024);
 /** Rendered bodies by document identity + form + repo URL. */
-const rendered = new Lru<{ body: Buffer; etag: string }>(128 * 1024 * 1024);
+const rendered = new Lru<{ body: Buffer; etag: string }>(32 * 1024 * 1024);
 
 function isObject(v: unknown): v is Json {
   return !!v && typeof v === 'object' && !Array.isArray(v);
