@@ -34,7 +34,8 @@ export function maintenanceCommands(program: Command): void {
       const report = await withServices(o, (svc) => runGc(svc, { dryRun: o.dryRun }));
       if (o.json) return void process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       const rows = Object.entries(report.summary).map(([action, s]) => ({ action, count: s.count, bytes: formatBytes(s.bytes) }));
-      process.stdout.write(`${report.dryRun ? 'gc (dry run): nothing deleted\n' : ''}${table(rows, ['action', 'count', 'bytes'])}\n`);
+      const body = rows.length ? table(rows, ['action', 'count', 'bytes']) : 'nothing to collect';
+      process.stdout.write(`${report.dryRun ? 'gc (dry run): nothing deleted\n' : ''}${body}\n`);
     });
 
   storeOptions(program.command('verify').description('re-hash every stored blob; report (and with --repair fix) corrupt or missing ones'))
