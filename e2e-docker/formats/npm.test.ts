@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tgz } from '../lib/archive.js';
 import { run, scratch, which } from '../lib/clients.js';
-import { createRepo, deleteRepos, get, http, sha256hex, upstreamHits, type Reply } from '../lib/api.js';
+import { createRepo, deleteRepos, get, http, sha256hex, upstreamHits } from '../lib/api.js';
 import { BASE, fixture, repoName, UPSTREAM_FOR_SERVER } from '../lib/env.js';
 
 /**
@@ -52,15 +52,6 @@ const escName = (name: string) => (name.startsWith('@') ? `@${encodeURIComponent
 const publish = (repo: string, name: string, version: string, p: ReturnType<typeof pack>) =>
   http('PUT', `/${repo}/${escName(name)}`, { body: publishBody(name, version, p), headers: { 'npm-command': 'publish' } });
 
-async function untilCached(path: string): Promise<Reply> {
-  let r = await get(path);
-  for (let i = 0; i < 50 && r.headers.get('x-artifact-source') !== 'cache'; i++) {
-    await new Promise((res) => setTimeout(res, 100));
-    r = await get(path);
-  }
-  return r;
-}
-
 describe('npm', () => {
   const local = repoName('npm-local');
   const remote = repoName('npm-remote');
@@ -100,7 +91,7 @@ describe('npm', () => {
     expect(first.headers.get('x-artifact-repo')).toBe(remote);
     expect(first.body.equals(expected)).toBe(true);
 
-    const second = await untilCached(pathOf(dist.tarball));
+    const second = await get(pathOf(dist.tarball));
     expect(second.status).toBe(200);
     expect(second.headers.get('x-artifact-source')).toBe('cache');
     expect(second.headers.get('etag')).toBe(`"${sha256hex(expected)}"`);
