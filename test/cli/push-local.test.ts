@@ -122,12 +122,7 @@ describe('artifactapi push-local against a spawned server', () => {
   describe.skipIf(!hasScript)('on a terminal (pseudo-TTY from util-linux script)', () => {
     it('draws an ink progress bar per file and ends with the sha256', async () => {
       const cmd = `stty cols 100 rows 40; exec ${process.execPath} ${BIN} push-local files ${join(dir, 'big.bin')} ${join(dir, 'small.txt')} --path tty --url ${srv.url}`;
-      const { code, out } = await new Promise<{ code: number | null; out: string }>((res) => {
-        const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: terminalEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-        child.on('close', (c) => res({ code: c, out }));
-      });
+      const { code, out } = await inTerminal(cmd);
       expect(code, out).toBe(0);
       expect(out).toMatch(/\x1b\[/); // ink drew with terminal codes
       expect(out).toContain('█'.repeat(30)); // a full bar
@@ -156,12 +151,7 @@ describe('artifactapi push-local against a spawned server', () => {
       writeFileSync(join(dir, 'large.bin'), large);
       try {
         const cmd = `stty cols 100 rows 40; exec ${process.execPath} ${BIN} push-local files ${join(dir, 'large.bin')} --url ${slow.url}`;
-        const { code, out } = await new Promise<{ code: number | null; out: string }>((res) => {
-          const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: terminalEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-          let out = '';
-          child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-          child.on('close', (c) => res({ code: c, out }));
-        });
+        const { code, out } = await inTerminal(cmd);
         expect(code, out).toBe(0);
         const percents = [...out.matchAll(/ (\d{1,3})% /g)].map((m) => Number(m[1]));
         expect(percents.some((p) => p > 0 && p < 100), `frames: ${percents.join(',')}`).toBe(true);
@@ -180,4 +170,14 @@ function terminalEnv(): NodeJS.ProcessEnv {
   delete env.CI;
   delete env.CONTINUOUS_INTEGRATION;
   return env;
+}
+
+/** Runs a shell command under a pseudo-terminal (util-linux script) and collects what it drew. */
+function inTerminal(cmd: string): Promise<{ code: number | null; out: string }> {
+  return new Promise((res) => {
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: terminalEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('close', (c) => res({ code: c, out }));
+  });
 }
