@@ -5,6 +5,7 @@ import { remoteFile } from './remote.js';
 import type { Services } from './services.js';
 import type { FileRef, Served } from './types.js';
 import { allMembers, firstMember } from './virtual.js';
+import { collect } from '../lib/streams.js';
 
 /** A file from any repo: the kind decides how (local rows, remote cache/fill, virtual members in order). */
 export function resolveFile(svc: Services, repo: RepoDef, ref: FileRef, depth = 0): Promise<Served> {
@@ -76,18 +77,7 @@ export async function readCapped(svc: Services, served: Served, cap = svc.config
     served.body?.destroy();
     throw new AppError('TOO_LARGE', `document is larger than the ${cap}-byte limit`);
   }
-  const stream = served.body ?? (await svc.blob.read(served.rec.digest));
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const c of stream) {
-    total += c.length;
-    if (total > cap) {
-      stream.destroy();
-      throw new AppError('TOO_LARGE', `document is larger than the ${cap}-byte limit`);
-    }
-    chunks.push(c as Buffer);
-  }
-  return Buffer.concat(chunks);
+  return collect(served.body ?? (await svc.blob.read(served.rec.digest)), { max: cap, what: 'document' });
 }
 
 /**

@@ -6,6 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { hexOf, type Digest } from '../lib/digest.js';
 import { AppError } from '../lib/errors.js';
 import { Lru } from '../lib/lru.js';
+import { collect } from '../lib/streams.js';
 import { parseRange, type ByteRange } from '../lib/range.js';
 import { quarantineBlob } from '../repos/quarantine.js';
 import type { Services } from '../repos/services.js';
@@ -109,7 +110,7 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
     if (!buf) {
       try {
         // Remote stores (S3) too: one bounded read, then served from memory like a local file.
-        buf = local ? readFileSync(local) : await readSmall(await svc.blob.read(rec.digest), SMALL);
+        buf = local ? readFileSync(local) : await collect(await svc.blob.read(rec.digest), { max: SMALL });
       } catch {
         throw await blobMissing(svc, rec.digest);
       }
@@ -140,18 +141,6 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
   }
   const stream = verify && !range ? verifying(await svc.blob.read(rec.digest), rec.digest, svc) : await svc.blob.read(rec.digest, range ?? undefined);
   return reply.send(stream);
-}
-
-/** Reads a small stream whole, refusing more than `max` bytes. */
-async function readSmall(src: Readable, max: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of src) {
-    n += (c as Buffer).length;
-    if (n > max) { src.destroy(); throw new Error('blob larger than recorded'); }
-    parts.push(c as Buffer);
-  }
-  return Buffer.concat(parts);
 }
 
 async function blobMissing(svc: Services, d: Digest): Promise<AppError> {

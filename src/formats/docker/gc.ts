@@ -6,6 +6,7 @@ import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import type { GcContext } from '../types.js';
 import { keys, splitKey } from './names.js';
 import { dropSession, uploadDir } from './uploads.js';
+import { collect } from '../../lib/streams.js';
 
 /**
  * gc for docker repos, before the core sweeps unreferenced blobs:
@@ -87,14 +88,8 @@ interface Doc { config?: { digest?: string }; layers?: { digest?: string }[]; ma
 
 async function readManifest(svc: Services, d: Digest): Promise<Doc | null> {
   try {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const c of await svc.blob.read(d)) {
-      total += (c as Buffer).length;
-      if (total > svc.config.limits.metadata_body) return null;
-      chunks.push(c as Buffer);
-    }
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as Doc;
+    const body = await collect(await svc.blob.read(d), { max: svc.config.limits.metadata_body });
+    return JSON.parse(body.toString('utf8')) as Doc;
   } catch {
     return null;
   }

@@ -12,6 +12,7 @@ import { sendServed, etagOf } from '../../server/send.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import { keys, validateTag, type Target } from './names.js';
 import { upstreamAuth, upstreamImage, upstreamUrl } from './remote-auth.js';
+import { collect, collectRequest } from '../../lib/streams.js';
 
 export const MT = {
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
@@ -137,14 +138,10 @@ async function revalidateTag(svc: Services, repo: RepoDef, image: string, tag: s
   if (!isDigest(digest)) {
     // An upstream that does not say the digest on HEAD: GET it and hash it ourselves.
     const r = await svc.upstream.get(settings, url, { accept: ACCEPT_ALL, headers });
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const c of r.body!) {
-      total += (c as Buffer).length;
-      if (total > svc.config.limits.metadata_body) { r.body!.destroy(); throw new AppError('UPSTREAM_FAILED', 'upstream manifest is too large'); }
-      chunks.push(c as Buffer);
-    }
-    const body = Buffer.concat(chunks);
+    const body = await collect(r.body!, {
+      max: svc.config.limits.metadata_body,
+      tooLarge: () => new AppError('UPSTREAM_FAILED', 'upstream manifest is too large'),
+    });
     digest = sha256(body);
     size = body.length;
     const { ingestStream } = await import('../../storage/ingest.js');
@@ -198,24 +195,8 @@ export async function getManifest(req: FastifyRequest, reply: FastifyReply, svc:
 
 // ---------------------------------------------------------------- writes
 
-async function readBody(req: FastifyRequest, cap: number): Promise<Buffer> {
-  const len = req.headers['content-length'];
-  if (len !== undefined && Number(len) > cap) {
-    req.raw.resume();
-    throw new AppError('TOO_LARGE', `manifest is larger than the ${cap}-byte limit`);
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  // Not destroyed on early exit: the rest is drained so the client still reads the 413.
-  for await (const c of req.raw.iterator({ destroyOnReturn: false })) {
-    total += (c as Buffer).length;
-    if (total > cap) {
-      req.raw.resume();
-      throw new AppError('TOO_LARGE', `manifest is larger than the ${cap}-byte limit`);
-    }
-    chunks.push(c as Buffer);
-  }
-  return Buffer.concat(chunks);
+function readBody(req: FastifyRequest, cap: number): Promise<Buffer> {
+  return collectRequest(req.raw, cap, 'manifest');
 }
 
 /** PUT /v2/<name>/manifests/<reference>: validate, store by digest, move the tag. */

@@ -1,6 +1,7 @@
 import type { Services } from '../../repos/services.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { AppError } from '../../lib/errors.js';
+import { collect } from '../../lib/streams.js';
 
 /**
  * The upstream registry's auth: distribution's `WWW-Authenticate: Bearer
@@ -59,12 +60,11 @@ export async function upstreamAuth(svc: Services, repo: RepoDef, image: string):
   url.searchParams.set('scope', scope);
   // Configured credentials go to the realm the upstream itself named (as docker does); anonymous otherwise.
   const r = await svc.upstream.fetchRaw(settings, url.toString(), { authorization: settings.authorization });
-  const chunks: Buffer[] = [];
-  for await (const ch of r.body) chunks.push(ch as Buffer);
+  const raw = await collect(r.body, { max: svc.config.limits.metadata_body, tooLarge: () => new AppError('UPSTREAM_FAILED', 'upstream token answer is too large') });
   if (r.status !== 200) throw new AppError('UPSTREAM_FAILED', `upstream token server answered ${r.status}`);
   let body: { token?: string; access_token?: string; expires_in?: number };
   try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    body = JSON.parse(raw.toString('utf8'));
   } catch {
     throw new AppError('UPSTREAM_FAILED', 'upstream token server answered no JSON');
   }

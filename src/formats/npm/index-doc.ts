@@ -6,6 +6,7 @@ import type { Services } from '../../repos/services.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { escapeName, paths, tarballFileOf } from './names.js';
 import { Lru } from '../../lib/lru.js';
+import { collect } from '../../lib/streams.js';
 
 export type Json = Record<string, unknown>;
 
@@ -231,9 +232,7 @@ export async function loadLocal(svc: Services, repo: RepoDef, name: string): Pro
   if (!rec) return null;
   const hit = parsed.get(rec.digest);
   if (hit) return hit;
-  const chunks: Buffer[] = [];
-  for await (const c of await svc.blob.read(rec.digest)) chunks.push(c as Buffer);
-  return parseStored(Buffer.concat(chunks), name, rec.digest);
+  return parseStored(await collect(await svc.blob.read(rec.digest)), name, rec.digest);
 }
 
 /**

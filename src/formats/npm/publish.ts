@@ -9,6 +9,7 @@ import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { hashesOf, loadLocal, type Json, type Manifest, type Packument } from './index-doc.js';
 import { paths, tarballFileOf, unscoped } from './names.js';
+import { collectRequest } from '../../lib/streams.js';
 
 /**
  * Local writes, the npm registry's way: publish (PUT of a packument carrying
@@ -23,17 +24,8 @@ function isObject(v: unknown): v is Json {
 }
 
 /** Reads a request body into memory, refusing more than `cap` bytes (413). */
-export async function readBody(req: FastifyRequest, cap: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > cap) throw new AppError('TOO_LARGE', `request body is larger than the ${cap}-byte limit`);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const c of req.raw) {
-    total += (c as Buffer).length;
-    if (total > cap) throw new AppError('TOO_LARGE', `request body is larger than the ${cap}-byte limit`);
-    chunks.push(c as Buffer);
-  }
-  return Buffer.concat(chunks);
+export function readBody(req: FastifyRequest, cap: number): Promise<Buffer> {
+  return collectRequest(req.raw, cap);
 }
 
 async function readJson(req: FastifyRequest, cap: number): Promise<unknown> {

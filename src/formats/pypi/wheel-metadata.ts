@@ -2,14 +2,13 @@ import { inflateRawSync } from 'node:zlib';
 import type { Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import type { BlobStore } from '../../storage/blob/types.js';
+import { collect } from '../../lib/streams.js';
 
 const MAX_CD_BYTES = 16 * 1024 * 1024;
 
 async function readRange(blob: BlobStore, d: Digest, start: number, end: number): Promise<Buffer> {
   if (end < start) return Buffer.alloc(0);
-  const chunks: Buffer[] = [];
-  for await (const c of await blob.read(d, { start, end })) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
+  return collect(await blob.read(d, { start, end }));
 }
 
 function bad(msg: string): AppError {
