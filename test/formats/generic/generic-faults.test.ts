@@ -30,6 +30,9 @@ async function blobCount(srv: TestServer): Promise<number> {
   return n;
 }
 
+// These corrupt files in the local CAS directory; over ARTIFACTAPI_TEST_STACK=1 the blobs live in S3.
+const ON_STACK = process.env.ARTIFACTAPI_TEST_STACK === '1';
+
 describe('generic local: faults', () => {
   let srv: TestServer;
   beforeEach(async () => {
@@ -73,7 +76,7 @@ describe('generic local: faults', () => {
   });
 
   for (const size of [1000, 200 * 1024, 3 * 1024 * 1024 + 5]) {
-    it(`a corrupted blob (${size} bytes) is never transferred whole; it is quarantined`, async () => {
+    it.skipIf(ON_STACK)(`a corrupted blob (${size} bytes) is never transferred whole; it is quarantined`, async () => {
       const body = randomBytes(size);
       expect((await fetch(`${srv.url}/files/c.bin`, { method: 'PUT', body })).status).toBe(201);
       const path = srv.svc.blob.localPath!(`sha256:${sha(body)}`);
@@ -96,7 +99,7 @@ describe('generic local: faults', () => {
     });
   }
 
-  it('a blob shortened on disk is not served as a short complete body (verify off too)', async () => {
+  it.skipIf(ON_STACK)('a blob shortened on disk is not served as a short complete body (verify off too)', async () => {
     await srv.close();
     srv = await startServer({ 'server.verify_on_read': false });
     await srv.addRepo({ name: 'files', format: 'generic', kind: 'local' });
