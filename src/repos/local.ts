@@ -34,7 +34,7 @@ export async function putLocalFile(svc: Services, repo: RepoDef, path: string, s
   // The row is written in the publishing transaction: no moment exists in which gc could see the
   // new blob unreferenced, whatever gc.grace is.
   await ingestStream(svc, src, { expect: o.expect, maxSize, signal: o.signal }, async (m, s) => {
-    rec = await writeRow(m, repo, path, s.digest, s.size, o);
+    rec = await writeLocalRow(m, repo, path, s.digest, s.size, o);
   });
   return rec!;
 }
@@ -44,11 +44,12 @@ export async function recordLocalFile(svc: Services, repo: RepoDef, path: string
   o: Pick<PutOptions, 'contentType' | 'meta' | 'immutable'> = {}): Promise<FileRec> {
   return svc.meta.tx(async (m) => {
     await m.blobs.touch(digest, size);
-    return writeRow(m, repo, path, digest, size, o);
+    return writeLocalRow(m, repo, path, digest, size, o);
   });
 }
 
-async function writeRow(m: MetaStore, repo: RepoDef, path: string, digest: Digest, size: number,
+/** Writes a local row inside a transaction the caller holds (e.g. the one publishing its blob, see ingestStream). */
+export async function writeLocalRow(m: MetaStore, repo: RepoDef, path: string, digest: Digest, size: number,
   o: Pick<PutOptions, 'contentType' | 'meta' | 'immutable'>): Promise<FileRec> {
   if (o.immutable && (await m.files.get(repo.name, path))) {
     throw new AppError('CONFLICT', `${path} already exists in ${repo.name} and cannot be overwritten`);

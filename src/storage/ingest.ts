@@ -4,7 +4,7 @@ import type { MetaStore } from './meta/types.js';
 import type { Stores } from './open.js';
 
 /** Work done in the publishing transaction itself, e.g. writing the row that references the blob. */
-export type InPublish = (m: MetaStore, s: Spooled) => Promise<void>;
+export type InPublish = (m: MetaStore, s: Spooled) => Promise<unknown>;
 
 /**
  * Moves a spooled temp file into the blob store. Touching the blob row and the

@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isDigest, parseDigest, sha256, type Digest } from '../../lib/digest.js';
 import { AppError, isAppError, statusOf } from '../../lib/errors.js';
 import { putLocalFile, recordLocalFile } from '../../repos/local.js';
+import { ingestStream } from '../../storage/ingest.js';
 import { readCapped } from '../../repos/resolve.js';
 import { remoteFile } from '../../repos/remote.js';
 import type { Services } from '../../repos/services.js';
@@ -144,10 +145,9 @@ async function revalidateTag(svc: Services, repo: RepoDef, image: string, tag: s
     });
     digest = sha256(body);
     size = body.length;
-    const { ingestStream } = await import('../../storage/ingest.js');
-    await ingestStream(svc, Readable.from([body]), { expect: { digest: digest as Digest } });
     const now = Date.now();
-    await svc.meta.files.put({ repo: repo.name, path: keys.manifest(image, digest), digest: digest as Digest, size, contentType: baseType(r.headers['content-type']) || undefined, source: 'remote', fetchedAt: now, lastAccess: now });
+    const rec: FileRec = { repo: repo.name, path: keys.manifest(image, digest), digest: digest as Digest, size, contentType: baseType(r.headers['content-type']) || undefined, source: 'remote', fetchedAt: now, lastAccess: now };
+    await ingestStream(svc, Readable.from([body]), { expect: { digest: digest as Digest } }, (m) => m.files.put(rec));
   }
   const now = Date.now();
   await svc.meta.files.put(cached && cached.digest === digest

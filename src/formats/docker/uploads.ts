@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isDigest, parseDigest, type Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
-import { putLocalFile, recordLocalFile } from '../../repos/local.js';
+import { putLocalFile, recordLocalFile, writeLocalRow } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
 import { publishSpooled } from '../../storage/ingest.js';
 import type { RepoDef, UploadSession } from '../../storage/meta/types.js';
@@ -57,8 +57,10 @@ function hasBody(req: FastifyRequest): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
+const LAYER = { contentType: 'application/octet-stream' };
+
 function linkBlob(svc: Services, repo: RepoDef, image: string, digest: Digest, size: number) {
-  return recordLocalFile(svc, repo, keys.layer(image, digest), digest, size, { contentType: 'application/octet-stream' });
+  return recordLocalFile(svc, repo, keys.layer(image, digest), digest, size, LAYER);
 }
 
 function created(reply: FastifyReply, t: Target, digest: Digest) {
@@ -183,8 +185,8 @@ export async function finishUpload(req: FastifyRequest, reply: FastifyReply, svc
       await dropSession(svc, id);
       throw new AppError('DIGEST_INVALID', `provided digest did not match uploaded content (got ${actual})`);
     }
-    await publishSpooled(svc, { path, digest, size });
-    await linkBlob(svc, target, t.image, digest, size);
+    // The blob and its repo link land in one transaction: gc never sees the new layer unreferenced.
+    await publishSpooled(svc, { path, digest, size }, (m) => writeLocalRow(m, target, keys.layer(t.image, digest), digest, size, LAYER));
     await svc.meta.sessions.remove(id);
     return created(reply, t, digest);
   });

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import semver from 'semver';
 import { AppError } from '../../lib/errors.js';
-import { putLocalFile, recordLocalFile } from '../../repos/local.js';
+import { putLocalFile, writeLocalRow } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
@@ -56,8 +56,8 @@ async function save(svc: Services, repo: RepoDef, doc: Packument): Promise<strin
   doc._rev = `${n + 1}-${randomBytes(8).toString('hex')}`;
   doc.time = { ...doc.time, modified: new Date().toISOString() };
   const buf = Buffer.from(JSON.stringify(doc));
-  const s = await ingestStream(svc, Readable.from([buf]));
-  await recordLocalFile(svc, repo, paths.doc(doc.name), s.digest, s.size, { contentType: 'application/json', meta: { kind: 'packument' } });
+  await ingestStream(svc, Readable.from([buf]), {}, (m, s) =>
+    writeLocalRow(m, repo, paths.doc(doc.name), s.digest, s.size, { contentType: 'application/json', meta: { kind: 'packument' } }));
   return doc._rev;
 }
 
