@@ -1,8 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, isAppError, publicMessage, statusOf } from '../lib/errors.js';
 
-export { AppError };
-
 /** The default error body: `{"error":{"code","message"}}`. */
 export function defaultErrorBody(code: string, message: string): unknown {
   return { error: { code, message } };
