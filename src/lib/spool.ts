@@ -32,18 +32,24 @@ export function tempPath(dir: string, prefix = 'spool'): string {
   return join(dir, `${prefix}-${Date.now()}-${randomUUID()}`);
 }
 
+/** Size and digests of a body that streamed through `hashInto`, all checked against the expectation. */
+export interface Hashed {
+  digest: Digest;
+  size: number;
+}
+
 /**
- * Streams `src` into a new temp file under `dir`, hashing on the way.
- * On any failure (source error, abort, size or digest mismatch) the temp file is removed.
+ * Streams `src` into `sink`, hashing on the way. The expectation (size, sha256, other digests)
+ * is checked before the sink is ended: on a mismatch the sink is failed, never finished, so a
+ * sink that publishes on finish (an S3 upload) never makes unverified bytes visible.
  */
-export async function spool(src: Readable, dir: string, o: SpoolOptions = {}): Promise<Spooled> {
-  const path = tempPath(dir);
+export async function hashInto(src: Readable, sink: Writable, o: SpoolOptions = {}): Promise<Hashed> {
   const hash = createHash('sha256');
   const extra = Object.entries(o.expect?.hashes ?? {})
     .filter((e): e is [string, string] => typeof e[1] === 'string')
     .map(([alg, hex]) => ({ alg, hex: hex.toLowerCase(), h: createHash(alg) }));
   let size = 0;
-  const out = fileSink(path, o.onProgress);
+  let digest: Digest | undefined;
   const counter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       size += chunk.length;
@@ -53,21 +59,33 @@ export async function spool(src: Readable, dir: string, o: SpoolOptions = {}): P
       for (const x of extra) x.h.update(chunk);
       cb(null, chunk);
     },
+    flush(cb) {
+      digest = `sha256:${hash.digest('hex')}`;
+      if (o.expect?.size !== undefined && size !== o.expect.size) {
+        return cb(new AppError('SIZE_INVALID', `expected ${o.expect.size} bytes, got ${size}`));
+      }
+      if (o.expect?.digest && o.expect.digest !== digest) {
+        return cb(new AppError('DIGEST_INVALID', `digest mismatch: expected ${o.expect.digest}, got ${digest}`));
+      }
+      for (const x of extra) {
+        const got = x.h.digest('hex');
+        if (got !== x.hex) return cb(new AppError('DIGEST_INVALID', `${x.alg} mismatch: expected ${x.hex}, got ${got}`));
+      }
+      cb();
+    },
   });
+  await pipeline(src, counter, sink, { signal: o.signal });
+  return { digest: digest!, size };
+}
+
+/**
+ * Streams `src` into a new temp file under `dir`, hashing on the way.
+ * On any failure (source error, abort, size or digest mismatch) the temp file is removed.
+ */
+export async function spool(src: Readable, dir: string, o: SpoolOptions = {}): Promise<Spooled> {
+  const path = tempPath(dir);
   try {
-    await pipeline(src, counter, out, { signal: o.signal });
-    const digest: Digest = `sha256:${hash.digest('hex')}`;
-    if (o.expect?.size !== undefined && size !== o.expect.size) {
-      throw new AppError('SIZE_INVALID', `expected ${o.expect.size} bytes, got ${size}`);
-    }
-    if (o.expect?.digest && o.expect.digest !== digest) {
-      throw new AppError('DIGEST_INVALID', `digest mismatch: expected ${o.expect.digest}, got ${digest}`);
-    }
-    for (const x of extra) {
-      const got = x.h.digest('hex');
-      if (got !== x.hex) throw new AppError('DIGEST_INVALID', `${x.alg} mismatch: expected ${x.hex}, got ${got}`);
-    }
-    return { path, digest, size };
+    return { path, ...(await hashInto(src, fileSink(path, o.onProgress), o)) };
   } catch (err) {
     await fsp.rm(path, { force: true });
     throw err;
@@ -75,7 +93,7 @@ export async function spool(src: Readable, dir: string, o: SpoolOptions = {}): P
 }
 
 /** A file writer that reports each chunk once it is in the file, so tailing readers never read past it. */
-function fileSink(path: string, onProgress?: (written: number, path: string) => void): Writable {
+export function fileSink(path: string, onProgress?: (written: number, path: string) => void): Writable {
   let fh: fsp.FileHandle | undefined;
   let written = 0;
   const writeAll = async (chunks: Buffer[]) => {

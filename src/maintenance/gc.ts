@@ -48,10 +48,16 @@ export async function runGc(svc: Services, o: { dryRun?: boolean; now?: number }
     const size = await sweepBlob(svc, d, cutoff, dryRun);
     if (size !== null) ctx.report({ action: 'delete-blob', digest: d, bytes: size });
   }
-  await sweepOrphans(ctx, cutoff);
-  // A temp file is abandoned only when nothing wrote to it for the grace and at least TEMP_MIN_IDLE:
+  // Staging content is abandoned only when nothing wrote to it for the grace and at least TEMP_MIN_IDLE:
   // uploads and fills write continuously, and the HTTP server ends requests idle for 5 minutes.
-  await sweepTemp(ctx, svc.blob.tempDir, Math.min(cutoff, now - TEMP_MIN_IDLE));
+  // Orphans get the same floor, since an S3 upload of known digest lands in place a moment
+  // before the transaction that records it.
+  const stagingCutoff = Math.min(cutoff, now - TEMP_MIN_IDLE);
+  await sweepOrphans(ctx, stagingCutoff);
+  await sweepTemp(ctx, svc.blob.tempDir, stagingCutoff);
+  for await (const left of svc.blob.sweepStaging?.(stagingCutoff, dryRun) ?? []) {
+    ctx.report({ action: 'delete-temp', path: left.name, bytes: left.bytes });
+  }
 
   const summary: GcReport['summary'] = {};
   for (const a of actions) {

@@ -1,14 +1,16 @@
 import { AppError, isAppError } from '../lib/errors.js';
-import { spool } from '../lib/spool.js';
-import { GrowingFile } from '../lib/tail.js';
-import { publishSpooled } from '../storage/ingest.js';
+import { pipeline, Transform, type Readable } from 'node:stream';
+import { hashInto, spool, type SpoolOptions } from '../lib/spool.js';
+import { GrowingFile, GrowingWindow, type Growing } from '../lib/tail.js';
+import type { BlobStore } from '../storage/blob/types.js';
+import { publish, type Written } from '../storage/ingest.js';
 import type { FileRec, MetaStore, RepoDef } from '../storage/meta/types.js';
 import type { Services } from './services.js';
 import type { FileRef, Served } from './types.js';
 
 /** A cache fill in progress in this process: its upstream answer, and the bytes as they land. */
 interface Fill {
-  growing: GrowingFile;
+  growing: Growing;
   /** `cached`: no body to tail; `fetched` when the bytes came from the upstream for this fill (not a 304 or another instance's fill). */
   started: Promise<{ kind: 'body'; contentType?: string; length?: number } | { kind: 'cached'; rec: FileRec; fetched?: boolean }>;
   done: Promise<FileRec>;
@@ -22,13 +24,16 @@ export class Fills {
     return this.running.get(key);
   }
 
-  start(key: string, run: (growing: GrowingFile, started: (s: Awaited<Fill['started']>) => void) => Promise<FileRec>): Fill {
-    const growing = new GrowingFile();
+  constructor(private readonly blob: BlobStore) {}
+
+  start(key: string, run: (growing: Growing, started: (s: Awaited<Fill['started']>) => void) => Promise<FileRec>): Fill {
+    // A local store lets waiters tail the temp file; others (S3) keep a window in memory.
+    const growing = this.blob.localPath ? new GrowingFile() : new GrowingWindow();
     let resolveStarted!: (s: Awaited<Fill['started']>) => void;
     let rejectStarted!: (e: unknown) => void;
     const started = new Promise<Awaited<Fill['started']>>((res, rej) => { resolveStarted = res; rejectStarted = rej; });
     const done = run(growing, resolveStarted).then(
-      (rec) => { growing.finish(); return rec; },
+      (rec) => { growing.finish((pos) => this.blob.read(rec.digest, { start: pos, end: rec.size - 1 })); return rec; },
       (err) => { rejectStarted(err); growing.fail(err instanceof Error ? err : new Error(String(err))); throw err; },
     ).finally(() => this.running.delete(key));
     done.catch(() => {}); // observed through `started` and the readers
@@ -134,7 +139,7 @@ export async function remoteFile(svc: Services, repo: RepoDef, ref: FileRef): Pr
 }
 
 async function fetchIntoCache(
-  svc: Services, repo: RepoDef, ref: FileRef, previous: FileRec | null, growing: GrowingFile,
+  svc: Services, repo: RepoDef, ref: FileRef, previous: FileRec | null, growing: Growing,
   started: (s: Awaited<Fill['started']>) => void,
 ): Promise<FileRec> {
   const key = `${repo.name}:${ref.path}`;
@@ -178,12 +183,11 @@ async function fetchIntoCache(
   }
   started({ kind: 'body', contentType, length: length ?? ref.expect?.size });
   const fillTimeout = AbortSignal.timeout(svc.config.remote.fill_timeout);
-  let spooled;
+  let written: Written;
   try {
-    spooled = await spool(body, svc.blob.tempDir, {
+    written = await receive(svc.blob, body, growing, {
       expect: { digest: ref.expect?.digest, size: length ?? ref.expect?.size, hashes: ref.expect?.hashes },
       signal: fillTimeout,
-      onProgress: (n, p) => growing.progress(n, p),
     });
   } catch (err) {
     svc.log.warn({ repo: repo.name, path: ref.path, err: (err as Error).message }, 'upstream body failed; nothing cached');
@@ -194,11 +198,37 @@ async function fetchIntoCache(
   }
   const now = Date.now();
   const rec: FileRec = {
-    repo: repo.name, path: ref.path, digest: spooled.digest, size: spooled.size, contentType, source: 'remote',
+    repo: repo.name, path: ref.path, digest: written.digest, size: written.size, contentType, source: 'remote',
     upstreamEtag: reply.headers.etag, upstreamLastModified: reply.headers['last-modified'], fetchedAt: now, lastAccess: now,
   };
   // Blob and row in one transaction: gc never sees the new blob unreferenced.
-  await publishSpooled(svc, spooled, (m) => m.files.put(rec));
+  try {
+    await publish(svc, written, (m) => m.files.put(rec));
+  } catch (err) {
+    await svc.blob.discard(written.staged).catch(() => {});
+    throw err;
+  }
   svc.negative.delete(key);
   return rec;
+}
+
+/**
+ * Streams an upstream body into the store while readers follow it: through a local temp file
+ * they tail (GrowingFile), or straight into the store's writer with a window in memory
+ * (GrowingWindow). Nothing unverified is ever visible; on failure nothing is left behind.
+ */
+async function receive(blob: BlobStore, body: Readable, growing: Growing, o: SpoolOptions): Promise<Written> {
+  if (growing instanceof GrowingFile) {
+    const s = await spool(body, blob.tempDir, { ...o, onProgress: (n, p) => growing.progress(n, p) });
+    return { staged: { file: s.path }, digest: s.digest, size: s.size };
+  }
+  const window = growing as GrowingWindow;
+  const writer = blob.writer(o.expect?.digest);
+  const tap = new Transform({ transform(chunk: Buffer, _enc, cb) { window.push(chunk); cb(null, chunk); } });
+  try {
+    return { staged: writer.staged, ...(await hashInto(pipeline(body, tap, () => {}), writer.stream, o)) };
+  } catch (err) {
+    await blob.discard(writer.staged).catch(() => {});
+    throw err;
+  }
 }

@@ -27,7 +27,7 @@ export async function createServices(config: Config, log = createLogger(config))
     config,
     repos,
     upstream,
-    fills: new Fills(),
+    fills: new Fills(stores.blob),
     negative: new NegativeCache(),
     access,
     log: log as unknown as Services['log'],

@@ -1,36 +1,49 @@
 import type { Readable } from 'node:stream';
-import { spool, type SpoolOptions, type Spooled } from '../lib/spool.js';
+import { hashInto, type Hashed, type SpoolOptions } from '../lib/spool.js';
+import type { Staged } from './blob/types.js';
 import type { MetaStore } from './meta/types.js';
 import type { Stores } from './open.js';
 
+/** Content that has streamed in and verified, waiting to be published under its digest. */
+export interface Written extends Hashed {
+  staged: Staged;
+}
+
 /** Work done in the publishing transaction itself, e.g. writing the row that references the blob. */
-export type InPublish = (m: MetaStore, s: Spooled) => Promise<unknown>;
+export type InPublish = (m: MetaStore, w: Written) => Promise<unknown>;
 
 /**
- * Moves a spooled temp file into the blob store. Touching the blob row and the
+ * Makes written content visible in the blob store. Touching the blob row and the
  * commit happen in one exclusive metadata transaction, and gc re-checks and
  * deletes in one too: a blob being published is never reaped, even by a gc
  * running in another process.
  */
-export async function publishSpooled(stores: Pick<Stores, 'meta' | 'blob'>, s: Spooled, then?: InPublish): Promise<void> {
-  // Remote stores upload first, so the exclusive transaction does not span a long transfer.
-  await stores.blob.stage?.(s.path, s.digest, s.size);
+export async function publish(stores: Pick<Stores, 'meta' | 'blob'>, w: Written, then?: InPublish): Promise<void> {
+  // Slow work (uploads, server-side copies) first, so the exclusive transaction stays short.
+  await stores.blob.stage?.(w.staged, w.digest, w.size);
   await stores.meta.tx(async (m) => {
-    await m.blobs.touch(s.digest, s.size);
-    await stores.blob.commit(s.path, s.digest, s.size);
-    await then?.(m, s);
+    await m.blobs.touch(w.digest, w.size);
+    await stores.blob.commit(w.staged, w.digest, w.size);
+    await then?.(m, w);
   });
 }
 
-/** Streams `src` into the store: hash while writing a temp file, verify, publish. */
-export async function ingestStream(stores: Pick<Stores, 'meta' | 'blob'>, src: Readable, o: SpoolOptions = {}, then?: InPublish): Promise<Spooled> {
-  const s = await spool(src, stores.blob.tempDir, o);
+/** Streams `src` straight into the blob store (hashed and verified on the way), then publishes it. */
+export async function ingestStream(stores: Pick<Stores, 'meta' | 'blob'>, src: Readable, o: SpoolOptions = {}, then?: InPublish): Promise<Written> {
+  const writer = stores.blob.writer(o.expect?.digest);
+  let hashed: Hashed;
   try {
-    await publishSpooled(stores, s, then);
+    hashed = await hashInto(src, writer.stream, o);
   } catch (err) {
-    const { rm } = await import('node:fs/promises');
-    await rm(s.path, { force: true });
+    await stores.blob.discard(writer.staged).catch(() => {});
     throw err;
   }
-  return s;
+  const w = { ...hashed, staged: writer.staged };
+  try {
+    await publish(stores, w, then);
+  } catch (err) {
+    await stores.blob.discard(w.staged).catch(() => {});
+    throw err;
+  }
+  return w;
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sha256, type Digest } from '../../src/lib/digest.js';
-import { spool } from '../../src/lib/spool.js';
+import { hashInto, spool } from '../../src/lib/spool.js';
 import { FsBlobStore } from '../../src/storage/blob/fs.js';
 import { S3BlobStore } from '../../src/storage/blob/s3.js';
 import type { BlobStore } from '../../src/storage/blob/types.js';
@@ -63,10 +63,22 @@ const factories: BlobFactory[] = [
 const read = async (s: Readable) => { const parts: Buffer[] = []; for await (const c of s) parts.push(c as Buffer); return Buffer.concat(parts); };
 const collect = async <T>(it: AsyncIterable<T>) => { const out: T[] = []; for await (const x of it) out.push(x); return out; };
 
+/** Bytes in 64 KiB chunks, as a network body arrives. */
+function* chunks(body: Buffer) {
+  for (let i = 0; i < body.length; i += 65536) yield body.subarray(i, i + 65536);
+}
+
+/** Staging content still around (any age): what gc's staging sweep would find. */
+async function leftovers(store: BlobStore) {
+  const tmp = (await import('node:fs/promises')).readdir(store.tempDir).catch(() => [] as string[]);
+  const staged = store.sweepStaging ? await collect(store.sweepStaging(Date.now() + 3_600_000, true)) : [];
+  return [...(await tmp), ...staged.map((s) => s.name)];
+}
+
 /** Spools bytes into the store's temp dir and commits them: the path every writer takes. */
 async function put(store: BlobStore, body: Buffer): Promise<Digest> {
   const s = await spool(Readable.from([body]), store.tempDir);
-  await store.commit(s.path, s.digest, s.size);
+  await store.commit({ file: s.path }, s.digest, s.size);
   expect(existsSync(s.path)).toBe(false); // commit consumes the temp file
   return s.digest;
 }
@@ -120,7 +132,7 @@ for (const f of factories) {
       const dg = await put(store, body);
       const again = join(store.tempDir, 'dup');
       await writeFile(again, body);
-      await store.commit(again, dg, body.length);
+      await store.commit({ file: again }, dg, body.length);
       expect(existsSync(again)).toBe(false);
       expect((await read(await store.read(dg))).equals(body)).toBe(true);
       expect((await collect(store.list())).filter((b) => b.digest === dg)).toHaveLength(1);
@@ -130,14 +142,58 @@ for (const f of factories) {
       const body = randomBytes(50_000);
       const s = await spool(Readable.from([body]), store.tempDir);
       if (store.stage) {
-        await store.stage(s.path, s.digest, s.size);
+        await store.stage({ file: s.path }, s.digest, s.size);
         expect(existsSync(s.path)).toBe(true);
         expect((await store.stat(s.digest))?.size).toBe(body.length);
         await store.delete(s.digest); // a gc reaped an old copy between stage and commit
       }
-      await store.commit(s.path, s.digest, s.size);
+      await store.commit({ file: s.path }, s.digest, s.size);
       expect(existsSync(s.path)).toBe(false);
       expect((await read(await store.read(s.digest))).equals(body)).toBe(true);
+    });
+
+    it('writer: streams new content in, visible only once committed; unknown digest goes through staging', async () => {
+      for (const body of [randomBytes(70_000), randomBytes(11 * 1024 * 1024 + 3)]) {
+        const dg = sha256(body);
+        const w = store.writer();
+        const h = await hashInto(Readable.from(chunks(body)), w.stream);
+        expect(h).toEqual({ digest: dg, size: body.length });
+        expect(await store.stat(dg)).toBeNull(); // not visible before commit
+        await store.stage?.(w.staged, dg, body.length);
+        await store.commit(w.staged, dg, body.length);
+        expect((await read(await store.read(dg))).equals(body)).toBe(true);
+        expect(await leftovers(store)).toEqual([]); // staging consumed
+      }
+    });
+
+    it('writer with the expected digest: a mismatch is refused before anything becomes visible', async () => {
+      const body = randomBytes(6 * 1024 * 1024 + 5); // more than one multipart part on s3
+      const claimed = sha256('something else');
+      const w = store.writer(claimed);
+      await expect(hashInto(Readable.from(chunks(body)), w.stream, { expect: { digest: claimed } })).rejects.toMatchObject({ code: 'DIGEST_INVALID' });
+      await store.discard(w.staged);
+      expect(await store.stat(claimed)).toBeNull();
+      expect(await store.stat(sha256(body))).toBeNull();
+      expect(await collect(store.list())).toEqual([]);
+      expect(await leftovers(store)).toEqual([]);
+
+      const ok = store.writer(sha256(body));
+      await hashInto(Readable.from(chunks(body)), ok.stream, { expect: { digest: sha256(body) } });
+      await store.stage?.(ok.staged, sha256(body), body.length);
+      await store.commit(ok.staged, sha256(body), body.length);
+      expect((await read(await store.read(sha256(body)))).equals(body)).toBe(true);
+    });
+
+    it('writer: a source that fails midway leaves nothing behind', async () => {
+      const w = store.writer();
+      const failing = Readable.from((async function* () {
+        yield randomBytes(6 * 1024 * 1024);
+        throw new Error('client went away');
+      })());
+      await expect(hashInto(failing, w.stream)).rejects.toThrow('client went away');
+      await store.discard(w.staged);
+      expect(await collect(store.list())).toEqual([]);
+      expect(await leftovers(store)).toEqual([]);
     });
 
     it('lists every blob with its size, and deletes', async () => {
@@ -155,3 +211,29 @@ for (const f of factories) {
     });
   });
 }
+
+describe('S3BlobStore: content above copyLimit is moved into place by streaming, not CopyObject', () => {
+  let s3srv: TestS3;
+  beforeAll(async () => { s3srv = await startS3(); });
+  afterAll(async () => s3srv?.close());
+
+  it('stages and commits through the streamed copy', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'artifactapi-blob-'));
+    const store = await S3BlobStore.open({
+      endpoint: s3srv.endpoint, bucket: uniq('b').replace(/_/g, '-'), region: 'us-east-1', accessKey: s3srv.accessKey,
+      secretKey: s3srv.secretKey, forcePathStyle: true, tempDir: join(dir, 'tmp'), copyLimit: 1000,
+    });
+    try {
+      const body = randomBytes(300_000);
+      const w = store.writer();
+      await hashInto(Readable.from(chunks(body)), w.stream);
+      await store.stage(w.staged, sha256(body), body.length);
+      await store.commit(w.staged, sha256(body), body.length);
+      expect((await read(await store.read(sha256(body)))).equals(body)).toBe(true);
+      expect(await leftovers(store)).toEqual([]);
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -10,6 +10,9 @@ import { spool } from '../../src/lib/spool.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { startUpstream, staticFiles, type FakeUpstream } from '../helpers/upstream.js';
 
+// Two tests date CAS files on local disk or run the gc CLI on the server's data dir config; over ARTIFACTAPI_TEST_STACK=1 blobs live in S3.
+const ON_STACK = process.env.ARTIFACTAPI_TEST_STACK === '1';
+
 const HOUR = 3_600_000;
 const sha = (b: Buffer): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const CLI = join(import.meta.dirname, '../../bin/artifactapi');
@@ -18,7 +21,7 @@ const CLI = join(import.meta.dirname, '../../bin/artifactapi');
 async function oldUnreferencedBlob(srv: TestServer, age: number): Promise<Digest> {
   const body = randomBytes(2048);
   const s = await spool(Readable.from([body]), srv.svc.blob.tempDir);
-  await srv.svc.blob.commit(s.path, s.digest, s.size);
+  await srv.svc.blob.commit({ file: s.path }, s.digest, s.size);
   await srv.svc.meta.blobs.touch(s.digest, s.size, Date.now() - age);
   return s.digest;
 }
@@ -27,7 +30,7 @@ async function oldUnreferencedBlob(srv: TestServer, age: number): Promise<Digest
 async function orphanObject(srv: TestServer, age: number): Promise<Digest> {
   const body = randomBytes(1024);
   const s = await spool(Readable.from([body]), srv.svc.blob.tempDir);
-  await srv.svc.blob.commit(s.path, s.digest, s.size);
+  await srv.svc.blob.commit({ file: s.path }, s.digest, s.size);
   const when = new Date(Date.now() - age);
   await fsp.utimes(srv.svc.blob.localPath!(s.digest), when, when);
   return s.digest;
@@ -42,7 +45,7 @@ describe('gc', () => {
     up = undefined;
   });
 
-  it('deletes unreferenced blobs past the grace, keeps referenced and young ones; dry run deletes nothing', async () => {
+  it.skipIf(ON_STACK)('deletes unreferenced blobs past the grace, keeps referenced and young ones; dry run deletes nothing', async () => {
     srv = await startServer({ 'gc.grace': '1h' });
     await srv.addRepo({ name: 'files', format: 'generic', kind: 'local' });
     const kept = randomBytes(4000);
@@ -84,7 +87,7 @@ describe('gc', () => {
     expect(await srv.svc.blob.stat(d)).not.toBeNull();
   });
 
-  it('runs as its own process while the server takes uploads, and loses none of them', async () => {
+  it.skipIf(ON_STACK)('runs as its own process while the server takes uploads, and loses none of them', async () => {
     srv = await startServer({ 'gc.grace': '1h' });
     await srv.addRepo({ name: 'files', format: 'generic', kind: 'local' });
     const old = await oldUnreferencedBlob(srv, 2 * HOUR);

@@ -7,7 +7,7 @@ import { isDigest, parseDigest, type Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import { putLocalFile, recordLocalFile, writeLocalRow } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
-import { publishSpooled } from '../../storage/ingest.js';
+import { publish } from '../../storage/ingest.js';
 import type { RepoDef, UploadSession } from '../../storage/meta/types.js';
 import { keys, resolveName, type Target } from './names.js';
 
@@ -186,7 +186,7 @@ export async function finishUpload(req: FastifyRequest, reply: FastifyReply, svc
       throw new AppError('DIGEST_INVALID', `provided digest did not match uploaded content (got ${actual})`);
     }
     // The blob and its repo link land in one transaction: gc never sees the new layer unreferenced.
-    await publishSpooled(svc, { path, digest, size }, (m) => writeLocalRow(m, target, keys.layer(t.image, digest), digest, size, LAYER));
+    await publish(svc, { staged: { file: path }, digest, size }, (m) => writeLocalRow(m, target, keys.layer(t.image, digest), digest, size, LAYER));
     await svc.meta.sessions.remove(id);
     return created(reply, t, digest);
   });

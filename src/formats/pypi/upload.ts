@@ -5,8 +5,7 @@ import { parseDigest, sha256, type Digest } from '../../lib/digest.js';
 import { AppError, isAppError } from '../../lib/errors.js';
 import { recordLocalFile, writeTarget } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
-import { ingestStream } from '../../storage/ingest.js';
-import type { Spooled } from '../../lib/spool.js';
+import { ingestStream, type Written } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { RequestCtx } from '../types.js';
 import { METADATA_SUFFIX, packagePath, type LocalFileMeta } from './docs.js';
@@ -32,7 +31,7 @@ interface Stored {
   filename: string;
   dist: DistFile;
   project: string;
-  blob: Spooled;
+  blob: Written;
   md5: string;
 }
 
@@ -126,7 +125,7 @@ async function storeContent(svc: Services, target: RepoDef, form: Form, filename
       yield c;
     }
   })(), { objectMode: false });
-  let blob: Spooled;
+  let blob: Written;
   try {
     blob = await ingestStream(svc, hashed, {
       expect: { digest: formDigest(form) },

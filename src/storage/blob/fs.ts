@@ -4,7 +4,8 @@ import type { Readable } from 'node:stream';
 import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import type { ByteRange } from '../../lib/range.js';
-import type { BlobStat, BlobStore } from './types.js';
+import { fileSink, tempPath } from '../../lib/spool.js';
+import type { BlobStat, BlobStore, BlobWriter, Staged } from './types.js';
 
 /** data/cas/sha256/ab/<hex>; temp files in data/cas/tmp (same filesystem, so commit is a rename). */
 export class FsBlobStore implements BlobStore {
@@ -53,7 +54,13 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async commit(tempFile: string, d: Digest, _size: number): Promise<void> {
+  writer(): BlobWriter {
+    const file = tempPath(this.tempDir);
+    return { stream: fileSink(file), staged: { file } };
+  }
+
+  async commit(s: Staged, d: Digest, _size: number): Promise<void> {
+    const tempFile = localFile(s);
     const dest = this.localPath(d);
     if (await this.stat(d)) {
       await fsp.rm(tempFile, { force: true });
@@ -61,6 +68,10 @@ export class FsBlobStore implements BlobStore {
     }
     await fsp.mkdir(join(dest, '..'), { recursive: true });
     await fsp.rename(tempFile, dest);
+  }
+
+  async discard(s: Staged): Promise<void> {
+    await fsp.rm(localFile(s), { force: true });
   }
 
   async delete(d: Digest): Promise<void> {
@@ -80,3 +91,8 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
+
+function localFile(s: Staged): string {
+  if (!('file' in s)) throw new Error('filesystem store: staged content must be a local file');
+  return s.file;
+}

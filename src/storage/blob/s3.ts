@@ -1,14 +1,15 @@
 import {
-  CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand,
-  ListObjectsV2Command, S3Client, S3ServiceException,
+  AbortMultipartUploadCommand, CopyObjectCommand, CreateBucketCommand, DeleteObjectCommand, GetObjectCommand,
+  HeadBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, S3Client, S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { randomUUID } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import type { ByteRange } from '../../lib/range.js';
-import type { BlobStat, BlobStore } from './types.js';
+import type { BlobStat, BlobStore, BlobWriter, Staged, StagingLeftover } from './types.js';
 
 export interface S3Options {
   endpoint?: string;
@@ -17,10 +18,12 @@ export interface S3Options {
   accessKey?: string;
   secretKey?: string;
   forcePathStyle: boolean;
-  /** Local spool directory for incoming content (hashed and verified there before upload). */
+  /** Local temp space (remote-cache fills, which concurrent readers tail; docker upload sessions). */
   tempDir: string;
   /** Multipart part size (bytes); S3's minimum is 5 MiB. */
   partSize?: number;
+  /** Largest object moved into place with one server-side CopyObject (S3's limit: 5 GiB); larger ones are streamed through. */
+  copyLimit?: number;
   /** Create the bucket when it does not exist (MinIO, s3rver). */
   createBucket?: boolean;
 }
@@ -30,22 +33,29 @@ function isNotFound(err: unknown): boolean {
   return e?.name === 'NotFound' || e?.name === 'NoSuchKey' || e?.Code === 'NoSuchKey' || e?.$metadata?.httpStatusCode === 404;
 }
 
+const STAGING = 'uploads/';
+
 /**
- * Blobs in an S3 bucket (AWS, MinIO) under sha256/ab/<hex>. Content is spooled
- * and verified in a local temp file first, then `commit` streams it up with a
- * multipart upload (lib-storage) and drops the temp file. Reads stream the
- * object body, passing Range through.
+ * Blobs in an S3 bucket (AWS, MinIO) under sha256/ab/<hex>. New content streams
+ * straight up with a multipart upload (lib-storage; memory is bounded by part
+ * size x queue, never the blob): to its final key when the digest is known up
+ * front (the upload completes only after the bytes verified, so nothing
+ * unverified is ever visible), else to a staging key under uploads/ that
+ * `stage` copies into place server-side. Reads stream the object body,
+ * passing Range through.
  */
 export class S3BlobStore implements BlobStore {
   readonly tempDir: string;
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly partSize: number;
+  private readonly copyLimit: number;
 
   private constructor(o: S3Options) {
     this.tempDir = o.tempDir;
     this.bucket = o.bucket;
     this.partSize = Math.max(o.partSize ?? 8 * 1024 * 1024, 5 * 1024 * 1024);
+    this.copyLimit = o.copyLimit ?? 5 * 1024 ** 3;
     this.client = new S3Client({
       endpoint: o.endpoint || undefined,
       region: o.region || 'us-east-1',
@@ -112,31 +122,130 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  /** Uploads ahead of the metadata transaction (multipart from the temp file); keeps the temp file. */
-  async stage(tempFile: string, d: Digest, size: number): Promise<void> {
-    if (await this.stat(d)) return;
-    await this.upload(tempFile, d, size);
+  writer(expected?: Digest): BlobWriter {
+    const key = expected ? this.key(expected) : `${STAGING}${randomUUID()}`;
+    return { stream: this.uploadSink(key), staged: { object: key } };
   }
 
-  /** Inside the transaction: normally just a HEAD (stage did the upload); uploads if the object is missing. */
-  async commit(tempFile: string, d: Digest, size: number): Promise<void> {
-    try {
-      if (await this.stat(d)) return;
-      await this.upload(tempFile, d, size);
-    } finally {
-      await fsp.rm(tempFile, { force: true });
+  /**
+   * A Writable that multipart-uploads to `key`. The upload completes only when the stream
+   * finishes; an error or destroy aborts it, so a failed stream leaves nothing behind.
+   */
+  private uploadSink(key: string): Writable {
+    const body = new PassThrough({ highWaterMark: 1 << 20 });
+    let upload: Upload | undefined;
+    let done: Promise<unknown> | undefined;
+    let failed: Error | undefined;
+    const begin = () => {
+      if (upload) return;
+      upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key: key, Body: body, ContentType: 'application/octet-stream' },
+        partSize: this.partSize,
+        queueSize: 2,
+        leavePartsOnError: false,
+      });
+      done = upload.done();
+      done.catch((err: Error) => { failed = err; sink.destroy(err); });
+    };
+    const sink = new Writable({
+      highWaterMark: 1 << 20,
+      write(chunk: Buffer, _enc, cb) {
+        begin();
+        if (failed) return cb(failed);
+        if (body.write(chunk)) cb();
+        else body.once('drain', () => cb(failed));
+      },
+      final(cb) {
+        begin();
+        body.end();
+        done!.then(() => cb(), cb);
+      },
+      destroy(err, cb) {
+        if (upload && !body.writableFinished) {
+          body.destroy();
+          upload.abort().catch(() => {});
+        }
+        cb(err);
+      },
+    });
+    return sink;
+  }
+
+  /** Outside the metadata transaction: uploads a local temp file, or copies a staging object into place. */
+  async stage(s: Staged, d: Digest, size: number): Promise<void> {
+    if (this.isFinal(s, d) || (await this.stat(d))) return;
+    await this.place(s, d, size);
+  }
+
+  /** Inside the transaction: normally just a HEAD (stage did the work); redoes it if a gc removed an old copy meanwhile. */
+  async commit(s: Staged, d: Digest, size: number): Promise<void> {
+    if (await this.stat(d)) {
+      await this.discard(s, d);
+      return;
     }
+    if (this.isFinal(s, d)) throw new AppError('UNAVAILABLE', `blob ${d} was removed while it was being published; retry`);
+    await this.place(s, d, size);
+    await this.discard(s);
   }
 
-  private async upload(tempFile: string, d: Digest, size: number): Promise<void> {
+  /** Drops staged content; an object written in place under its digest stays (it may be shared; gc reaps it if unreferenced). */
+  async discard(s: Staged, d?: Digest): Promise<void> {
+    if ('file' in s) return fsp.rm(s.file, { force: true });
+    if (!s.object.startsWith(STAGING) || (d && s.object === this.key(d))) return;
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: s.object }));
+  }
+
+  private isFinal(s: Staged, d: Digest): boolean {
+    return 'object' in s && s.object === this.key(d);
+  }
+
+  private async place(s: Staged, d: Digest, size: number): Promise<void> {
+    if ('file' in s) return this.upload(createReadStream(s.file), d);
+    if (size <= this.copyLimit) {
+      await this.client.send(new CopyObjectCommand({
+        Bucket: this.bucket, Key: this.key(d), CopySource: `${this.bucket}/${s.object}`, ContentType: 'application/octet-stream',
+      }));
+      return;
+    }
+    const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: s.object }));
+    await this.upload(r.Body as Readable, d);
+  }
+
+  private async upload(body: Readable, d: Digest): Promise<void> {
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: this.key(d), Body: createReadStream(tempFile), ContentLength: size, ContentType: 'application/octet-stream' },
+      params: { Bucket: this.bucket, Key: this.key(d), Body: body, ContentType: 'application/octet-stream' },
       partSize: this.partSize,
-      queueSize: 4,
+      queueSize: 2,
       leavePartsOnError: false,
     });
     await upload.done();
+  }
+
+  /** Staging objects and unfinished multipart uploads of killed processes. */
+  async *sweepStaging(before: number, dryRun: boolean): AsyncIterable<StagingLeftover> {
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: STAGING, ContinuationToken: token }));
+      for (const o of page.Contents ?? []) {
+        if (!o.Key || (o.LastModified?.getTime() ?? 0) >= before) continue;
+        if (!dryRun) await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: o.Key }));
+        yield { name: `s3://${this.bucket}/${o.Key}`, bytes: Number(o.Size ?? 0) };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    let uploads;
+    try {
+      uploads = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket }));
+    } catch {
+      return; // not offered by every S3 stand-in (s3rver); a bucket lifecycle rule covers it there
+    }
+    for (const u of uploads.Uploads ?? []) {
+      if (!u.Key || !u.UploadId || (u.Initiated?.getTime() ?? 0) >= before) continue;
+      if (!dryRun) await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }));
+      yield { name: `s3://${this.bucket}/${u.Key} (multipart ${u.UploadId})`, bytes: 0 };
+    }
   }
 
   async delete(d: Digest): Promise<void> {

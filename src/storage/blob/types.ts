@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Digest } from '../../lib/digest.js';
 import type { ByteRange } from '../../lib/range.js';
 
@@ -9,26 +9,55 @@ export interface BlobStat {
 }
 
 /**
+ * New content that is written but not yet visible under its digest: a local
+ * temp file (lib/spool.ts, docker upload sessions), or an object the store
+ * wrote itself (`BlobStore.writer`).
+ */
+export type Staged = { file: string } | { object: string };
+
+export interface BlobWriter {
+  /** Takes the bytes; nothing is visible under a digest until `commit`, and an error or destroy keeps nothing. */
+  stream: Writable;
+  staged: Staged;
+}
+
+/** Leftover staging content that gc removed (or would, in a dry run). */
+export interface StagingLeftover {
+  name: string;
+  bytes: number;
+}
+
+/**
  * Bytes, content-addressed by sha256, immutable once committed.
- * New content arrives as a spooled temp file (see lib/spool.ts) that `commit`
- * moves into the store; callers wrap commit in a metadata transaction so a
- * concurrent gc cannot delete what is being published.
+ * New content is written through `writer` (or spooled to a local temp file),
+ * hashed and verified on the way by the caller, then `commit`ted. Callers wrap
+ * commit in a metadata transaction so a concurrent gc cannot delete what is
+ * being published.
  */
 export interface BlobStore {
-  /** Local temp space on the same filesystem as the store where possible. */
+  /** Local temp space (on the same filesystem as the store where there is one). */
   readonly tempDir: string;
   stat(d: Digest): Promise<BlobStat | null>;
   read(d: Digest, range?: ByteRange): Promise<Readable>;
-  /** Moves a verified temp file into the store (consumes it). Already present: the temp file is dropped. */
-  commit(tempFile: string, d: Digest, size: number): Promise<void>;
   /**
-   * Optional: copy a verified temp file into the store ahead of `commit`, outside the metadata
-   * transaction (slow remote stores), keeping the temp file. `commit` then only confirms the
-   * blob is still there (a gc may have removed an old copy meanwhile) and drops the temp file.
+   * Where new content goes while it streams in. `expected`: its digest when known before the
+   * first byte; a store may then write in place, as long as nothing is visible before the
+   * stream finishes (the caller fails the stream, never ends it, on a digest mismatch).
    */
-  stage?(tempFile: string, d: Digest, size: number): Promise<void>;
+  writer(expected?: Digest): BlobWriter;
+  /**
+   * Optional: slow work ahead of `commit`, outside the metadata transaction (upload a temp file,
+   * copy a staging object into place). `commit` then only confirms the blob is there.
+   */
+  stage?(s: Staged, d: Digest, size: number): Promise<void>;
+  /** Makes staged content visible as `d` (consumes it); already present: the staged copy is dropped. */
+  commit(s: Staged, d: Digest, size: number): Promise<void>;
+  /** Drops staged content that will not be committed. */
+  discard(s: Staged): Promise<void>;
   delete(d: Digest): Promise<void>;
   list(): AsyncIterable<BlobStat>;
+  /** Staging content of killed processes, untouched since `before` (ms epoch): removed unless dryRun. */
+  sweepStaging?(before: number, dryRun: boolean): AsyncIterable<StagingLeftover>;
   /** The blob's path on local disk, when the store is a local filesystem (fast send path). */
   localPath?(d: Digest): string;
   close?(): Promise<void>;
