@@ -196,6 +196,32 @@ for (const f of factories) {
       expect(await leftovers(store)).toEqual([]);
     });
 
+    it('parts: a resumable upload keeps its parts in order until dropped; a failed part keeps nothing', async () => {
+      const session = `s-${Date.now()}`;
+      expect(await store.parts.list(session)).toEqual([]);
+      const a = randomBytes(6 * 1024 * 1024 + 1);
+      const b = randomBytes(1000);
+      for (const [offset, body] of [[0, a], [a.length, b]] as const) {
+        const w = await store.parts.open(session, offset);
+        await hashInto(Readable.from(chunks(body)), w.stream);
+      }
+      const failed = await store.parts.open(session, a.length + b.length);
+      await expect(hashInto(Readable.from((async function* () { yield b; throw new Error('cut'); })()), failed.stream)).rejects.toThrow('cut');
+      await store.discard(failed.staged);
+      const parts = await store.parts.list(session);
+      expect(parts.map((p) => [p.offset, p.size])).toEqual([[0, a.length], [a.length, b.length]]);
+      const joined = Buffer.concat([await read(await store.parts.read(parts[0])), await read(await store.parts.read(parts[1]))]);
+      expect(joined.equals(Buffer.concat([a, b]))).toBe(true);
+      expect((await collect(store.parts.sessions())).map((x) => [x.session, x.bytes])).toEqual([[session, a.length + b.length]]);
+      // A one-part upload commits from its part as it is.
+      await store.stage?.(parts[1].staged, sha256(b), b.length);
+      await store.commit(parts[1].staged, sha256(b), b.length);
+      expect((await read(await store.read(sha256(b)))).equals(b)).toBe(true);
+      await store.parts.drop(session);
+      expect(await store.parts.list(session)).toEqual([]);
+      expect(await collect(store.parts.sessions())).toEqual([]);
+    });
+
     it('lists every blob with its size, and deletes', async () => {
       const bodies = Array.from({ length: 25 }, (_, i) => randomBytes(10 + i));
       const digests = [];

@@ -94,4 +94,36 @@ describe.skipIf(!!skip)(`two instances on one Postgres + S3 + Redis${skip ? ` (s
       expect(sha(Buffer.from(await r.arrayBuffer()))).toBe(sha(big));
     }
   });
+
+  it('a docker chunked upload can go on through the other instance (parts live in the shared bucket)', async () => {
+    await a.addRepo({ name: 'shared-docker', format: 'docker', kind: 'local' });
+    const layer = randomBytes(6 * 1024 * 1024 + 123);
+    const cut = 5 * 1024 * 1024 + 7;
+    const start = await fetch(`${a.url}/v2/shared-docker/app/blobs/uploads/`, { method: 'POST' });
+    expect(start.status).toBe(202);
+    const loc = start.headers.get('location')!;
+    const p1 = await fetch(`${a.url}${loc}`, { method: 'PATCH', body: layer.subarray(0, cut), headers: { 'content-range': `0-${cut - 1}` } });
+    expect(p1.headers.get('range')).toBe(`0-${cut - 1}`);
+    const status = await fetch(`${b.url}${loc}`);
+    expect(status.status).toBe(204);
+    expect(status.headers.get('range')).toBe(`0-${cut - 1}`);
+    const p2 = await fetch(`${b.url}${loc}`, { method: 'PATCH', body: layer.subarray(cut), headers: { 'content-range': `${cut}-${layer.length - 1}` } });
+    expect(p2.headers.get('range')).toBe(`0-${layer.length - 1}`);
+    const digest = `sha256:${sha(layer)}`;
+    const wrong = await fetch(`${a.url}${loc}?digest=sha256:${sha(Buffer.from('x'))}`, { method: 'PUT' });
+    expect(wrong.status).toBe(400);
+    expect((await wrong.json()).errors[0].code).toBe('DIGEST_INVALID');
+
+    const again = await fetch(`${b.url}/v2/shared-docker/app/blobs/uploads/`, { method: 'POST' });
+    const loc2 = again.headers.get('location')!;
+    await fetch(`${b.url}${loc2}`, { method: 'PATCH', body: layer.subarray(0, cut) });
+    const fin = await fetch(`${a.url}${loc2}?digest=${digest}`, { method: 'PUT', body: layer.subarray(cut) });
+    expect(fin.status).toBe(201);
+    const got = await fetch(`${b.url}/v2/shared-docker/app/blobs/${digest}`);
+    expect(got.status).toBe(200);
+    expect(sha(Buffer.from(await got.arrayBuffer()))).toBe(sha(layer));
+    const left = [];
+    for await (const x of a.svc.blob.parts.sessions()) left.push(x.session);
+    expect(left).toEqual([]);
+  });
 });

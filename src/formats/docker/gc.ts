@@ -1,11 +1,9 @@
-import { promises as fsp } from 'node:fs';
-import { join } from 'node:path';
 import { isDigest, type Digest } from '../../lib/digest.js';
 import type { Services } from '../../repos/services.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import type { GcContext } from '../types.js';
 import { keys, splitKey } from './names.js';
-import { dropSession, uploadDir } from './uploads.js';
+import { dropSession } from './uploads.js';
 import { collect } from '../../lib/streams.js';
 
 /**
@@ -102,12 +100,10 @@ async function gcSessions(ctx: GcContext): Promise<void> {
     ctx.report({ action: 'expired-upload', repo: s.repo, path: s.scope });
     if (!ctx.dryRun) await dropSession(svc, s.id);
   }
-  // Spool files whose session row is gone (a crash between the two removals).
-  const dir = uploadDir(svc);
-  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
-    const st = await fsp.stat(join(dir, name)).catch(() => null);
-    if (!st || st.mtimeMs > before || (await svc.meta.sessions.get(name))) continue;
-    ctx.report({ action: 'orphan-upload-file', path: name, bytes: st.size });
-    if (!ctx.dryRun) await fsp.rm(join(dir, name), { force: true });
+  // Parts whose session row is gone (a crash between the two removals).
+  for await (const p of svc.blob.parts.sessions()) {
+    if (p.changedAt > before || (await svc.meta.sessions.get(p.session))) continue;
+    ctx.report({ action: 'orphan-upload-file', path: p.session, bytes: p.bytes });
+    if (!ctx.dryRun) await svc.blob.parts.drop(p.session);
   }
 }

@@ -1,39 +1,33 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
-import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isDigest, parseDigest, type Digest } from '../../lib/digest.js';
-import { AppError } from '../../lib/errors.js';
+import { AppError, isAppError } from '../../lib/errors.js';
 import { putLocalFile, recordLocalFile, writeLocalRow } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
-import { publish } from '../../storage/ingest.js';
+import type { Part } from '../../storage/blob/types.js';
+import { ingestStream, publish, type InPublish } from '../../storage/ingest.js';
 import type { RepoDef, UploadSession } from '../../storage/meta/types.js';
 import { keys, resolveName, type Target } from './names.js';
 
 /**
  * Blob uploads (distribution's blob upload state machine). A session is a
- * `sessions` row plus a spool file under workDir/docker-uploads; chunks are
- * appended at the exact offset the client names; the final PUT re-hashes the
- * spool file and publishes it through the core ingest path. A digest mismatch
- * drops the session and keeps nothing.
+ * `sessions` row plus the parts stored so far (BlobStore.parts: files next to
+ * the CAS, or objects in the bucket, so any instance sharing the stores can
+ * take the next chunk). Each chunk is one part, written at the exact offset
+ * the client names; a chunk that fails keeps nothing. The final PUT publishes
+ * a single part as it is (a rename on the filesystem) or streams the parts
+ * into one blob, verifying the digest; a mismatch drops the session.
  */
 /**
- * Running sha256 of each session's spool file in this process, so the final
- * PUT need not read the file again. Used only while it covers exactly the
- * bytes in the file; otherwise (another instance took a chunk, a restart) the
- * file is re-hashed.
+ * Running sha256 of each session's parts in this process, so the final PUT
+ * need not read them again. Used only while it covers exactly the bytes
+ * stored; otherwise (another instance took a chunk, a restart) the parts are
+ * re-hashed as they are joined.
  */
 const running = new Map<string, { hash: Hash; size: number }>();
 const MAX_RUNNING = 10_000;
-
-export function uploadDir(svc: Services): string {
-  return join(svc.workDir, 'docker-uploads');
-}
-
-function spoolPath(svc: Services, id: string): string {
-  return join(uploadDir(svc), id);
-}
 
 function uploadUrl(t: Target, id: string): string {
   return `/v2/${t.name}/blobs/uploads/${id}`;
@@ -43,13 +37,7 @@ function rangeHeader(size: number): string {
   return `0-${Math.max(0, size - 1)}`;
 }
 
-async function sizeOf(svc: Services, id: string): Promise<number> {
-  try {
-    return (await fsp.stat(spoolPath(svc, id))).size;
-  } catch {
-    throw new AppError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry');
-  }
-}
+const total = (parts: Part[]) => parts.reduce((n, p) => n + p.size, 0);
 
 function hasBody(req: FastifyRequest): boolean {
   const len = req.headers['content-length'];
@@ -83,8 +71,6 @@ export async function startUpload(req: FastifyRequest, reply: FastifyReply, svc:
     return created(reply, t, digest);
   }
   const id = randomUUID();
-  await fsp.mkdir(uploadDir(svc), { recursive: true });
-  await fsp.writeFile(spoolPath(svc, id), Buffer.alloc(0));
   await svc.meta.sessions.put({ id, repo: target.name, scope: t.image, startedAt: Date.now() });
   return reply.code(202).header('location', uploadUrl(t, id)).header('range', '0-0').header('docker-upload-uuid', id)
     .header('content-length', '0').send();
@@ -120,9 +106,9 @@ async function session(svc: Services, target: RepoDef, t: Target, id: string): P
   return s;
 }
 
-/** Appends the request body at `offset` (the current size); a Content-Range that starts elsewhere is refused with 416. */
+/** Stores the request body as the part at the current size; a Content-Range that starts elsewhere is refused with 416. */
 async function append(req: FastifyRequest, svc: Services, id: string, reply: FastifyReply): Promise<number> {
-  const size = await sizeOf(svc, id);
+  const size = total(await svc.blob.parts.list(id));
   const cr = req.headers['content-range'];
   if (cr !== undefined) {
     const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/\d+|\/\*)?$/.exec(String(cr).trim());
@@ -137,15 +123,22 @@ async function append(req: FastifyRequest, svc: Services, id: string, reply: Fas
   if (state && state.size !== size) state = undefined;
   if (!state && size === 0) state = { hash: createHash('sha256'), size: 0 };
   running.delete(id);
-  const out = createWriteStream(spoolPath(svc, id), { flags: 'a', highWaterMark: 1 << 20 });
-  await pipeline(req.raw, async function* (src) {
-    for await (const chunk of src) {
-      written += (chunk as Buffer).length;
-      if (max && size + written > max) throw new AppError('TOO_LARGE', `upload exceeds ${max} bytes`);
-      state?.hash.update(chunk as Buffer);
-      yield chunk;
-    }
-  }, out);
+  const part = await svc.blob.parts.open(id, size);
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      written += chunk.length;
+      if (max && size + written > max) return cb(new AppError('TOO_LARGE', `upload exceeds ${max} bytes`));
+      state?.hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  try {
+    await pipeline(req.raw, counter, part.stream);
+  } catch (err) {
+    await svc.blob.discard(part.staged).catch(() => {});
+    throw err;
+  }
+  if (written === 0) await svc.blob.discard(part.staged);
   if (state) {
     state.size = size + written;
     if (running.size >= MAX_RUNNING) running.delete(running.keys().next().value!);
@@ -165,7 +158,7 @@ export async function patchUpload(req: FastifyRequest, reply: FastifyReply, svc:
 /** GET: where the upload is. */
 export async function uploadStatus(reply: FastifyReply, svc: Services, t: Target, target: RepoDef, id: string) {
   await session(svc, target, t, id);
-  const size = await sizeOf(svc, id);
+  const size = total(await svc.blob.parts.list(id));
   return reply.code(204).header('location', uploadUrl(t, id)).header('range', rangeHeader(size)).header('docker-upload-uuid', id).send();
 }
 
@@ -176,26 +169,38 @@ export async function finishUpload(req: FastifyRequest, reply: FastifyReply, svc
   return svc.coord.withLock(`docker-upload:${id}`, async () => {
     if (hasBody(req)) await append(req, svc, id, reply);
     else req.raw.resume();
-    const path = spoolPath(svc, id);
-    const size = await sizeOf(svc, id);
+    const parts = await svc.blob.parts.list(id);
+    const size = total(parts);
     const state = running.get(id);
     running.delete(id);
-    const actual = state && state.size === size ? (`sha256:${state.hash.digest('hex')}` as Digest) : await hashFile(path);
-    if (actual !== digest) {
+    const known = state && state.size === size ? (`sha256:${state.hash.digest('hex')}` as Digest) : undefined;
+    const mismatch = (detail: string) => new AppError('DIGEST_INVALID', `provided digest did not match uploaded content (${detail})`);
+    if (known && known !== digest) {
       await dropSession(svc, id);
-      throw new AppError('DIGEST_INVALID', `provided digest did not match uploaded content (got ${actual})`);
+      throw mismatch(`got ${known}`);
     }
     // The blob and its repo link land in one transaction: gc never sees the new layer unreferenced.
-    await publish(svc, { staged: { file: path }, digest, size }, (m) => writeLocalRow(m, target, keys.layer(t.image, digest), digest, size, LAYER));
-    await svc.meta.sessions.remove(id);
+    const link: InPublish = (m) => writeLocalRow(m, target, keys.layer(t.image, digest), digest, size, LAYER);
+    try {
+      if (known && parts.length === 1) await publish(svc, { staged: parts[0].staged, digest, size }, link);
+      else await ingestStream(svc, joined(svc, parts), { expect: { digest, size } }, link);
+    } catch (err) {
+      if (isAppError(err) && err.code === 'DIGEST_INVALID') {
+        await dropSession(svc, id);
+        throw mismatch(err.message);
+      }
+      throw err;
+    }
+    await dropSession(svc, id);
     return created(reply, t, digest);
   });
 }
 
-async function hashFile(path: string): Promise<Digest> {
-  const hash = createHash('sha256');
-  for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(c as Buffer);
-  return `sha256:${hash.digest('hex')}`;
+/** The parts of an upload, one after another. */
+function joined(svc: Services, parts: Part[]): Readable {
+  return Readable.from((async function* () {
+    for (const p of parts) yield* await svc.blob.parts.read(p);
+  })(), { objectMode: false });
 }
 
 export async function cancelUpload(reply: FastifyReply, svc: Services, t: Target, target: RepoDef, id: string) {
@@ -206,6 +211,6 @@ export async function cancelUpload(reply: FastifyReply, svc: Services, t: Target
 
 export async function dropSession(svc: Services, id: string): Promise<void> {
   running.delete(id);
-  await fsp.rm(spoolPath(svc, id), { force: true });
+  await svc.blob.parts.drop(id);
   await svc.meta.sessions.remove(id);
 }

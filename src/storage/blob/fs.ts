@@ -5,11 +5,12 @@ import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js
 import { AppError } from '../../lib/errors.js';
 import type { ByteRange } from '../../lib/range.js';
 import { fileSink, tempPath } from '../../lib/spool.js';
-import type { BlobStat, BlobStore, BlobWriter, Staged } from './types.js';
+import type { BlobStat, BlobStore, BlobWriter, Part, PartStore, Staged } from './types.js';
 
 /** data/cas/sha256/ab/<hex>; temp files in data/cas/tmp (same filesystem, so commit is a rename). */
 export class FsBlobStore implements BlobStore {
   readonly tempDir: string;
+  readonly parts: PartStore;
   private readonly root: string;
 
   private readonly casRoot: string;
@@ -18,6 +19,7 @@ export class FsBlobStore implements BlobStore {
     this.root = root;
     this.casRoot = join(resolve(root), 'sha256');
     this.tempDir = join(root, 'tmp');
+    this.parts = new FsParts(join(root, 'sessions'));
   }
 
   static async open(root: string): Promise<FsBlobStore> {
@@ -91,6 +93,50 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
+
+/** Parts as files <dir>/<session>/<offset>, on the CAS filesystem so a one-part upload commits by rename. */
+class FsParts implements PartStore {
+  constructor(private readonly dir: string) {}
+
+  async open(session: string, offset: number): Promise<BlobWriter> {
+    await fsp.mkdir(join(this.dir, session), { recursive: true });
+    const file = join(this.dir, session, String(offset).padStart(16, '0'));
+    return { stream: fileSink(file), staged: { file } };
+  }
+
+  async list(session: string): Promise<Part[]> {
+    const names = (await fsp.readdir(join(this.dir, session)).catch(() => [] as string[])).filter((n) => /^\d{16}$/.test(n)).sort();
+    const parts: Part[] = [];
+    for (const n of names) {
+      const file = join(this.dir, session, n);
+      const st = await fsp.stat(file).catch(() => null);
+      if (st) parts.push({ offset: Number(n), size: st.size, staged: { file } });
+    }
+    return parts;
+  }
+
+  async read(p: Part): Promise<Readable> {
+    const fh = await fsp.open(localFile(p.staged), 'r');
+    return fh.createReadStream({ highWaterMark: 1 << 20 });
+  }
+
+  async drop(session: string): Promise<void> {
+    await fsp.rm(join(this.dir, session), { recursive: true, force: true });
+  }
+
+  async *sessions(): AsyncIterable<{ session: string; changedAt: number; bytes: number }> {
+    for (const session of await fsp.readdir(this.dir).catch(() => [] as string[])) {
+      let changedAt = (await fsp.stat(join(this.dir, session)).catch(() => null))?.mtimeMs ?? 0;
+      let bytes = 0;
+      for (const p of await this.list(session)) {
+        const st = await fsp.stat(localFile(p.staged)).catch(() => null);
+        changedAt = Math.max(changedAt, st?.mtimeMs ?? 0);
+        bytes += p.size;
+      }
+      yield { session, changedAt, bytes };
+    }
+  }
+}
 
 function localFile(s: Staged): string {
   if (!('file' in s)) throw new Error('filesystem store: staged content must be a local file');

@@ -9,7 +9,7 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import type { ByteRange } from '../../lib/range.js';
-import type { BlobStat, BlobStore, BlobWriter, Staged, StagingLeftover } from './types.js';
+import type { BlobStat, BlobStore, BlobWriter, Part, PartStore, Staged, StagingLeftover } from './types.js';
 
 export interface S3Options {
   endpoint?: string;
@@ -34,6 +34,7 @@ function isNotFound(err: unknown): boolean {
 }
 
 const STAGING = 'uploads/';
+const SESSIONS = 'sessions/';
 
 /**
  * Blobs in an S3 bucket (AWS, MinIO) under sha256/ab/<hex>. New content streams
@@ -46,6 +47,7 @@ const STAGING = 'uploads/';
  */
 export class S3BlobStore implements BlobStore {
   readonly tempDir: string;
+  readonly parts: PartStore;
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly partSize: number;
@@ -56,6 +58,7 @@ export class S3BlobStore implements BlobStore {
     this.bucket = o.bucket;
     this.partSize = Math.max(o.partSize ?? 8 * 1024 * 1024, 5 * 1024 * 1024);
     this.copyLimit = o.copyLimit ?? 5 * 1024 ** 3;
+    this.parts = this.partStore();
     this.client = new S3Client({
       endpoint: o.endpoint || undefined,
       region: o.region || 'us-east-1',
@@ -181,7 +184,7 @@ export class S3BlobStore implements BlobStore {
   /** Inside the transaction: normally just a HEAD (stage did the work); redoes it if a gc removed an old copy meanwhile. */
   async commit(s: Staged, d: Digest, size: number): Promise<void> {
     if (await this.stat(d)) {
-      await this.discard(s, d);
+      await this.discard(s);
       return;
     }
     if (this.isFinal(s, d)) throw new AppError('UNAVAILABLE', `blob ${d} was removed while it was being published; retry`);
@@ -189,10 +192,10 @@ export class S3BlobStore implements BlobStore {
     await this.discard(s);
   }
 
-  /** Drops staged content; an object written in place under its digest stays (it may be shared; gc reaps it if unreferenced). */
-  async discard(s: Staged, d?: Digest): Promise<void> {
+  /** Drops staged content; an object written in place under a digest stays (it may be shared; gc reaps it if unreferenced). */
+  async discard(s: Staged): Promise<void> {
     if ('file' in s) return fsp.rm(s.file, { force: true });
-    if (!s.object.startsWith(STAGING) || (d && s.object === this.key(d))) return;
+    if (!s.object.startsWith(STAGING) && !s.object.startsWith(SESSIONS)) return;
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: s.object }));
   }
 
@@ -221,6 +224,55 @@ export class S3BlobStore implements BlobStore {
       leavePartsOnError: false,
     });
     await upload.done();
+  }
+
+  /** Parts as objects sessions/<session>/<offset>: any instance sharing the bucket can go on with a session. */
+  private partStore(): PartStore {
+    const self = this;
+    const prefix = (session: string) => `${SESSIONS}${session}/`;
+    const objects = async function* (self: S3BlobStore, p: string) {
+      let token: string | undefined;
+      do {
+        const page = await self.client.send(new ListObjectsV2Command({ Bucket: self.bucket, Prefix: p, ContinuationToken: token }));
+        yield* page.Contents ?? [];
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+    };
+    return {
+      open: async (session, offset) => {
+        const key = `${prefix(session)}${String(offset).padStart(16, '0')}`;
+        return { stream: this.uploadSink(key), staged: { object: key } };
+      },
+      list: async (session) => {
+        const parts: Part[] = [];
+        for await (const o of objects(self, prefix(session))) {
+          const name = (o.Key ?? '').slice(prefix(session).length);
+          if (/^\d{16}$/.test(name)) parts.push({ offset: Number(name), size: Number(o.Size ?? 0), staged: { object: o.Key! } });
+        }
+        return parts.sort((a, b) => a.offset - b.offset);
+      },
+      read: async (p) => {
+        const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: (p.staged as { object: string }).object }));
+        return r.Body as Readable;
+      },
+      drop: async (session) => {
+        for await (const o of objects(self, prefix(session))) {
+          await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: o.Key! }));
+        }
+      },
+      sessions: async function* (this: void) {
+        // Keys sort by session, so one pass groups them.
+        let current: { session: string; changedAt: number; bytes: number } | undefined;
+        for await (const o of objects(self, SESSIONS)) {
+          const session = (o.Key ?? '').slice(SESSIONS.length).split('/')[0];
+          if (current && current.session !== session) yield current;
+          if (!current || current.session !== session) current = { session, changedAt: 0, bytes: 0 };
+          current.changedAt = Math.max(current.changedAt, o.LastModified?.getTime() ?? 0);
+          current.bytes += Number(o.Size ?? 0);
+        }
+        if (current) yield current;
+      },
+    };
   }
 
   /** Staging objects and unfinished multipart uploads of killed processes. */

@@ -21,6 +21,28 @@ export interface BlobWriter {
   staged: Staged;
 }
 
+/** One part of a resumable upload, at `offset` of the whole. */
+export interface Part {
+  offset: number;
+  size: number;
+  staged: Staged;
+}
+
+/**
+ * Resumable uploads (docker blob upload sessions): parts that outlive a request, kept where the
+ * blobs are, so with a shared store any instance can take the next part. Ended by `drop`.
+ */
+export interface PartStore {
+  /** A writer for the part at `offset`; on failure, `BlobStore.discard` its staged part. */
+  open(session: string, offset: number): Promise<BlobWriter>;
+  /** The session's parts in order (none: nothing uploaded yet). */
+  list(session: string): Promise<Part[]>;
+  read(p: Part): Promise<Readable>;
+  drop(session: string): Promise<void>;
+  /** Every session with parts, and when it last changed (gc: parts whose session row is gone). */
+  sessions(): AsyncIterable<{ session: string; changedAt: number; bytes: number }>;
+}
+
 /** Leftover staging content that gc removed (or would, in a dry run). */
 export interface StagingLeftover {
   name: string;
@@ -37,6 +59,7 @@ export interface StagingLeftover {
 export interface BlobStore {
   /** Local temp space (on the same filesystem as the store where there is one). */
   readonly tempDir: string;
+  readonly parts: PartStore;
   stat(d: Digest): Promise<BlobStat | null>;
   read(d: Digest, range?: ByteRange): Promise<Readable>;
   /**

@@ -1,11 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker } from '../../../src/formats/docker/index.js';
 import type { GcContext } from '../../../src/formats/types.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
-import { closeServer } from './util.js';
+import { closeServer, uploadPartsLeft } from './util.js';
 
 // src/maintenance/gc.ts (runGc) is not on main yet: these tests call the format's gc hook directly.
 let srv: TestServer;
@@ -84,7 +82,7 @@ describe('docker gc hook', () => {
     for (const stays of [kept.d, idx, child.d, sig.d]) expect((await v2(`g/app/manifests/${stays}`)).status).toBe(200);
     for (const b of [kept.layer, kept.config, child.layer, sig.config]) expect((await v2(`g/app/blobs/${b}`, { method: 'HEAD' })).status).toBe(200);
     expect((await v2(`g/app/blobs/${old.layer}`, { method: 'HEAD' })).status).toBe(404);
-    expect(await readdir(join(srv.svc.workDir, 'docker-uploads'))).toEqual([]);
+    expect(await uploadPartsLeft(srv)).toEqual([]);
 
     // What the core sweep will reap: blobs no row points at any more.
     const unref = await srv.svc.meta.blobs.unreferenced(later);

@@ -1,8 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeServer } from './util.js';
+import { closeServer, uploadPartsLeft } from './util.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 
 let srv: TestServer;
@@ -105,7 +103,7 @@ describe('docker registry protocol (local)', () => {
     const l2 = s2.headers.get('location')!;
     expect((await fetch(`${srv.url}${l2}`, { method: 'DELETE' })).status).toBe(204);
     expect((await fetch(`${srv.url}${l2}`)).status).toBe(404);
-    expect(await readdir(join(srv.svc.workDir, 'docker-uploads'))).toEqual([]);
+    expect(await uploadPartsLeft(srv)).toEqual([]);
   });
 
   it('refuses a wrong digest with DIGEST_INVALID and keeps nothing', async () => {
@@ -121,7 +119,7 @@ describe('docker registry protocol (local)', () => {
     expect((await fin.json()).errors[0].code).toBe('DIGEST_INVALID');
     expect(await srv.svc.blob.stat(sha(body) as `sha256:${string}`)).toBeNull();
     expect((await v2(`reg/bad/blobs/${sha(body)}`)).status).toBe(404);
-    expect(await readdir(join(srv.svc.workDir, 'docker-uploads'))).toEqual([]);
+    expect(await uploadPartsLeft(srv)).toEqual([]);
   });
 
   it('mounts a blob across repos without copying', async () => {

@@ -27,3 +27,10 @@ export const TLS = ['--src-tls-verify=false', '--dest-tls-verify=false'];
 export async function closeServer(srv: { app: { server: { closeIdleConnections(): void } }; close(): Promise<void> }): Promise<void> {
   await srv.close(); // the server itself keeps closing idle connections while it shuts down
 }
+
+/** Upload sessions that still hold parts in the store (none once every upload finished or was dropped). */
+export async function uploadPartsLeft(srv: { svc: { blob: { parts: { sessions(): AsyncIterable<{ session: string }> } } } }): Promise<string[]> {
+  const out: string[] = [];
+  for await (const s of srv.svc.blob.parts.sessions()) out.push(s.session);
+  return out;
+}
