@@ -4,7 +4,8 @@
 // started by PID. Needs: nginx, wrk, curl on PATH, and a built dist/ (`npx tsc -p .`).
 //
 //   node bench/generic.mjs                 # everything
-//   node bench/generic.mjs small big       # only some: small | big | cold | rss
+//   node bench/generic.mjs small big       # only some: small | big | cold | rss | rss-s3
+//   (rss-s3: the RSS test with [storage] type = "s3" against s3rver, also sampling the data dir's peak size)
 //   BENCH_SECONDS=10 NGINX_WORKERS=1 node bench/generic.mjs
 //
 // Env: BENCH_SECONDS (wrk duration, default 8), NGINX_WORKERS (default 1: one process, like node),
@@ -12,7 +13,7 @@
 // files of the RSS test, default 1024), KEEP=1 (keep the temp dir).
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, createWriteStream, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, createWriteStream, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -162,7 +163,7 @@ function record(name, ours, nginx, unit, target, higherIsBetter = true) {
 function fmt(v, unit) {
   if (unit === 'B/s') return `${(v / 1024 ** 2).toFixed(0)} MiB/s`;
   if (unit === 's') return `${v.toFixed(2)} s`;
-  if (unit === 'MB') return `${v.toFixed(0)} MB`;
+  if (unit === 'MB') return `${v.toFixed(1)} MB`;
   return `${v.toFixed(0)} ${unit}`;
 }
 
@@ -239,22 +240,52 @@ async function remoteCold() {
   if (direct) log(`(50 direct upstream downloads at ${COLD_RATE}/s each: wall ${direct.wall}s, first byte median ${direct.ttfbMedian}s)`);
 }
 
-async function rss() {
+/** Bytes in files under `dir` (the data dir: CAS, temp files, spools), leaving out the SQLite database. */
+function localBytes(dir) {
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) n += localBytes(p);
+    else if (e.isFile() && !/\.db(-wal|-shm|-journal)?$/.test(e.name)) n += statSync(p, { throwIfNoEntry: false })?.size ?? 0;
+  }
+  return n;
+}
+
+async function startS3rver() {
+  const port = await freePort();
+  const dir = join(work, 's3rver');
+  mkdirSync(dir, { recursive: true });
+  const p = run(process.execPath, [join(ROOT, 'node_modules/s3rver/bin/s3rver.js'), '-d', dir, '-a', '127.0.0.1', '-p', String(port), '--silent', '--configure-bucket', 'bench']);
+  await waitHttp(`http://127.0.0.1:${port}/bench`).catch(() => sleep(1000));
+  return {
+    p,
+    env: {
+      ARTIFACTAPI_STORAGE_TYPE: 's3', ARTIFACTAPI_STORAGE_ENDPOINT: `http://127.0.0.1:${port}`, ARTIFACTAPI_STORAGE_BUCKET: 'bench',
+      ARTIFACTAPI_STORAGE_ACCESS_KEY: 'S3RVER', ARTIFACTAPI_STORAGE_SECRET_KEY: 'S3RVER', ARTIFACTAPI_STORAGE_FORCE_PATH_STYLE: 'true',
+    },
+  };
+}
+
+async function rss(storage = 'fs') {
+  const s3 = storage === 's3' ? await startS3rver() : undefined;
   const files = join(work, 'rss');
   mkdirSync(files, { recursive: true });
   const size = RSS_MB * 1024 * 1024;
   makeFile(join(files, 'a.bin'), size);
   makeFile(join(files, 'b.bin'), size);
   const up = await startNginx('rss-upstream', `location / { root ${files}; }`);
-  const a = await startArtifactapi('rss');
+  const a = await startArtifactapi(`rss-${storage}`, s3?.env);
   await addRepo(a.url, { name: 'files', format: 'generic', kind: 'local' });
   await addRepo(a.url, { name: 'rem', format: 'generic', kind: 'remote', upstream: `${up.url}/` });
   await put(`${a.url}/files/a.bin`, join(files, 'a.bin'));
   let max = 0;
+  let disk = 0;
+  const diskBefore = localBytes(a.dataDir);
   const statusFile = `/proc/${a.p.pid}/status`;
   const sample = () => {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(statusFile, 'utf8'));
     if (m) max = Math.max(max, Number(m[1]) / 1024);
+    if (s3) disk = Math.max(disk, localBytes(a.dataDir) - diskBefore);
   };
   const timer = setInterval(sample, 50);
   const curl = (args) => new Promise((res, rej) => {
@@ -270,10 +301,12 @@ async function rss() {
   ]);
   clearInterval(timer);
   sample();
-  log(`rss: 2 uploads + 3 downloads + 2 remote fills of ${RSS_MB} MB in ${((Date.now() - t0) / 1000).toFixed(1)} s; max RSS ${max.toFixed(0)} MB`);
-  results.push({ name: `max RSS, 2 PUT + 3 GET + 2 remote GET of ${RSS_MB} MB at once`, ours: max, nginx: NaN, unit: 'MB', ratio: NaN, target: '< 150 MB', ok: max < 150 });
+  log(`rss (${storage}): 2 uploads + 3 downloads + 2 remote fills of ${RSS_MB} MB in ${((Date.now() - t0) / 1000).toFixed(1)} s; max RSS ${max.toFixed(0)} MB${s3 ? `; data dir grew at most ${(disk / 1048576).toFixed(1)} MB` : ''}`);
+  results.push({ name: `max RSS (${storage}), 2 PUT + 3 GET + 2 remote GET of ${RSS_MB} MB at once`, ours: max, nginx: NaN, unit: 'MB', ratio: NaN, target: '< 150 MB', ok: max < 150 });
+  if (s3) results.push({ name: `peak local disk (s3), same load`, ours: disk / 1048576, nginx: NaN, unit: 'MB', ratio: NaN, target: '< 1 MB (no local copy)', ok: disk < 1048576 });
   await stop(a.p);
   await stop(up.p);
+  if (s3) await stop(s3.p);
 }
 
 try {
@@ -283,6 +316,7 @@ try {
   if (want('small') || want('big')) await cachedGets();
   if (want('cold')) await remoteCold();
   if (want('rss')) await rss();
+  if (want('rss-s3')) await rss('s3');
   console.log('\n| measure | artifactapi | nginx | ratio | target | ok |\n| --- | --- | --- | --- | --- | --- |');
   for (const r of results) {
     console.log(`| ${r.name} | ${fmt(r.ours, r.unit)} | ${Number.isNaN(r.nginx) ? '-' : fmt(r.nginx, r.unit)} | ${Number.isNaN(r.ratio) ? '-' : r.ratio.toFixed(2)} | ${r.target} | ${r.ok ? 'yes' : 'NO'} |`);
