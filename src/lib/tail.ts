@@ -134,7 +134,7 @@ export class GrowingWindow extends EventEmitter implements Growing {
   private held = 0;
   private rest: ((pos: number) => Promise<Readable>) | undefined;
 
-  constructor(private readonly limit = 16 * 1024 * 1024) {
+  constructor(private readonly limit = 8 * 1024 * 1024) {
     super();
     this.setMaxListeners(0);
   }

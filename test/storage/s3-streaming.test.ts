@@ -114,7 +114,7 @@ describe('S3 storage streams without a local copy', () => {
         if (done) break;
         got.push(value);
         n += value.length;
-        // Well past the 16 MiB window: this one must go on from S3 once the fill commits.
+        // Well past the 8 MiB window: this one must go on from S3 once the fill commits.
         if (!late && n > 24 * MiB) late = fetch(`${srv.url}/proxy/big.bin`).then(async (r) => Buffer.from(await r.arrayBuffer()));
       }
       expect(n).toBeLessThan(upstreamBody.length + 1);

@@ -145,7 +145,7 @@ export class S3BlobStore implements BlobStore {
         client: this.client,
         params: { Bucket: this.bucket, Key: key, Body: body, ContentType: 'application/octet-stream' },
         partSize: this.partSize,
-        queueSize: 2,
+        queueSize: 1,
         leavePartsOnError: false,
       });
       done = upload.done();
@@ -220,7 +220,7 @@ export class S3BlobStore implements BlobStore {
       client: this.client,
       params: { Bucket: this.bucket, Key: this.key(d), Body: body, ContentType: 'application/octet-stream' },
       partSize: this.partSize,
-      queueSize: 2,
+      queueSize: 1,
       leavePartsOnError: false,
     });
     await upload.done();
