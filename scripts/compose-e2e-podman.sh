@@ -46,6 +46,10 @@ cleanup() {
   trap - EXIT INT TERM
   [ -n "$TICK_PID" ] && kill "$TICK_PID" 2>/dev/null || true
   if [ "${E2E_KEEP_STACK:-}" != 1 ]; then
+    if [ -n "$SVC_PID" ] && [ -f "${GEN:-/nonexistent}/docker-compose.yml" ]; then
+      [ "$rc" != 0 ] && compose_ logs --no-color --tail 60 >"$STATE/compose-logs.txt" 2>&1 && log "service logs: $STATE/compose-logs.txt"
+      compose_ down -v --remove-orphans >/dev/null 2>&1 || true
+    fi
     [ -n "$SVC_PID" ] && kill "$SVC_PID" 2>/dev/null || true
     [ -n "$SVC_PID" ] && wait "$SVC_PID" 2>/dev/null || true
     for t in "${TAGGED[@]:-}"; do [ -n "$t" ] && podman untag "$t" "$t" >/dev/null 2>&1 || true; done  # only that name
@@ -114,9 +118,33 @@ sed 's/ !override//' docker-compose.e2e.yml >"$GEN/docker-compose.e2e.yml"
 docker-compose --project-directory "$ROOT" -p "$PROJECT" -f "$GEN/docker-compose.yml" -f "$GEN/docker-compose.e2e.yml" config -q \
   || die "docker-compose rejects the compose files"
 
+compose_() { docker-compose --project-directory "$ROOT" -p "$PROJECT" -f "$GEN/docker-compose.yml" -f "$GEN/docker-compose.e2e.yml" "$@"; }
+
 step "docker-compose up + e2e-docker suite (scripts/docker-e2e.sh)"
-ARTIFACTAPI_IMAGE="$APP" E2E_SKIP_BUILD=1 E2E_PROJECT="$PROJECT" \
+# docker-e2e.sh leaves the stack up (E2E_KEEP_STACK=1) so the stores can be looked at below;
+# the cleanup trap here takes it down.
+E2E_KEEP_STACK=1 ARTIFACTAPI_IMAGE="$APP" E2E_SKIP_BUILD=1 E2E_PROJECT="$PROJECT" \
 E2E_COMPOSE="docker-compose --project-directory $ROOT" \
 E2E_COMPOSE_FILES="$GEN/docker-compose.yml $GEN/docker-compose.e2e.yml" \
   scripts/docker-e2e.sh "$@"
+
+# The suite went through the services the compose wiring names, not a fallback.
+in_svc() { # service command...
+  local id
+  id=$(podman ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=$1" | head -n1)
+  [ -n "$id" ] || die "no running container for service $1"
+  shift
+  podman exec "$id" "$@"
+}
+blobs=$(in_svc postgres psql -U "${POSTGRES_USER:-artifactapi}" -d "${POSTGRES_DB:-artifactapi}" -qAtc 'SELECT count(*) FROM blobs')
+repos=$(in_svc postgres psql -U "${POSTGRES_USER:-artifactapi}" -d "${POSTGRES_DB:-artifactapi}" -qAtc 'SELECT count(*) FROM repos')
+objects=$(in_svc minio sh -c "find /data/${S3_BUCKET:-artifactapi} -type f -name '*._S3rver_object' | wc -l")
+redis_cmds=$(in_svc redis redis-cli info stats | tr -d '\r' | sed -n 's/^total_commands_processed://p')
+uid1=$(in_svc artifactapi id -u)
+uid2=$(in_svc artifactapi-2 id -u)
+log "postgres: $blobs blob rows, $repos repos left; minio stand-in: $objects objects in bucket ${S3_BUCKET:-artifactapi}; redis: $redis_cmds commands; artifactapi uids $uid1/$uid2"
+[ "$blobs" -gt 0 ] || die "no blob rows in the compose Postgres"
+[ "$objects" -gt 0 ] || die "no objects in the compose MinIO stand-in"
+[ "$redis_cmds" -gt 10 ] || die "the compose Redis was hardly used ($redis_cmds commands)"
+[ "$uid1" = 1000 ] && [ "$uid2" = 1000 ] || die "artifactapi containers run as $uid1/$uid2, expected 1000"
 step "done"
