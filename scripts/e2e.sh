@@ -44,7 +44,8 @@ cleanup() {
   for c in "${CONTAINERS[@]:-}"; do
     [ -n "$c" ] || continue
     [ "$rc" != 0 ] && "$CLI" logs "$c" >"$WORK/container-$c.log" 2>&1
-    "$CLI" rm -f -t 5 "$c" >/dev/null 2>&1 || true
+    "$CLI" stop -t 5 "$c" >/dev/null 2>&1 || true   # `stop -t` works in docker and podman, `rm -t` only in podman
+    "$CLI" rm -f "$c" >/dev/null 2>&1 || true
     "$CLI" volume rm -f "$c" >/dev/null 2>&1 || true
   done
   if [ "$rc" != 0 ]; then

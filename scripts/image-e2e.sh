@@ -96,8 +96,15 @@ podman exec "$HC_NAME" sh -c 'ls -ld /data && find /data -maxdepth 1 | sort | he
 if podman exec "$HC_NAME" sh -c 'find /data ! -user node | grep -q .'; then
   die "files on /data not owned by node: $(podman exec "$HC_NAME" sh -c 'find /data ! -user node' | head -n 5)"
 fi
-# Stop it, start a new container on the same volume: the upload is still there.
-pm rm -f -t 10 "$HC_NAME" >/dev/null
+# Stop it (SIGTERM must end it promptly and cleanly: node is PID 1 and handles the signal
+# itself), start a new container on the same volume: the upload is still there.
+t_stop=$(date +%s%N)
+pm stop -t 15 "$HC_NAME" >/dev/null
+t_stop=$(( ($(date +%s%N) - t_stop) / 1000000 ))
+code=$(podman inspect --format '{{.State.ExitCode}}' "$HC_NAME")
+log "stop (SIGTERM): exit code $code after ${t_stop} ms"
+[ "$code" = 0 ] && [ "$t_stop" -lt 10000 ] || die "SIGTERM did not stop the container cleanly (exit $code after ${t_stop} ms)"
+pm rm -f "$HC_NAME" >/dev/null
 pm run -d --name "$HC_NAME" --network host -v "$HC_VOL:/data" \
   -e ARTIFACTAPI_HOST=127.0.0.1 -e "ARTIFACTAPI_PORT=$HC_PORT" "$TAG" >/dev/null
 for _ in $(seq 60); do curl -fsS -o /dev/null "http://127.0.0.1:$HC_PORT/health" 2>/dev/null && break; sleep 0.5; done

@@ -142,10 +142,18 @@ pick_base() {
 # podman build of the repository's Dockerfile, as is; NODE_IMAGE picks the base.
 build_app_image() { # tag base
   step "podman build $1 (NODE_IMAGE=$2)"
+  local old
+  old=$(podman image inspect --format '{{.Id}}' "$1" 2>/dev/null || true)
   # --format docker keeps HEALTHCHECK (OCI image configs have no healthcheck);
   # --network host: npm ci and apt-get reach their registries through the host.
   if ! podman build --format docker --network host --build-arg "NODE_IMAGE=$2" -t "$1" "$ROOT" >"$STATE/build.log" 2>&1; then
     grep -v '^ *$' "$STATE/build.log" | tail -n 40 >&2; die "podman build failed (log: $STATE/build.log)"
   fi
   grep -E '^\[[0-9]/[0-9]\] STEP|^STEP' "$STATE/build.log" | cut -c1-120 >&2 || true
+  # Drop the image this build replaced (its untagged layers) so reruns do not pile up; the
+  # build cache of the current one stays. Everything built here carries the stand-in label
+  # when built on a stand-in: `podman image prune -f --filter label=org.artifactapi.standin=true`.
+  if [ -n "$old" ] && [ "$old" != "$(podman image inspect --format '{{.Id}}' "$1")" ]; then
+    podman rmi "$old" >/dev/null 2>&1 || true
+  fi
 }
