@@ -147,4 +147,7 @@ log "postgres: $blobs blob rows, $repos repos left; minio stand-in: $objects obj
 [ "$objects" -gt 0 ] || die "no objects in the compose MinIO stand-in"
 [ "$redis_cmds" -gt 10 ] || die "the compose Redis was hardly used ($redis_cmds commands)"
 [ "$uid1" = 1000 ] && [ "$uid2" = 1000 ] || die "artifactapi containers run as $uid1/$uid2, expected 1000"
+# docker-compose.yml's own port line (8000; 1.29 merges it with the overlay's 8001, see the header)
+curl -fsS -o /dev/null http://127.0.0.1:8000/health || die "artifactapi is not published on host port 8000 (docker-compose.yml)"
+log "docker-compose.yml publishes artifactapi on :8000 too; depends_on artifactapi healthy let artifactapi-2 start"
 step "done"
