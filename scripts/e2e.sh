@@ -43,7 +43,7 @@ cleanup() {
   for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && wait "$pid" 2>/dev/null || true; done
   for c in "${CONTAINERS[@]:-}"; do
     [ -n "$c" ] || continue
-    [ "$rc" != 0 ] && "$CLI" logs "$c" >"$WORK/container-$c.log" 2>&1
+    if [ "$rc" != 0 ]; then "$CLI" logs "$c" >"$WORK/container-$c.log" 2>&1 || true; fi
     "$CLI" stop -t 5 "$c" >/dev/null 2>&1 || true   # `stop -t` works in docker and podman, `rm -t` only in podman
     "$CLI" rm -f "$c" >/dev/null 2>&1 || true
     "$CLI" volume rm -f "$c" >/dev/null 2>&1 || true
