@@ -39,8 +39,8 @@ CONF
 debian_mirror() {
   if [ -n "${IMAGE_E2E_MIRROR:-}" ]; then echo "$IMAGE_E2E_MIRROR"; return; fi
   local u
-  u=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-      | grep -E '/debian/?( |$)' | head -n1 | awk '{print ($1=="deb") ? $2 : $2}' | sed 's/\[.*\]//')
+  u=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+      | grep -E '^[[:space:]]*(URIs:|deb )' | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ')
   echo "${u:-http://deb.debian.org/debian}"
 }
 
