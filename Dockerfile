@@ -21,9 +21,16 @@ RUN npm ci --ignore-scripts --no-audit --no-fund && npm rebuild better-sqlite3
 COPY tsconfig.json ./
 COPY src ./src
 COPY bin ./bin
+# After pruning, keep only better-sqlite3's compiled addon (build/Release/better_sqlite3.node, where a
+# prebuilt binary lands too): its SQLite sources and object files are ~25 MB the runtime never reads.
 RUN npx tsc -p tsconfig.json \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
- && npm cache clean --force
+ && npm cache clean --force \
+ && cd node_modules/better-sqlite3 \
+ && mv build/Release/better_sqlite3.node /tmp/ \
+ && rm -rf build deps src \
+ && mkdir -p build/Release \
+ && mv /tmp/better_sqlite3.node build/Release/
 
 # ---- runtime ----
 FROM ${NODE_IMAGE}

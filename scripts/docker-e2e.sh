@@ -3,12 +3,18 @@
 # (artifactapi x2 + postgres + redis + minio + mock upstream), wait for /health, run the
 # black-box suite in e2e-docker/ against http://127.0.0.1:8001, tear everything down.
 # Needs a Docker engine with Compose v2.24+. Extra args go to vitest.
-# E2E_KEEP_STACK=1 leaves the stack up.
+# E2E_KEEP_STACK=1 leaves the stack up; E2E_SKIP_BUILD=1 uses the image as tagged
+# (ARTIFACTAPI_IMAGE, default artifactapi:latest). E2E_COMPOSE (default `docker compose`) and
+# E2E_COMPOSE_FILES (default `docker-compose.yml docker-compose.e2e.yml`) swap the tool and the
+# files: scripts/compose-e2e-podman.sh runs this script with Debian's docker-compose on podman.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROJECT="${E2E_PROJECT:-artifactapi-e2e}"
-compose() { docker compose -p "$PROJECT" -f docker-compose.yml -f docker-compose.e2e.yml "$@"; }
+read -r -a COMPOSE_CMD <<<"${E2E_COMPOSE:-docker compose}"
+FILE_ARGS=()
+for f in ${E2E_COMPOSE_FILES:-docker-compose.yml docker-compose.e2e.yml}; do FILE_ARGS+=(-f "$f"); done
+compose() { "${COMPOSE_CMD[@]}" -p "$PROJECT" "${FILE_ARGS[@]}" "$@"; }
 
 teardown() {
   local rc=$?
@@ -18,7 +24,7 @@ teardown() {
 }
 trap teardown EXIT INT TERM
 
-compose build
+[ "${E2E_SKIP_BUILD:-}" = 1 ] || compose build
 # Not `up --wait`: the one-shot minio-init exits by design, which some Compose versions count as a failure.
 compose up -d
 
