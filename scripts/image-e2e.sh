@@ -24,6 +24,7 @@
 #   IMAGE_E2E_SKIP_BUILD=1             reuse IMAGE_E2E_TAG as built
 #   IMAGE_E2E_MIRROR=<url>             Debian mirror for debootstrap (default: from apt sources)
 # Extra args go to vitest (e.g. `npm run image-e2e -- formats/generic`).
+# Exit 77: containers cannot run on this machine at all (.ci/run reports it as skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -41,7 +42,7 @@ step "preparing the host"
 prepare_host
 BASE=$(pick_base)
 podman run --rm --network none --no-healthcheck --entrypoint node "$BASE" -v >/dev/null \
-  || die "podman cannot run a container from $BASE (try: CONTAINERS_CONF=$CONTAINERS_CONF podman run --rm $BASE node -v)"
+  || cannot_run "podman cannot run a container from $BASE (try: CONTAINERS_CONF=$CONTAINERS_CONF podman run --rm $BASE node -v)"
 
 [ "${IMAGE_E2E_SKIP_BUILD:-}" = 1 ] || build_app_image "$TAG" "$BASE"
 
