@@ -1,4 +1,5 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { sha256 } from '../lib/digest.js';
 import { hashInto, type Hashed, type SpoolOptions } from '../lib/spool.js';
 import type { Staged } from './blob/types.js';
 import type { MetaStore } from './meta/types.js';
@@ -46,4 +47,9 @@ export async function ingestStream(stores: Pick<Stores, 'meta' | 'blob'>, src: R
     throw err;
   }
   return w;
+}
+
+/** A small document already in memory: its digest is known up front, so S3 writes it in place. */
+export function ingestBuffer(stores: Pick<Stores, 'meta' | 'blob'>, buf: Buffer, then?: InPublish): Promise<Written> {
+  return ingestStream(stores, Readable.from([buf]), { expect: { digest: sha256(buf), size: buf.length } }, then);
 }

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isDigest, parseDigest, sha256, type Digest } from '../../lib/digest.js';
 import { AppError, isAppError, statusOf } from '../../lib/errors.js';
 import { putLocalFile, recordLocalFile } from '../../repos/local.js';
-import { ingestStream } from '../../storage/ingest.js';
+import { ingestBuffer } from '../../storage/ingest.js';
 import { readCapped } from '../../repos/resolve.js';
 import { remoteFile } from '../../repos/remote.js';
 import type { Services } from '../../repos/services.js';
@@ -147,7 +147,7 @@ async function revalidateTag(svc: Services, repo: RepoDef, image: string, tag: s
     size = body.length;
     const now = Date.now();
     const rec: FileRec = { repo: repo.name, path: keys.manifest(image, digest), digest: digest as Digest, size, contentType: baseType(r.headers['content-type']) || undefined, source: 'remote', fetchedAt: now, lastAccess: now };
-    await ingestStream(svc, Readable.from([body]), { expect: { digest: digest as Digest } }, (m) => m.files.put(rec));
+    await ingestBuffer(svc, body, (m) => m.files.put(rec));
   }
   const now = Date.now();
   await svc.meta.files.put(cached && cached.digest === digest

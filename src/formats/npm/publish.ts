@@ -5,7 +5,7 @@ import semver from 'semver';
 import { AppError } from '../../lib/errors.js';
 import { putLocalFile, writeLocalRow } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
-import { ingestStream } from '../../storage/ingest.js';
+import { ingestBuffer } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { hashesOf, loadLocal, type Json, type Manifest, type Packument } from './index-doc.js';
 import { paths, tarballFileOf, unscoped } from './names.js';
@@ -56,7 +56,7 @@ async function save(svc: Services, repo: RepoDef, doc: Packument): Promise<strin
   doc._rev = `${n + 1}-${randomBytes(8).toString('hex')}`;
   doc.time = { ...doc.time, modified: new Date().toISOString() };
   const buf = Buffer.from(JSON.stringify(doc));
-  await ingestStream(svc, Readable.from([buf]), {}, (m, s) =>
+  await ingestBuffer(svc, buf, (m, s) =>
     writeLocalRow(m, repo, paths.doc(doc.name), s.digest, s.size, { contentType: 'application/json', meta: { kind: 'packument' } }));
   return doc._rev;
 }

@@ -5,7 +5,7 @@ import { parseDigest, sha256, type Digest } from '../../lib/digest.js';
 import { AppError, isAppError } from '../../lib/errors.js';
 import { recordLocalFile, writeTarget } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
-import { ingestStream, type Written } from '../../storage/ingest.js';
+import { ingestBuffer, ingestStream, type Written } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { RequestCtx } from '../types.js';
 import { METADATA_SUFFIX, packagePath, type LocalFileMeta } from './docs.js';
@@ -173,7 +173,7 @@ async function finish(svc: Services, target: RepoDef, form: Form, s: Stored) {
   }
   if (metadataBuf) {
     // PEP 658: the wheel's METADATA as its own file next to it.
-    const m = await ingestStream(svc, Readable.from([metadataBuf]));
+    const m = await ingestBuffer(svc, metadataBuf);
     await recordLocalFile(svc, target, path + METADATA_SUFFIX, m.digest, m.size, {
       contentType: 'text/plain; charset=utf-8', meta: { pypi: 'metadata' },
     });
