@@ -184,6 +184,25 @@ for (const f of factories) {
       expect((await read(await store.read(sha256(body)))).equals(body)).toBe(true);
     });
 
+    it('a blob removed between stage and commit (a gc reaping an old copy): staging content is placed again, in-place content is refused', async () => {
+      const body = randomBytes(40_000);
+      const dg = sha256(body);
+      const staged = store.writer();
+      await hashInto(Readable.from([body]), staged.stream);
+      await store.stage?.(staged.staged, dg, body.length);
+      await store.delete(dg);
+      await store.commit(staged.staged, dg, body.length);
+      expect((await read(await store.read(dg))).equals(body)).toBe(true);
+
+      const other = randomBytes(30_000);
+      const inPlace = store.writer(sha256(other));
+      await hashInto(Readable.from([other]), inPlace.stream, { expect: { digest: sha256(other) } });
+      await store.stage?.(inPlace.staged, sha256(other), other.length);
+      if (!store.stage) return; // the filesystem store publishes by rename inside commit: nothing to lose in between
+      await store.delete(sha256(other));
+      await expect(store.commit(inPlace.staged, sha256(other), other.length)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    });
+
     it('writer: a source that fails midway leaves nothing behind', async () => {
       const w = store.writer();
       const failing = Readable.from((async function* () {
