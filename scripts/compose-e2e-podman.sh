@@ -24,10 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
-log() { echo "compose-e2e-podman: $*" >&2; }
-die() { log "$*"; exit 1; }
-T0=$(date +%s)
-step() { log "[$(( $(date +%s) - T0 ))s] $*"; }
+LOG_NAME=compose-e2e-podman
 # shellcheck source=scripts/lib/podman.sh
 . scripts/lib/podman.sh
 

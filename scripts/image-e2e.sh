@@ -30,10 +30,7 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 
 TAG="${IMAGE_E2E_TAG:-localhost/artifactapi:e2e}"
-log() { echo "image-e2e: $*" >&2; }
-die() { log "$*"; exit 1; }
-T0=$(date +%s)
-step() { log "[$(( $(date +%s) - T0 ))s] $*"; }
+LOG_NAME=image-e2e
 # shellcheck source=scripts/lib/podman.sh
 . scripts/lib/podman.sh
 

@@ -1,7 +1,12 @@
 # Shared by scripts/image-e2e.sh and scripts/compose-e2e-podman.sh (sourced, not run):
 # host quirks for podman on this kind of VM, and local stand-ins for base images that cannot be
 # pulled (no container registry is reachable here). Every stand-in carries the label
-# org.artifactapi.standin=true. Expects ROOT, log, die, step from the caller.
+# org.artifactapi.standin=true. Expects ROOT and LOG_NAME (the caller's name in log lines).
+
+log() { echo "$LOG_NAME: $*" >&2; }
+die() { log "$*"; exit 1; }
+T0=$(date +%s)
+step() { log "[$(( $(date +%s) - T0 ))s] $*"; }
 
 REAL_BASE="docker.io/library/node:20-bookworm-slim"
 DEBIAN_STANDIN="localhost/artifactapi-standin-debian:bookworm"
