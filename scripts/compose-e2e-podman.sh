@@ -44,7 +44,7 @@ cleanup() {
   [ -n "$TICK_PID" ] && kill "$TICK_PID" 2>/dev/null || true
   if [ "${E2E_KEEP_STACK:-}" != 1 ]; then
     if [ -n "$SVC_PID" ] && [ -f "${GEN:-/nonexistent}/docker-compose.yml" ]; then
-      [ "$rc" != 0 ] && compose_ logs --no-color --tail 60 >"$STATE/compose-logs.txt" 2>&1 && log "service logs: $STATE/compose-logs.txt"
+      [ "$rc" != 0 ] && compose_ logs --no-color --tail 3000 >"$STATE/compose-logs.txt" 2>&1 && log "service logs: $STATE/compose-logs.txt"
       compose_ down -v --remove-orphans >/dev/null 2>&1 || true
     fi
     [ -n "$SVC_PID" ] && kill "$SVC_PID" 2>/dev/null || true
