@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { AppError } from './errors.js';
 
 export interface CollectOptions {
@@ -39,4 +39,36 @@ export async function collectRequest(raw: IncomingMessage, max: number, what = '
     throw new AppError('TOO_LARGE', `${what} is larger than the ${max}-byte limit`);
   }
   return collect(raw, { max, what, drain: true });
+}
+
+/**
+ * The `length` bytes at `start` of `src`. Without `awaitEnd`, `src` is dropped as soon as they
+ * are out. With it, the last of them is held back until `src` ends: a cache fill still arriving
+ * must finish and verify before any transfer of its bytes completes.
+ */
+export function byteRange(src: Readable, start: number, length: number, awaitEnd = false): Readable {
+  return Readable.from((async function* () {
+    let pos = 0;
+    let left = length;
+    let last: Buffer | undefined;
+    try {
+      for await (const c of src) {
+        const chunk = c as Buffer;
+        const from = Math.max(0, start - pos);
+        pos += chunk.length;
+        if (left === 0 || from >= chunk.length) continue;
+        const part = chunk.subarray(from, from + left);
+        left -= part.length;
+        if (left > 0 || !awaitEnd) yield part;
+        else {
+          if (part.length > 1) yield part.subarray(0, part.length - 1);
+          last = part.subarray(part.length - 1);
+        }
+        if (left === 0 && !awaitEnd) return;
+      }
+      if (last) yield last;
+    } finally {
+      src.destroy();
+    }
+  })(), { objectMode: false });
 }

@@ -8,6 +8,7 @@ import { AppError } from '../lib/errors.js';
 import { Lru } from '../lib/lru.js';
 import { collect } from '../lib/streams.js';
 import { parseRange, type ByteRange } from '../lib/range.js';
+import { byteRange } from '../lib/streams.js';
 import { quarantineBlob } from '../repos/quarantine.js';
 import type { Services } from '../repos/services.js';
 import type { Served } from '../repos/types.js';
@@ -52,6 +53,23 @@ export interface SendOptions {
 }
 
 /**
+ * The single byte range the request asks for, if it applies (If-Range matches the ETag), with
+ * the 206 status and Content-Range set; null for the whole body; 416 when unsatisfiable.
+ */
+function rangeOf(req: FastifyRequest, reply: FastifyReply, size: number, etag: string | undefined): ByteRange | null {
+  const parsed = parseRange(req.headers.range, size);
+  if (parsed === 'unsatisfiable') {
+    reply.header('content-range', `bytes */${size}`);
+    throw new AppError('RANGE_NOT_SATISFIABLE', 'requested range not satisfiable');
+  }
+  const ifRange = req.headers['if-range'];
+  if (!parsed || (ifRange && ifRange !== etag)) return null;
+  reply.code(206);
+  reply.header('content-range', `bytes ${parsed.start}-${parsed.end}/${size}`);
+  return parsed;
+}
+
+/**
  * Sends a served file with the contract's headers, conditional requests and
  * Range. Stored blobs are verified while they are sent (server.verify_on_read):
  * the last chunk is held back until the hash checks out, so a client never
@@ -61,7 +79,8 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
   const rec = served.rec;
   reply.header('x-artifact-source', served.source);
   reply.header('x-artifact-repo', served.servedBy);
-  reply.header('accept-ranges', served.body ? 'none' : 'bytes');
+  const knownSize = served.body ? (served.size !== undefined && served.size >= 0 ? served.size : undefined) : rec.size;
+  reply.header('accept-ranges', knownSize === undefined ? 'none' : 'bytes');
   reply.header('content-type', o.contentType ?? rec.contentType ?? 'application/octet-stream');
   if (served.staleAge !== undefined) {
     reply.header('x-artifact-stale', 'true');
@@ -72,13 +91,22 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
 
   if (served.body) {
     // First fetch: bytes are still arriving from the upstream.
-    if (rec.digest) reply.header('etag', etagOf(rec.digest));
-    if (served.size !== undefined && served.size >= 0) reply.header('content-length', String(served.size));
+    const etag = rec.digest ? etagOf(rec.digest) : undefined;
+    if (etag) reply.header('etag', etag);
+    let range: ByteRange | null = null;
+    try {
+      if (knownSize !== undefined) range = rangeOf(req, reply, knownSize, etag);
+    } catch (err) {
+      served.body.destroy();
+      throw err;
+    }
+    if (knownSize !== undefined) reply.header('content-length', String(range ? range.end - range.start + 1 : knownSize));
     if (isHead) {
       served.body.destroy();
       return reply.send();
     }
-    return reply.send(served.body);
+    // A range of a fill completes only once the whole file arrived and verified.
+    return reply.send(range ? byteRange(served.body, range.start, range.end - range.start + 1, true) : served.body);
   }
 
   const { etag, lastModified, lastModifiedText } = validatorsOf(rec);
@@ -86,17 +114,8 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
   reply.header('last-modified', lastModifiedText);
   if (notModified(req, etag, lastModified)) return reply.code(304).send();
 
-  let range: ByteRange | null = null;
-  const parsed = parseRange(req.headers.range, rec.size);
-  const ifRange = req.headers['if-range'];
-  if (parsed === 'unsatisfiable') {
-    reply.header('content-range', `bytes */${rec.size}`);
-    throw new AppError('RANGE_NOT_SATISFIABLE', 'requested range not satisfiable');
-  }
-  if (parsed && (!ifRange || ifRange === etag)) range = parsed;
+  const range = rangeOf(req, reply, rec.size, etag);
   if (range) {
-    reply.code(206);
-    reply.header('content-range', `bytes ${range.start}-${range.end}/${rec.size}`);
     reply.header('content-length', String(range.end - range.start + 1));
   } else {
     reply.header('content-length', String(rec.size));

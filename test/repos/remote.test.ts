@@ -65,6 +65,62 @@ async function tmpFiles(s: TestServer): Promise<string[]> {
 }
 
 describe('generic remote: fetch, cache, stream', () => {
+  it('a Range request on the first fetch gets 206 with just those bytes; the whole file is still cached', async () => {
+    const body = randomBytes(3 * 1024 * 1024 + 17);
+    let release!: () => void;
+    const held = new Promise<void>((r) => { release = r; });
+    await setup(async (req, res) => {
+      if (req.url === '/base/other.bin') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+        return void res.end(body);
+      }
+      if (req.url === '/base/chunked.bin') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no Content-Length: size unknown
+        return void res.end(body);
+      }
+      if (req.url !== '/base/big.bin') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+      res.write(body.subarray(0, 1024 * 1024));
+      await held; // the rest arrives only when the test says so
+      res.end(body.subarray(1024 * 1024));
+    });
+    const ranged = rawGet(`${srv!.url}/rem/big.bin`, { range: 'bytes=100-199' });
+    let done = false;
+    void ranged.then(() => { done = true; }, () => { done = true; });
+    await sleep(300);
+    // The range's bytes have arrived, but the fill has not finished and verified: not complete yet.
+    expect(done).toBe(false);
+    release();
+    const r = await ranged;
+    expect(r.status).toBe(206);
+    expect(r.headers['content-range']).toBe(`bytes 100-199/${body.length}`);
+    expect(r.headers['content-length']).toBe('100');
+    expect(r.headers['x-artifact-source']).toBe('remote');
+    expect(r.body.equals(body.subarray(100, 200))).toBe(true);
+
+    const tail = await rawGet(`${srv!.url}/rem/big.bin`, { range: 'bytes=-10' });
+    expect(tail.status).toBe(206);
+    expect(tail.headers['x-artifact-source']).toBe('cache');
+    expect(tail.body.equals(body.subarray(body.length - 10))).toBe(true);
+    const whole = await fetch(`${srv!.url}/rem/big.bin`);
+    expect(sha(Buffer.from(await whole.arrayBuffer()))).toBe(sha(body));
+    expect(up!.count('/base/big.bin')).toBe(1);
+
+    // Unknown length on a first fetch: the Range is ignored and the whole body comes with 200.
+    const unknown = await rawGet(`${srv!.url}/rem/chunked.bin`, { range: 'bytes=0-9' });
+    expect(unknown.status).toBe(200);
+    expect(unknown.headers['x-artifact-source']).toBe('remote');
+    expect(unknown.body.equals(body)).toBe(true);
+    // Out of range on a first fetch: 416, and the fill still lands.
+    const outside = await rawGet(`${srv!.url}/rem/other.bin`, { range: `bytes=${body.length + 5}-` });
+    expect(outside.status).toBe(416);
+    expect(outside.headers['content-range']).toBe(`bytes */${body.length}`);
+    await sleep(200);
+    const after = await fetch(`${srv!.url}/rem/other.bin`);
+    expect(after.headers.get('x-artifact-source')).toBe('cache');
+    expect(sha(Buffer.from(await after.arrayBuffer()))).toBe(sha(body));
+  });
+
   it('answers remote first, then cache, with the same bytes', async () => {
     const body = randomBytes(100_000);
     await setup(staticFiles({ '/base/dir/a.bin': body }));

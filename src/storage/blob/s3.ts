@@ -8,6 +8,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
+import { byteRange } from '../../lib/streams.js';
 import type { ByteRange } from '../../lib/range.js';
 import type { BlobStat, BlobStore, BlobWriter, Part, PartStore, Staged, StagingLeftover } from './types.js';
 
@@ -117,8 +118,7 @@ export class S3BlobStore implements BlobStore {
         body.destroy();
         throw new Error(`s3 answered range ${r.ContentRange} for bytes=${range.start}-${range.end}`);
       }
-      return slice(body, range.start - gotStart, want);
-      return body;
+      return byteRange(body, range.start - gotStart, want);
     } catch (err) {
       if (isNotFound(err)) throw new AppError('BLOB_UNKNOWN', `blob ${d} not in store`);
       throw err;
@@ -320,26 +320,4 @@ export class S3BlobStore implements BlobStore {
   async close(): Promise<void> {
     this.client.destroy();
   }
-}
-
-/** The `length` bytes at `start` of a stream that carries a whole object. */
-function slice(src: Readable, start: number, length: number): Readable {
-  return Readable.from((async function* () {
-    let pos = 0;
-    let left = length;
-    try {
-      for await (const c of src) {
-        const chunk = c as Buffer;
-        const from = Math.max(0, start - pos);
-        pos += chunk.length;
-        if (from >= chunk.length) continue;
-        const part = chunk.subarray(from, from + left);
-        left -= part.length;
-        yield part;
-        if (left === 0) return;
-      }
-    } finally {
-      src.destroy();
-    }
-  })(), { objectMode: false });
 }
