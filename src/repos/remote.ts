@@ -90,6 +90,19 @@ function discard(body: import('node:stream').Readable): void {
   body.destroy();
 }
 
+/** `p`, or an UPSTREAM_TIMEOUT error after `ms`. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new AppError('UPSTREAM_TIMEOUT', `upstream did not finish within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function isHtml(contentType: string | undefined): boolean {
   return !!contentType && /^\s*text\/html/i.test(contentType);
 }
@@ -115,6 +128,12 @@ export async function remoteFile(svc: Services, repo: RepoDef, ref: FileRef): Pr
   try {
     const s = await fill.started;
     if (s.kind === 'cached') return { rec: s.rec, source: s.fetched ? 'remote' : 'cache', servedBy: repo.name, size: s.rec.size };
+    if (rec) {
+      // Revalidating a cached copy: wait for the new body, so that an upstream that fails or stalls
+      // mid-body still falls back to the cached one, within upstream_timeout. The fill goes on.
+      const fresh = await within(fill.done, svc.repos.upstreamSettings(repo).upstreamTimeout);
+      return { rec: fresh, source: 'remote', servedBy: repo.name, size: fresh.size };
+    }
     const now = Date.now();
     const provisional: FileRec = {
       repo: repo.name, path: ref.path, digest: ref.expect?.digest ?? ('' as FileRec['digest']), size: s.length ?? -1,

@@ -309,7 +309,7 @@ describe('generic remote: upstream failures', () => {
     expect(await rows(srv!)).toBe(0);
   });
 
-  for (const mode of ['500', 'down', 'hang'] as const) {
+  for (const mode of ['500', 'down', 'hang', 'stall mid-body'] as const) {
     it(`stale mutable file past its TTL is served when the upstream fails (${mode}), fast, with X-Artifact-Stale and Age`, async () => {
       const doc = '{"v":1}';
       await setup(staticFiles({ '/base/meta/index.json': doc }, 'application/json'), { metadata_ttl: '300ms', upstream_timeout: '500ms' });
@@ -319,6 +319,12 @@ describe('generic remote: upstream failures', () => {
       await sleep(1100);
       if (mode === '500') up!.handle((_req, res) => void res.writeHead(500).end());
       if (mode === 'hang') up!.handle(() => {});
+      if (mode === 'stall mid-body') {
+        up!.handle((_req, res) => {
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+          res.write('{"v":'); // and nothing more
+        });
+      }
       if (mode === 'down') { await up!.close(); up = undefined; }
       const t0 = Date.now();
       const r = await fetch(`${srv!.url}/rem/meta/index.json`);
