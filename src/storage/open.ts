@@ -12,8 +12,6 @@ export interface Stores {
   meta: MetaStore;
   blob: BlobStore;
   coord: Coordinator;
-  /** Local scratch space (upload sessions, spools that must stay local). */
-  workDir: string;
   close(): Promise<void>;
 }
 
@@ -34,7 +32,6 @@ export async function openStores(config: Config): Promise<Stores> {
     meta: withFileCache(meta),
     blob,
     coord,
-    workDir: join(config.data_dir, 'work'),
     async close() {
       await coord.close?.();
       await blob.close?.();
@@ -64,7 +61,7 @@ async function openBlob(config: Config): Promise<BlobStore> {
     const { S3BlobStore } = await import('./blob/s3.js');
     return S3BlobStore.open({
       endpoint: s.endpoint, bucket: s.bucket, region: s.region, accessKey: s.access_key, secretKey: s.secret_key,
-      forcePathStyle: s.force_path_style, tempDir: join(config.data_dir, 'work', 's3-spool'),
+      forcePathStyle: s.force_path_style, tempDir: join(config.data_dir, 'work', 'tmp'),
     });
   }
   return FsBlobStore.open(config.storage.path);
