@@ -155,12 +155,7 @@ export function parseProjectPage(body: Buffer, pageUrl: string, project: string)
     files.push(f);
   };
   if (isJson(body)) {
-    let j: any;
-    try {
-      j = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw new AppError('UPSTREAM_FAILED', 'upstream project page is not valid JSON');
-    }
+    const j = upstreamJson(body, 'project page');
     for (const f of Array.isArray(j?.files) ? j.files : []) {
       if (typeof f?.url !== 'string') continue;
       const { url, hashes: fragHashes } = splitUrl(f.url, pageUrl);
@@ -196,15 +191,19 @@ export function parseProjectPage(body: Buffer, pageUrl: string, project: string)
   return { name: normalizeName(project), files };
 }
 
+/** An upstream JSON page; anything else is the upstream's failure. */
+function upstreamJson(body: Buffer, what: string): any {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new AppError('UPSTREAM_FAILED', `upstream ${what} is not valid JSON`);
+  }
+}
+
 /** The root listing from an upstream (JSON `projects[].name` or HTML anchors). */
 export function parseRootPage(body: Buffer): RootDoc {
   if (isJson(body)) {
-    let j: any;
-    try {
-      j = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw new AppError('UPSTREAM_FAILED', 'upstream root index is not valid JSON');
-    }
+    const j = upstreamJson(body, 'root index');
     return { projects: (Array.isArray(j?.projects) ? j.projects : []).map((p: any) => p?.name).filter((n: unknown) => typeof n === 'string') };
   }
   return { projects: anchors(body.toString('utf8')).map((a) => a.text).filter(Boolean) };

@@ -105,14 +105,19 @@ class FsParts implements PartStore {
   }
 
   async list(session: string): Promise<Part[]> {
+    return (await this.stats(session)).map((p) => p.part);
+  }
+
+  /** The session's parts with their modification times, in order. */
+  private async stats(session: string): Promise<{ part: Part; mtimeMs: number }[]> {
     const names = (await fsp.readdir(join(this.dir, session)).catch(() => [] as string[])).filter((n) => /^\d{16}$/.test(n)).sort();
-    const parts: Part[] = [];
+    const out: { part: Part; mtimeMs: number }[] = [];
     for (const n of names) {
       const file = join(this.dir, session, n);
       const st = await fsp.stat(file).catch(() => null);
-      if (st) parts.push({ offset: Number(n), size: st.size, staged: { file } });
+      if (st) out.push({ part: { offset: Number(n), size: st.size, staged: { file } }, mtimeMs: st.mtimeMs });
     }
-    return parts;
+    return out;
   }
 
   async read(p: Part): Promise<Readable> {
@@ -128,10 +133,9 @@ class FsParts implements PartStore {
     for (const session of await fsp.readdir(this.dir).catch(() => [] as string[])) {
       let changedAt = (await fsp.stat(join(this.dir, session)).catch(() => null))?.mtimeMs ?? 0;
       let bytes = 0;
-      for (const p of await this.list(session)) {
-        const st = await fsp.stat(localFile(p.staged)).catch(() => null);
-        changedAt = Math.max(changedAt, st?.mtimeMs ?? 0);
-        bytes += p.size;
+      for (const { part, mtimeMs } of await this.stats(session)) {
+        changedAt = Math.max(changedAt, mtimeMs);
+        bytes += part.size;
       }
       yield { session, changedAt, bytes };
     }

@@ -6,6 +6,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { randomUUID } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import { PassThrough, Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import { byteRange } from '../../lib/streams.js';
@@ -19,7 +20,7 @@ export interface S3Options {
   accessKey?: string;
   secretKey?: string;
   forcePathStyle: boolean;
-  /** Local temp space (remote-cache fills, which concurrent readers tail; docker upload sessions). */
+  /** Local temp space the interface asks for: this store writes nothing there itself (content goes to the bucket). */
   tempDir: string;
   /** Multipart part size (bytes); S3's minimum is 5 MiB. */
   partSize?: number;
@@ -216,28 +217,13 @@ export class S3BlobStore implements BlobStore {
   }
 
   private async upload(body: Readable, d: Digest): Promise<void> {
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: this.key(d), Body: body, ContentType: 'application/octet-stream' },
-      partSize: this.partSize,
-      queueSize: 1,
-      leavePartsOnError: false,
-    });
-    await upload.done();
+    await pipeline(body, this.uploadSink(this.key(d)));
   }
+
 
   /** Parts as objects sessions/<session>/<offset>: any instance sharing the bucket can go on with a session. */
   private partStore(): PartStore {
-    const self = this;
     const prefix = (session: string) => `${SESSIONS}${session}/`;
-    const objects = async function* (self: S3BlobStore, p: string) {
-      let token: string | undefined;
-      do {
-        const page = await self.client.send(new ListObjectsV2Command({ Bucket: self.bucket, Prefix: p, ContinuationToken: token }));
-        yield* page.Contents ?? [];
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
-    };
     return {
       open: async (session, offset) => {
         const key = `${prefix(session)}${String(offset).padStart(16, '0')}`;
@@ -245,9 +231,9 @@ export class S3BlobStore implements BlobStore {
       },
       list: async (session) => {
         const parts: Part[] = [];
-        for await (const o of objects(self, prefix(session))) {
-          const name = (o.Key ?? '').slice(prefix(session).length);
-          if (/^\d{16}$/.test(name)) parts.push({ offset: Number(name), size: Number(o.Size ?? 0), staged: { object: o.Key! } });
+        for await (const o of this.objects(prefix(session))) {
+          const name = o.key.slice(prefix(session).length);
+          if (/^\d{16}$/.test(name)) parts.push({ offset: Number(name), size: o.size, staged: { object: o.key } });
         }
         return parts.sort((a, b) => a.offset - b.offset);
       },
@@ -256,37 +242,19 @@ export class S3BlobStore implements BlobStore {
         return r.Body as Readable;
       },
       drop: async (session) => {
-        for await (const o of objects(self, prefix(session))) {
-          await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: o.Key! }));
-        }
+        for await (const o of this.objects(prefix(session))) await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: o.key }));
       },
-      sessions: async function* (this: void) {
-        // Keys sort by session, so one pass groups them.
-        let current: { session: string; changedAt: number; bytes: number } | undefined;
-        for await (const o of objects(self, SESSIONS)) {
-          const session = (o.Key ?? '').slice(SESSIONS.length).split('/')[0];
-          if (current && current.session !== session) yield current;
-          if (!current || current.session !== session) current = { session, changedAt: 0, bytes: 0 };
-          current.changedAt = Math.max(current.changedAt, o.LastModified?.getTime() ?? 0);
-          current.bytes += Number(o.Size ?? 0);
-        }
-        if (current) yield current;
-      },
+      sessions: () => bySession(this.objects(SESSIONS)),
     };
   }
 
   /** Staging objects and unfinished multipart uploads of killed processes. */
   async *sweepStaging(before: number, dryRun: boolean): AsyncIterable<StagingLeftover> {
-    let token: string | undefined;
-    do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: STAGING, ContinuationToken: token }));
-      for (const o of page.Contents ?? []) {
-        if (!o.Key || (o.LastModified?.getTime() ?? 0) >= before) continue;
-        if (!dryRun) await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: o.Key }));
-        yield { name: `s3://${this.bucket}/${o.Key}`, bytes: Number(o.Size ?? 0) };
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+    for await (const o of this.objects(STAGING)) {
+      if (o.modified.getTime() >= before) continue;
+      if (!dryRun) await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: o.key }));
+      yield { name: `s3://${this.bucket}/${o.key}`, bytes: o.size };
+    }
     let uploads;
     try {
       uploads = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket }));
@@ -305,13 +273,19 @@ export class S3BlobStore implements BlobStore {
   }
 
   async *list(): AsyncIterable<BlobStat> {
+    for await (const o of this.objects('sha256/')) {
+      const hex = o.key.split('/').pop() ?? '';
+      if (isDigest(`sha256:${hex}`)) yield { digest: digestFromHex(hex), size: o.size, createdAt: o.modified };
+    }
+  }
+
+  /** Every object under `prefix`, page by page. */
+  private async *objects(prefix: string): AsyncIterable<{ key: string; size: number; modified: Date }> {
     let token: string | undefined;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: 'sha256/', ContinuationToken: token }));
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
       for (const o of page.Contents ?? []) {
-        const hex = (o.Key ?? '').split('/').pop() ?? '';
-        if (!isDigest(`sha256:${hex}`)) continue;
-        yield { digest: digestFromHex(hex), size: Number(o.Size ?? 0), createdAt: o.LastModified ?? new Date(0) };
+        if (o.Key) yield { key: o.Key, size: Number(o.Size ?? 0), modified: o.LastModified ?? new Date(0) };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
@@ -320,4 +294,19 @@ export class S3BlobStore implements BlobStore {
   async close(): Promise<void> {
     this.client.destroy();
   }
+}
+
+/** Session part objects (sessions/<id>/<offset>), which list in key order, grouped by session. */
+async function* bySession(objects: AsyncIterable<{ key: string; size: number; modified: Date }>) {
+  let current: { session: string; changedAt: number; bytes: number } | undefined;
+  for await (const o of objects) {
+    const session = o.key.slice(SESSIONS.length).split('/')[0];
+    if (current?.session !== session) {
+      if (current) yield current;
+      current = { session, changedAt: 0, bytes: 0 };
+    }
+    current.changedAt = Math.max(current.changedAt, o.modified.getTime());
+    current.bytes += o.size;
+  }
+  if (current) yield current;
 }
