@@ -113,6 +113,17 @@ for (const f of factories) {
       expect((await collect(store.files.list('r', 'nothing/'))).length).toBe(0);
     });
 
+    it('lists a prefix exactly at its edges, non-ASCII included', async () => {
+      const paths = ['é/1', 'é0', 'éa/2', 'ê/3', 'z\u{10FFFF}/4', 'z\u{10FFFF}', '\u{1F600}/x', '\u{1F601}', 'ab', 'ab/c', 'ac'];
+      await store.tx(async (m) => { for (const p of paths) await m.files.put(file('r', p)); });
+      const list = async (prefix: string) => (await collect(store.files.list('r', prefix))).map((x) => x.path);
+      expect(await list('é')).toEqual(['é/1', 'é0', 'éa/2']);
+      expect(await list('é/')).toEqual(['é/1']);
+      expect(await list('\u{1F600}')).toEqual(['\u{1F600}/x']);
+      expect(await list('z\u{10FFFF}')).toEqual(['z\u{10FFFF}', 'z\u{10FFFF}/4']);
+      expect(await list('ab')).toEqual(['ab', 'ab/c']);
+    });
+
     it('finds files by digest, sums sizes, orders by last access and touches in batches', async () => {
       await store.files.put(file('r', 'a', { digest: d('x'), size: 10, lastAccess: 300 }));
       await store.files.put(file('r', 'b', { digest: d('x'), size: 20, lastAccess: 100 }));

@@ -53,4 +53,12 @@ CREATE TABLE upload_sessions (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'files_path_byte_order',
+    // Postgres pages file listings in byte order (COLLATE "C"); the primary key follows the
+    // database collation, so prefix ranges need their own index. SQLite's key is already in byte order.
+    sql: 'SELECT 1;',
+    postgres: 'CREATE INDEX files_repo_path_c ON files (repo, path COLLATE "C");',
+  },
 ];

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Digest } from '../../lib/digest.js';
 import { migrations } from './migrations.js';
-import { blobFromRow, fileFromRow, fileToParams, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
+import { blobFromRow, fileFromRow, fileToParams, prefixEnd, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
 import type { BlobRec, FileRec, MetaStore, RepoDef, UploadSession } from './types.js';
 
 type Querier = { query: (text: string, values?: unknown[]) => Promise<pg.QueryResult<Row>> };
@@ -29,7 +29,10 @@ const SQL = {
   fileDel: 'DELETE FROM files WHERE repo = $1 AND path = $2',
   fileDelRepo: 'DELETE FROM files WHERE repo = $1',
   // COLLATE "C": byte order, the same order SQLite's BINARY collation gives, so paging by `path > $n` is exact.
-  filePage: `SELECT * FROM files WHERE repo = $1 AND left(path, char_length($2::text)) = $2::text AND path COLLATE "C" > $3::text
+  // Prefix as a range on the files_repo_path_c index (migration 2), never a function of path.
+  filePage: `SELECT * FROM files WHERE repo = $1 AND path COLLATE "C" >= $2::text AND path COLLATE "C" < $3::text
+    ORDER BY path COLLATE "C" LIMIT $4`,
+  filePageAfter: `SELECT * FROM files WHERE repo = $1 AND path COLLATE "C" > $2::text AND path COLLATE "C" < $3::text
     ORDER BY path COLLATE "C" LIMIT $4`,
   fileByDigest: 'SELECT * FROM files WHERE digest = $1',
   fileTouch: 'UPDATE files SET last_access = $1 WHERE repo = $2 AND path = $3 AND last_access < $1',
@@ -188,9 +191,10 @@ export class PostgresMetaStore implements MetaStore {
   }
 
   private async *iterateFiles(repo: string, prefix: string): AsyncIterable<FileRec> {
+    const end = prefixEnd(prefix);
     let after = '';
     for (;;) {
-      const rows = await this.rows(SQL.filePage, [repo, prefix, after, 500]);
+      const rows = await this.rows(after ? SQL.filePageAfter : SQL.filePage, [repo, after || prefix, end, 500]);
       for (const r of rows) yield fileFromRow(r);
       if (rows.length < 500) return;
       after = rows[rows.length - 1].path as string;

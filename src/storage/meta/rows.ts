@@ -49,3 +49,19 @@ export function blobFromRow(r: Row): BlobRec {
   return { digest: r.digest as Digest, size: Number(r.size), lastTouched: Number(r.last_touched) };
 }
 
+
+/**
+ * The least string above every string that starts with `prefix` (no prefix: above every path).
+ * A prefix listing is then the key range [prefix, prefixEnd) with one bound on each side, so the
+ * planner seeks the (repo, path) index instead of filtering a function of path. Code point
+ * order throughout: SQLite's BINARY collation and Postgres' "C" agree on it.
+ */
+export function prefixEnd(prefix: string): string {
+  const points = Array.from(prefix, (c) => c.codePointAt(0)!);
+  while (points.length > 0) {
+    let last = points.pop()! + 1;
+    if (last >= 0xd800 && last <= 0xdfff) last = 0xe000;
+    if (last <= 0x10ffff) return String.fromCodePoint(...points, last);
+  }
+  return String.fromCodePoint(0x10ffff).repeat(8);
+}

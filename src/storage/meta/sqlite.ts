@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import type { Digest } from '../../lib/digest.js';
 import { migrations } from './migrations.js';
 import { keysetPages } from './paging.js';
-import { blobFromRow, fileFromRow, fileToParams, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
+import { blobFromRow, fileFromRow, fileToParams, prefixEnd, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
 import type { BlobRec, FileRec, MetaStore, RepoDef, UploadSession } from './types.js';
 
 
@@ -126,7 +126,8 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   private iterateFiles(repo: string, prefix: string): AsyncIterable<FileRec> {
-    return keysetPages((after, n) => (this.s.filePage.all(repo, prefix, prefix, after, n) as Row[]).map(fileFromRow), (f) => f.path);
+    const end = prefixEnd(prefix);
+    return keysetPages((after, n) => ((after ? this.s.filePageAfter.all(repo, after, end, n) : this.s.filePage.all(repo, prefix, end, n)) as Row[]).map(fileFromRow), (f) => f.path);
   }
 
   private iterateBlobs(): AsyncIterable<BlobRec> {
@@ -169,7 +170,9 @@ function prepare(db: Database.Database) {
       fetched_at = excluded.fetched_at, last_access = excluded.last_access, meta = excluded.meta`),
     fileDel: db.prepare('DELETE FROM files WHERE repo = ? AND path = ?'),
     fileDelRepo: db.prepare('DELETE FROM files WHERE repo = ?'),
-    filePage: db.prepare(`SELECT * FROM files WHERE repo = ? AND substr(path, 1, length(?)) = ? AND path > ? ORDER BY path LIMIT ?`),
+    // A range on the (repo, path) key, never a function of path: that would scan the whole repo.
+    filePage: db.prepare('SELECT * FROM files WHERE repo = ? AND path >= ? AND path < ? ORDER BY path LIMIT ?'),
+    filePageAfter: db.prepare('SELECT * FROM files WHERE repo = ? AND path > ? AND path < ? ORDER BY path LIMIT ?'),
     fileByDigest: db.prepare('SELECT * FROM files WHERE digest = ?'),
     fileTouch: db.prepare('UPDATE files SET last_access = ? WHERE repo = ? AND path = ? AND last_access < ?'),
     fileTotal: db.prepare('SELECT SUM(size) AS total FROM files WHERE repo = ?'),
