@@ -1,12 +1,14 @@
 import type { FormatHandler } from './types.js';
 import { docker } from './docker/index.js';
 import { generic } from './generic/index.js';
+import { helm } from './helm/index.js';
 import { npm } from './npm/index.js';
 import { pypi } from './pypi/index.js';
 
 /** The formats this build serves. Adding one is a folder and a line here. */
 export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
   generic,
+  helm,
   docker,
   npm,
   pypi,

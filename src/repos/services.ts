@@ -3,6 +3,7 @@ import type { Config } from '../config/schema.js';
 import type { Stores } from '../storage/open.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import type { AccessLog, Fills, NegativeCache } from './remote.js';
+import type { DerivedDocs } from './derived.js';
 import type { RepoRegistry } from './registry.js';
 
 /** Everything a format or kind resolver needs, built once by server/listen.ts (or a test). */
@@ -13,5 +14,7 @@ export interface Services extends Stores {
   fills: Fills;
   negative: NegativeCache;
   access: AccessLog;
+  /** Documents derived on write (helm index.yaml). */
+  derived: DerivedDocs;
   log: FastifyBaseLogger;
 }

@@ -1,6 +1,7 @@
 import pino from 'pino';
 import type { Config } from '../config/schema.js';
 import { AccessLog, Fills, NegativeCache } from '../repos/remote.js';
+import { DerivedDocs } from '../repos/derived.js';
 import { RepoRegistry } from '../repos/registry.js';
 import type { Services } from '../repos/services.js';
 import { FORMAT_HANDLERS } from '../formats/index.js';
@@ -30,6 +31,7 @@ export async function createServices(config: Config, log = createLogger(config))
     fills: new Fills(stores.blob),
     negative: new NegativeCache(),
     access,
+    derived: new DerivedDocs(),
     log: log as unknown as Services['log'],
     async close() {
       await access.flush();

@@ -1,0 +1,165 @@
+import semver from 'semver';
+import YAML from 'yaml';
+import { AppError } from '../../lib/errors.js';
+import type { DerivedDoc } from '../../repos/derived.js';
+import type { DocSource } from '../../repos/resolve.js';
+import type { Services } from '../../repos/services.js';
+import type { RepoDef } from '../../storage/meta/types.js';
+import { chartFileName, chartMeta, type ChartMeta } from './chart.js';
+
+/** One chart version as an index lists it, with where it came from. */
+export interface Entry {
+  meta: ChartMeta;
+  /** File name under the repo: `<name>-<version>.tgz`. */
+  file: string;
+  /** sha256 hex of the package. */
+  digest?: string;
+  created?: string;
+  /** Remote: the URL the upstream lists (absolute, or relative to the upstream's index). */
+  upstreamUrl?: string;
+  /** Published in a local repo (for the shadowing rule, through nested virtual repos too). */
+  local: boolean;
+  /** Virtual: the member that listed it, which serves the package. */
+  member?: string;
+}
+
+/** Parsed index: chart name -> versions, newest first. */
+export type HelmIndex = Map<string, Entry[]>;
+
+export const INDEX_PATH = 'index.yaml';
+export const INDEX_TYPE = 'application/x-yaml';
+
+function byVersionDesc(a: Entry, b: Entry): number {
+  return semver.rcompare(a.meta.version, b.meta.version);
+}
+
+function add(index: HelmIndex, e: Entry): void {
+  const list = index.get(e.meta.name);
+  if (list) list.push(e);
+  else index.set(e.meta.name, [e]);
+}
+
+function sorted(index: HelmIndex): HelmIndex {
+  const out: HelmIndex = new Map();
+  for (const name of [...index.keys()].sort()) out.set(name, index.get(name)!.sort(byVersionDesc));
+  return out;
+}
+
+/** A local repo's charts, from the rows written at upload. */
+export async function localIndex(svc: Services, repo: RepoDef): Promise<HelmIndex> {
+  const index: HelmIndex = new Map();
+  for await (const f of svc.meta.files.list(repo.name)) {
+    const chart = f.meta?.kind === 'chart' ? (f.meta.chart as ChartMeta) : undefined;
+    if (!chart) continue;
+    add(index, { meta: chart, file: f.path, digest: f.digest.slice(7), created: new Date(f.fetchedAt).toISOString(), local: true });
+  }
+  return sorted(index);
+}
+
+/** An upstream's index.yaml; entries that helm itself would reject are dropped, not fatal. */
+export function parseUpstreamIndex(body: Buffer, what: string): HelmIndex {
+  let doc: unknown;
+  try {
+    doc = YAML.parse(body.toString('utf8'), { maxAliasCount: 1000 });
+  } catch (err) {
+    throw new AppError('UPSTREAM_FAILED', `${what}: index.yaml is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const entries = (doc as { entries?: unknown })?.entries;
+  if (!entries || typeof entries !== 'object') throw new AppError('UPSTREAM_FAILED', `${what}: index.yaml has no entries`);
+  const index: HelmIndex = new Map();
+  for (const versions of Object.values(entries as Record<string, unknown>)) {
+    if (!Array.isArray(versions)) continue;
+    for (const v of versions as Record<string, unknown>[]) {
+      let meta: ChartMeta;
+      try {
+        meta = chartMeta({ apiVersion: 'v1', ...v }, what);
+      } catch {
+        continue;
+      }
+      const urls = Array.isArray(v.urls) ? v.urls.filter((u): u is string => typeof u === 'string') : [];
+      if (urls.length === 0) continue;
+      add(index, {
+        meta, file: chartFileName(meta.name, meta.version), upstreamUrl: urls[0], local: false,
+        digest: typeof v.digest === 'string' && /^[a-f0-9]{64}$/.test(v.digest) ? v.digest : undefined,
+        created: typeof v.created === 'string' ? v.created : v.created instanceof Date ? v.created.toISOString() : undefined,
+      });
+    }
+  }
+  return sorted(index);
+}
+
+/**
+ * Member indexes in member order. The first member listing a name+version wins; a chart name
+ * that a local repo publishes anywhere below this virtual repo hides every non-local version of
+ * that name (dependency confusion), unless `allow_shadowed` lists it.
+ */
+export function mergeIndexes(repo: RepoDef, parts: { member: RepoDef; doc: HelmIndex }[]): HelmIndex {
+  const allowed = new Set((repo.options.allow_shadowed as string[] | undefined) ?? []);
+  const owned = new Set<string>();
+  for (const p of parts) for (const [name, list] of p.doc) if (list.some((e) => e.local)) owned.add(name);
+  const merged: HelmIndex = new Map();
+  const seen = new Set<string>();
+  for (const p of parts) {
+    for (const [name, list] of p.doc) {
+      for (const e of list) {
+        if (!e.local && owned.has(name) && !allowed.has(name)) continue;
+        const key = `${name}\0${e.meta.version}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        add(merged, { ...e, member: p.member.name });
+      }
+    }
+  }
+  return sorted(merged);
+}
+
+export function findEntry(index: HelmIndex, file: string): Entry | undefined {
+  for (const list of index.values()) for (const e of list) if (e.file === file) return e;
+  return undefined;
+}
+
+/**
+ * index.yaml as helm reads it. `urlOf` writes each package's URL (relative for a local repo's
+ * stored index, absolute to this server for rendered ones); `generated` is the newest entry's
+ * time, so the same charts always render the same bytes.
+ */
+export function renderIndex(index: HelmIndex, urlOf: (e: Entry) => string): string {
+  const entries: Record<string, unknown[]> = {};
+  let generated = '1970-01-01T00:00:00.000Z';
+  for (const [name, list] of index) {
+    entries[name] = list.map((e) => {
+      if (e.created && e.created > generated) generated = e.created;
+      return { ...e.meta, ...(e.created ? { created: e.created } : {}), ...(e.digest ? { digest: e.digest } : {}), urls: [urlOf(e)] };
+    });
+  }
+  return YAML.stringify({ apiVersion: 'v1', entries, generated }, { lineWidth: 0 });
+}
+
+/**
+ * `serverInfo.contextPath` tells `helm cm-push` where the repo's ChartMuseum API is (it posts
+ * to `<contextPath>/api/charts`). It depends on the request's base URL, so it is appended when
+ * serving rather than stored; a top-level key after the document's last line is still YAML.
+ */
+export function withServerInfo(body: string, repoUrl: string): string {
+  return `${body}serverInfo:\n  contextPath: ${JSON.stringify(new URL(repoUrl).pathname)}\n`;
+}
+
+/** The index a local repo keeps up to date on every write (repos/derived.ts). */
+export const localIndexDoc: DerivedDoc = {
+  path: INDEX_PATH,
+  contentType: INDEX_TYPE,
+  async render(svc, repo) {
+    return Buffer.from(renderIndex(await localIndex(svc, repo), (e) => e.file));
+  },
+};
+
+/** How each kind builds a repo's index (see repos/resolve.ts). */
+export function indexSource(svc: Services): DocSource<HelmIndex> {
+  return {
+    ref: { path: INDEX_PATH, mutable: true, contentType: INDEX_TYPE },
+    maxBytes: Math.max(svc.config.limits.metadata_body, 64 * 1024 * 1024),
+    local: (repo) => localIndex(svc, repo),
+    parseUpstream: (repo, body) => parseUpstreamIndex(body, `upstream of ${repo.name}`),
+    merge: mergeIndexes,
+  };
+}
