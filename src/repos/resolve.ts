@@ -36,6 +36,11 @@ export interface DocSource<T> {
   packageName?: string;
   /** Cap on the stored upstream original (default limits.metadata_body): npm packuments of busy packages run to tens of MiB. */
   maxBytes?: number;
+  /**
+   * Remote repos: keep parsed upstream originals in `svc.parsedDocs` under this name, keyed by the
+   * stored blob's digest, so a large index is parsed once per upstream change, not per request.
+   */
+  cacheAs?: string;
   /** Local repos: build from stored rows (null: not found). */
   local(repo: RepoDef): Promise<T | null>;
   /** Remote repos: parse the stored upstream original. */
@@ -60,8 +65,15 @@ export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource
     }
     case 'remote': {
       const served = await remoteFile(svc, repo, { mutable: true, ...src.ref });
-      const body = await readCapped(svc, served, src.maxBytes);
-      return { doc: src.parseUpstream(repo, body), source: served.source, servedBy: repo.name, staleAge: served.staleAge };
+      const key = src.cacheAs && !served.body ? `${src.cacheAs}:${repo.name}:${served.rec.digest}` : undefined;
+      let doc = key ? (svc.parsedDocs.get(key) as T | undefined) : undefined;
+      if (doc === undefined) {
+        const body = await readCapped(svc, served, src.maxBytes);
+        doc = src.parseUpstream(repo, body);
+        // Parsed objects outweigh their source: count them at twice its size.
+        if (key) svc.parsedDocs.set(key, doc, body.length * 2);
+      }
+      return { doc, source: served.source, servedBy: repo.name, staleAge: served.staleAge };
     }
     case 'virtual': {
       const parts = await allMembers(svc, repo, depth + 1, (m) => resolveDoc(svc, m, src, depth + 1));

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config/schema.js';
+import type { Lru } from '../lib/lru.js';
 import type { Stores } from '../storage/open.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import type { AccessLog, Fills, NegativeCache } from './remote.js';
@@ -14,6 +15,8 @@ export interface Services extends Stores {
   fills: Fills;
   negative: NegativeCache;
   access: AccessLog;
+  /** Parsed upstream documents by blob digest (DocSource.cacheAs), bounded by weight. */
+  parsedDocs: Lru<unknown>;
   /** Documents derived on write (helm index.yaml). */
   derived: DerivedDocs;
   log: FastifyBaseLogger;

@@ -1,6 +1,7 @@
 import pino from 'pino';
 import type { Config } from '../config/schema.js';
 import { AccessLog, Fills, NegativeCache } from '../repos/remote.js';
+import { Lru } from '../lib/lru.js';
 import { DerivedDocs } from '../repos/derived.js';
 import { RepoRegistry } from '../repos/registry.js';
 import type { Services } from '../repos/services.js';
@@ -17,6 +18,9 @@ export function createLogger(config: Config, destination?: pino.DestinationStrea
   }, destination ?? pino.destination({ dest: 1, sync: false, minLength: 8192, periodicFlush: 1000 }));
 }
 
+/** Weight budget of parsed upstream documents: a 16 MiB index still fits (one entry may take a quarter). */
+const PARSED_DOCS_BUDGET = 128 * 1024 * 1024;
+
 /** Opens the stores and everything built on them; applies repos declared in the config file. */
 export async function createServices(config: Config, log = createLogger(config)): Promise<Services> {
   const stores = await openStores(config);
@@ -32,6 +36,7 @@ export async function createServices(config: Config, log = createLogger(config))
     negative: new NegativeCache(),
     access,
     derived: new DerivedDocs(),
+    parsedDocs: new Lru<unknown>(PARSED_DOCS_BUDGET),
     log: log as unknown as Services['log'],
     async close() {
       await access.flush();

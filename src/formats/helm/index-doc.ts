@@ -157,6 +157,7 @@ export const localIndexDoc: DerivedDoc = {
 export function indexSource(svc: Services): DocSource<HelmIndex> {
   return {
     ref: { path: INDEX_PATH, mutable: true, contentType: INDEX_TYPE },
+    cacheAs: 'helm-index',
     maxBytes: Math.max(svc.config.limits.metadata_body, 64 * 1024 * 1024),
     local: (repo) => localIndex(svc, repo),
     parseUpstream: (repo, body) => parseUpstreamIndex(body, `upstream of ${repo.name}`),
