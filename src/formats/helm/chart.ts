@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
 import semver from 'semver';
-import YAML from 'yaml';
 import { AppError } from '../../lib/errors.js';
 import { readTgzEntries } from '../../lib/tgz.js';
+import { parseYaml } from '../../lib/yaml.js';
 
 /** Chart.yaml fields an index entry carries (what helm reads from index.yaml), in helm's order. */
 export const ENTRY_FIELDS = [
@@ -50,11 +50,5 @@ export async function readChartYaml(src: Readable, what: string): Promise<ChartM
   const found = await readTgzEntries(src, isChartYaml, { what, limits: { maxEntryBytes: CHART_YAML_CAP }, stopWhen: (f) => f.size > 0 });
   const [entry] = found;
   if (!entry) throw new AppError('BAD_REQUEST', `${what} has no <chart>/Chart.yaml`);
-  let doc: unknown;
-  try {
-    doc = YAML.parse(entry[1].toString('utf8'), { maxAliasCount: 100 });
-  } catch (err) {
-    throw new AppError('BAD_REQUEST', `${what}: Chart.yaml is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
-  }
-  return chartMeta(doc, what);
+  return chartMeta(parseYaml(entry[1].toString('utf8'), `${what}: Chart.yaml`), what);
 }

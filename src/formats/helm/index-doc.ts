@@ -1,6 +1,6 @@
 import semver from 'semver';
-import YAML from 'yaml';
 import { AppError } from '../../lib/errors.js';
+import { parseYaml, yamlValue } from '../../lib/yaml.js';
 import type { DerivedDoc } from '../../repos/derived.js';
 import type { DocSource } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
@@ -58,12 +58,7 @@ export async function localIndex(svc: Services, repo: RepoDef): Promise<HelmInde
 
 /** An upstream's index.yaml; entries that helm itself would reject are dropped, not fatal. */
 export function parseUpstreamIndex(body: Buffer, what: string): HelmIndex {
-  let doc: unknown;
-  try {
-    doc = YAML.parse(body.toString('utf8'), { maxAliasCount: 1000 });
-  } catch (err) {
-    throw new AppError('UPSTREAM_FAILED', `${what}: index.yaml is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
-  }
+  const doc = parseYaml(body.toString('utf8'), `${what}: index.yaml`, { code: 'UPSTREAM_FAILED' });
   const entries = (doc as { entries?: unknown })?.entries;
   if (!entries || typeof entries !== 'object') throw new AppError('UPSTREAM_FAILED', `${what}: index.yaml has no entries`);
   const index: HelmIndex = new Map();
@@ -81,7 +76,7 @@ export function parseUpstreamIndex(body: Buffer, what: string): HelmIndex {
       add(index, {
         meta, file: chartFileName(meta.name, meta.version), upstreamUrl: urls[0], local: false,
         digest: typeof v.digest === 'string' && /^[a-f0-9]{64}$/.test(v.digest) ? v.digest : undefined,
-        created: typeof v.created === 'string' ? v.created : v.created instanceof Date ? v.created.toISOString() : undefined,
+        created: typeof v.created === 'string' ? v.created : undefined,
       });
     }
   }
@@ -124,15 +119,24 @@ export function findEntry(index: HelmIndex, file: string): Entry | undefined {
  * time, so the same charts always render the same bytes.
  */
 export function renderIndex(index: HelmIndex, urlOf: (e: Entry) => string): string {
-  const entries: Record<string, unknown[]> = {};
+  const out = ['apiVersion: v1', 'entries:'];
   let generated = '1970-01-01T00:00:00.000Z';
   for (const [name, list] of index) {
-    entries[name] = list.map((e) => {
+    out.push(`  ${yamlValue(name)}:`);
+    for (const e of list) {
       if (e.created && e.created > generated) generated = e.created;
-      return { ...e.meta, ...(e.created ? { created: e.created } : {}), ...(e.digest ? { digest: e.digest } : {}), urls: [urlOf(e)] };
-    });
+      const fields: [string, unknown][] = [...Object.entries(e.meta), ['created', e.created], ['digest', e.digest], ['urls', [urlOf(e)]]];
+      let first = true;
+      for (const [k, v] of fields) {
+        if (v === undefined) continue;
+        out.push(`${first ? '  - ' : '    '}${k}: ${yamlValue(v)}`);
+        first = false;
+      }
+    }
   }
-  return YAML.stringify({ apiVersion: 'v1', entries, generated }, { lineWidth: 0 });
+  if (index.size === 0) out[1] = 'entries: {}';
+  out.push(`generated: ${yamlValue(generated)}`, '');
+  return out.join('\n');
 }
 
 /**

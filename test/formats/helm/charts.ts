@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
-import YAML from 'yaml';
+import jsyaml from 'js-yaml';
 
 export const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -10,7 +10,7 @@ export async function chartTgz(chart: Record<string, unknown>, o: { dir?: string
   const dir = o.dir ?? String(chart.name);
   const pack = tar.pack();
   const files: Record<string, string> = {
-    [`${dir}/Chart.yaml`]: YAML.stringify(chart),
+    [`${dir}/Chart.yaml`]: jsyaml.dump(chart),
     [`${dir}/values.yaml`]: 'replicas: 1\n',
     [`${dir}/templates/deployment.yaml`]: 'kind: Deployment\n',
     ...o.extra,
@@ -40,7 +40,7 @@ export const HELM_HEADERS = { 'user-agent': 'Helm/3.14.0' };
 export async function getIndex(repoUrl: string, headers: Record<string, string> = {}) {
   const res = await fetch(`${repoUrl}/index.yaml`, { headers: { ...HELM_HEADERS, ...headers } });
   const text = await res.text();
-  return { res, text, doc: res.status === 200 ? YAML.parse(text) : undefined };
+  return { res, text, doc: res.status === 200 ? jsyaml.load(text) : undefined };
 }
 
 /** `helm cm-push`: fetch index.yaml for serverInfo.contextPath, then POST <contextPath>/api/charts. */

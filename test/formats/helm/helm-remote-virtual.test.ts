@@ -1,4 +1,4 @@
-import YAML from 'yaml';
+import jsyaml from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { startUpstream, type FakeUpstream } from '../../helpers/upstream.js';
@@ -38,7 +38,7 @@ beforeAll(async () => {
   files['/charts/packages/corp-lib-9.9.9.tgz'] = corp;
   assetFiles['/releases/download/db-2.0.0/db-2.0.0.tgz'] = db;
   assetFiles['/evil.tgz'] = tampered;
-  upstreamIndex = YAML.stringify({
+  upstreamIndex = jsyaml.dump({
     apiVersion: 'v1',
     entries: {
       web: [{ ...chart('web', '1.0.0'), digest: sha256hex(web), urls: ['web-1.0.0.tgz'], created: '2024-01-01T00:00:00Z' }],
