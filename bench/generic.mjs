@@ -4,7 +4,7 @@
 // started by PID. Needs: nginx, wrk, curl on PATH, and a built dist/ (`npx tsc -p .`).
 //
 //   node bench/generic.mjs                 # everything
-//   node bench/generic.mjs small big       # only some: small | big | cold | rss | rss-s3
+//   node bench/generic.mjs small big       # only some: small | big | cold | rss | rss-s3 | helm (helm runs only when named)
 //   (rss-s3: the RSS test with [storage] type = "s3" against s3rver, also sampling the data dir's peak size)
 //   BENCH_SECONDS=10 NGINX_WORKERS=1 node bench/generic.mjs
 //
@@ -309,6 +309,51 @@ async function rss(storage = 'fs') {
   if (s3) await stop(s3.p);
 }
 
+// helm: a burst of chart uploads into a local repo (index.yaml derived on write), then GET of the
+// index of HELM_VERSIONS versions against nginx serving the same bytes from a file.
+async function helmIndex() {
+  const { default: tar } = await import('tar-stream');
+  const { gzipSync } = await import('node:zlib');
+  const versions = Number(process.env.HELM_VERSIONS ?? 10_000);
+  const chartTgz = async (name, version) => {
+    const pack = tar.pack();
+    pack.entry({ name: `${name}/Chart.yaml` }, `apiVersion: v2\nname: ${name}\nversion: ${version}\ndescription: bench chart\n`);
+    pack.finalize();
+    const chunks = [];
+    for await (const c of pack) chunks.push(c);
+    return gzipSync(Buffer.concat(chunks));
+  };
+  const a = await startArtifactapi('helm');
+  await addRepo(a.url, { name: 'charts', format: 'helm', kind: 'local' });
+  const names = Array.from({ length: versions }, (_, i) => [`chart${i % 100}`, `1.${Math.floor(i / 100)}.0`]);
+  const t0 = Date.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    while (next < names.length) {
+      const [name, version] = names[next++];
+      const r = await fetch(`${a.url}/charts/${name}-${version}.tgz`, { method: 'PUT', body: await chartTgz(name, version) });
+      if (r.status !== 201) throw new Error(`helm upload: ${r.status} ${await r.text()}`);
+    }
+  }));
+  const burst = (Date.now() - t0) / 1000;
+  const index = Buffer.from(await (await fetch(`${a.url}/charts/index.yaml`)).arrayBuffer());
+  const listed = (index.toString().match(/^  - /gm) ?? []).length;
+  if (listed !== versions) throw new Error(`index.yaml lists ${listed} versions, expected ${versions}`);
+  record(`helm: ${versions} chart uploads (32 at a time) until index.yaml lists them all`, burst, NaN, 's', Infinity, false);
+  const files = join(work, 'helm');
+  mkdirSync(files, { recursive: true });
+  writeFileSync(join(files, 'index.yaml'), index);
+  const ngx = await startNginx('helm', `location / { root ${files}; }`);
+  const nIndex = wrk(`${ngx.url}/index.yaml`, { threads: 1, conns: 8 });
+  await stop(ngx.p);
+  const ours = wrk(`${a.url}/charts/index.yaml`, { threads: 1, conns: 8 });
+  // wrk runs synchronously: read the high-water mark afterwards instead of sampling.
+  const max = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${a.p.pid}/status`, 'utf8'))?.[1]) / 1024;
+  record(`helm: GET index.yaml of ${versions} versions (${(index.length / 1024 ** 2).toFixed(1)} MiB) req/s`, ours.rps, nIndex.rps, 'req/s', 0.3);
+  record('helm: peak server RSS (uploads and GETs)', max, NaN, 'MB', 300, false);
+  await stop(a.p);
+}
+
 try {
   writeFileSync(join(work, 'none.toml'), '');
   execFileSync('node', ['-e', `require('fs').statSync(${JSON.stringify(join(ROOT, 'dist/cli/main.js'))})`]);
@@ -317,6 +362,7 @@ try {
   if (want('cold')) await remoteCold();
   if (want('rss')) await rss();
   if (want('rss-s3')) await rss('s3');
+  if (only.includes('helm')) await helmIndex();
   console.log('\n| measure | artifactapi | nginx | ratio | target | ok |\n| --- | --- | --- | --- | --- | --- |');
   for (const r of results) {
     console.log(`| ${r.name} | ${fmt(r.ours, r.unit)} | ${Number.isNaN(r.nginx) ? '-' : fmt(r.nginx, r.unit)} | ${Number.isNaN(r.ratio) ? '-' : r.ratio.toFixed(2)} | ${r.target} | ${r.ok ? 'yes' : 'NO'} |`);

@@ -140,20 +140,25 @@ export function renderIndex(index: HelmIndex, urlOf: (e: Entry) => string): stri
 }
 
 /**
- * `serverInfo.contextPath` tells `helm cm-push` where the repo's ChartMuseum API is (it posts
- * to `<contextPath>/api/charts`). It depends on the request's base URL, so it is appended when
- * serving rather than stored; a top-level key after the document's last line is still YAML.
+ * `serverInfo.contextPath` tells `helm cm-push` where the repo's ChartMuseum API is (it posts to
+ * `<contextPath>/api/charts`): the repo's path under `public_url`, or under the host root. A
+ * top-level key after the document's last line is still YAML.
  */
-export function withServerInfo(body: string, repoUrl: string): string {
-  return `${body}serverInfo:\n  contextPath: ${JSON.stringify(new URL(repoUrl).pathname)}\n`;
+export function withServerInfo(body: string, repoPath: string): string {
+  return `${body}serverInfo:\n  contextPath: ${yamlValue(repoPath)}\n`;
 }
 
-/** The index a local repo keeps up to date on every write (repos/derived.ts). */
+export function repoPath(svc: Services, repo: RepoDef): string {
+  const base = svc.config.public_url ? new URL(svc.config.public_url).pathname.replace(/\/+$/, '') : '';
+  return `${base}/${repo.name}`;
+}
+
+/** The index a local repo keeps up to date on every write (repos/derived.ts), served as a stored file. */
 export const localIndexDoc: DerivedDoc = {
   path: INDEX_PATH,
   contentType: INDEX_TYPE,
   async render(svc, repo) {
-    return Buffer.from(renderIndex(await localIndex(svc, repo), (e) => e.file));
+    return Buffer.from(withServerInfo(renderIndex(await localIndex(svc, repo), (e) => e.file), repoPath(svc, repo)));
   },
 };
 

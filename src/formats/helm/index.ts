@@ -2,7 +2,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
 import { safeRepoPath } from '../../lib/paths.js';
-import { collect } from '../../lib/streams.js';
 import { recordLocalFile, writeTarget } from '../../repos/local.js';
 import { resolveDoc, resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
@@ -15,7 +14,7 @@ import { boundaryOf, parseMultipart } from '../pypi/multipart.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import { chartFileName, isChartName, readChartYaml } from './chart.js';
 import {
-  findEntry, indexSource, INDEX_PATH, INDEX_TYPE, localIndexDoc, renderIndex, withServerInfo, type Entry, type HelmIndex,
+  findEntry, indexSource, INDEX_PATH, INDEX_TYPE, localIndexDoc, renderIndex, repoPath, withServerInfo, type Entry, type HelmIndex,
 } from './index-doc.js';
 
 const CHART_TYPE = 'application/gzip';
@@ -75,13 +74,13 @@ function forced(req: FastifyRequest): boolean {
 
 async function sendIndex(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
   if (ctx.repo.kind === 'local') {
+    // Stored bytes: streamed like any file, with the digest as ETag, Range and 304.
     const rec = await svc.derived.current(svc, ctx.repo, localIndexDoc);
-    const stored = await collect(await svc.blob.read(rec.digest));
-    return sendDocument(req, reply, { source: 'local', servedBy: ctx.repo.name }, withServerInfo(stored.toString('utf8'), ctx.repoUrl), INDEX_TYPE);
+    return sendServed(req, reply, { rec, source: 'local', servedBy: ctx.repo.name, size: rec.size }, svc, { contentType: INDEX_TYPE });
   }
   const served = await resolveDoc(svc, ctx.repo, indexSource(svc));
   const body = renderIndex(served.doc, (e) => `${ctx.repoUrl}/${e.file}`);
-  return sendDocument(req, reply, served, withServerInfo(body, ctx.repoUrl), INDEX_TYPE);
+  return sendDocument(req, reply, served, withServerInfo(body, repoPath(svc, ctx.repo)), INDEX_TYPE);
 }
 
 /** A ChartMuseum API answer built from the repo's index (any kind). */
