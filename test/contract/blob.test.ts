@@ -243,7 +243,7 @@ for (const f of factories) {
 
     it('lists every blob with its size, and deletes', async () => {
       const bodies = Array.from({ length: 25 }, (_, i) => randomBytes(10 + i));
-      const digests = [];
+      const digests: Digest[] = [];
       for (const b of bodies) digests.push(await put(store, b));
       const listed = await collect(store.list());
       expect(listed.map((b) => b.digest).sort()).toEqual([...digests].sort());

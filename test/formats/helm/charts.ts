@@ -37,10 +37,27 @@ export function cmPushBody(file: string, tgz: Buffer, extra: { name: string; fil
 /** helm's User-Agent on every request. */
 export const HELM_HEADERS = { 'user-agent': 'Helm/3.14.0' };
 
-export async function getIndex(repoUrl: string, headers: Record<string, string> = {}) {
+export interface IndexEntry {
+  version: string;
+  urls: string[];
+  digest?: string;
+  created?: string;
+  description?: string;
+  [field: string]: unknown;
+}
+
+export interface IndexDoc {
+  apiVersion: string;
+  entries: Record<string, IndexEntry[]>;
+  generated: string;
+  serverInfo?: { contextPath: string };
+}
+
+/** `helm repo add` / `helm repo update`: GET index.yaml. `doc` is undefined unless it answered 200. */
+export async function getIndex(repoUrl: string, headers: Record<string, string> = {}): Promise<{ res: Response; text: string; doc: IndexDoc }> {
   const res = await fetch(`${repoUrl}/index.yaml`, { headers: { ...HELM_HEADERS, ...headers } });
   const text = await res.text();
-  return { res, text, doc: res.status === 200 ? jsyaml.load(text) : undefined };
+  return { res, text, doc: (res.status === 200 ? jsyaml.load(text) : undefined) as IndexDoc };
 }
 
 /** `helm cm-push`: fetch index.yaml for serverInfo.contextPath, then POST <contextPath>/api/charts. */
@@ -57,7 +74,7 @@ export async function cmPush(host: string, repoUrl: string, file: string, tgz: B
  * `helm pull`: resolve the entry's first URL against the repo URL (helm adds the trailing slash),
  * then download it.
  */
-export async function helmPull(repoUrl: string, index: { entries: Record<string, { version: string; urls: string[] }[]> }, name: string, version: string) {
+export async function helmPull(repoUrl: string, index: IndexDoc, name: string, version: string) {
   const entry = index.entries[name]?.find((e) => e.version === version);
   if (!entry) throw new Error(`${name} ${version} not in the index`);
   const url = new URL(entry.urls[0], `${repoUrl}/`).toString();

@@ -145,7 +145,7 @@ describe('helm virtual repo', () => {
 
   it('keeps serving cached indexes and charts when the upstream is down', async () => {
     await new Promise((r) => setTimeout(r, 1100)); // past metadata_ttl
-    upstream.handle((_req, res) => res.destroy());
+    upstream.handle((_req, res) => { res.destroy(); });
     const { res, doc } = await getIndex(`${srv.url}/hr`);
     expect(res.status).toBe(200);
     expect(res.headers.get('x-artifact-stale')).toBe('true');

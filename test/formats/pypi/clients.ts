@@ -45,7 +45,7 @@ export const PYTHON_PEP714 = (() => {
 
 /** pip without this machine's pip.conf, find-links or extra indexes: only the index we name. */
 export function pipEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env, PIP_CONFIG_FILE: '/dev/null', PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1' };
+  const env: NodeJS.ProcessEnv = { ...process.env, PIP_CONFIG_FILE: '/dev/null', PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_INPUT: '1' };
   for (const k of Object.keys(env)) if (/^PIP_(FIND_LINKS|INDEX_URL|EXTRA_INDEX_URL|NO_INDEX)$/.test(k)) delete env[k];
   return env;
 }
