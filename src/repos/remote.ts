@@ -182,7 +182,7 @@ async function fetchIntoCache(
     throw err;
   }
   if (reply.status === 304 && previous) {
-    const refreshed = { ...previous, fetchedAt: Date.now() };
+    const refreshed = { ...previous, ...sameBytes(previous, reply.headers), fetchedAt: Date.now() };
     await svc.meta.files.put(refreshed);
     started({ kind: 'cached', rec: refreshed });
     return refreshed;
@@ -219,6 +219,7 @@ async function fetchIntoCache(
   const rec: FileRec = {
     repo: repo.name, path: ref.path, digest: written.digest, size: written.size, contentType, source: 'remote',
     upstreamEtag: reply.headers.etag, upstreamLastModified: reply.headers['last-modified'], fetchedAt: now, lastAccess: now,
+    ...(previous?.digest === written.digest ? sameBytes(previous, reply.headers) : {}),
   };
   // Blob and row in one transaction: gc never sees the new blob unreferenced.
   try {
@@ -229,6 +230,26 @@ async function fetchIntoCache(
   }
   svc.negative.delete(key);
   return rec;
+}
+
+/**
+ * Validators of a refetched file whose bytes did not change: the old Last-Modified (the upstream's,
+ * else when we first got these bytes) stays, so clients' If-Modified-Since keeps matching; the
+ * upstream's newest ETag is kept for our next revalidation.
+ */
+function sameBytes(previous: FileRec, headers: Record<string, string>): Partial<FileRec> {
+  return {
+    upstreamEtag: headers.etag ?? previous.upstreamEtag,
+    upstreamLastModified: previous.upstreamLastModified ?? headers['last-modified'],
+    meta: previous.upstreamLastModified || headers['last-modified'] ? previous.meta : { ...previous.meta, modifiedAt: modifiedAt(previous) },
+  };
+}
+
+/** When a stored file's bytes last changed, as sent in Last-Modified: the upstream's, else when we got them. */
+export function modifiedAt(rec: FileRec): number {
+  const upstream = rec.upstreamLastModified ? Date.parse(rec.upstreamLastModified) : NaN;
+  if (!Number.isNaN(upstream)) return upstream;
+  return typeof rec.meta?.modifiedAt === 'number' ? rec.meta.modifiedAt : rec.fetchedAt;
 }
 
 /**

@@ -10,6 +10,7 @@ import { collect } from '../lib/streams.js';
 import { parseRange, type ByteRange } from '../lib/range.js';
 import { byteRange } from '../lib/streams.js';
 import { quarantineBlob } from '../repos/quarantine.js';
+import { modifiedAt } from '../repos/remote.js';
 import type { Services } from '../repos/services.js';
 import type { Served } from '../repos/types.js';
 
@@ -25,7 +26,7 @@ const validators = new WeakMap<Served['rec'], { etag: string; lastModified: Date
 function validatorsOf(rec: Served['rec']) {
   let v = validators.get(rec);
   if (!v) {
-    const lastModified = new Date(rec.fetchedAt);
+    const lastModified = new Date(modifiedAt(rec));
     v = { etag: etagOf(rec.digest), lastModified, lastModifiedText: lastModified.toUTCString() };
     validators.set(rec, v);
   }
