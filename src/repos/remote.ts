@@ -123,7 +123,9 @@ export async function remoteFile(svc: Services, repo: RepoDef, ref: FileRef): Pr
   }
   if (!rec && svc.negative.has(key)) throw new AppError('NOT_FOUND', `${ref.path} not found upstream (cached answer)`);
 
-  const fill = svc.fills.get(key) ?? svc.fills.start(key, (growing, started) =>
+  const running = svc.fills.get(key);
+  if (running) svc.log.info({ repo: repo.name, path: ref.path }, 'joined running upstream fetch');
+  const fill = running ?? svc.fills.start(key, (growing, started) =>
     svc.coord.singleFlight(`fill:${key}`, () => fetchIntoCache(svc, repo, ref, rec, growing, started)));
   try {
     const s = await fill.started;

@@ -6,7 +6,7 @@ import { resolveDoc, resolveFile, type ServedDoc } from '../../repos/resolve.js'
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
 import { MAX_DEPTH } from '../../repos/virtual.js';
-import { sendServed } from '../../server/send.js';
+import { docHeaders, sendDoc, sendServed } from '../../server/send.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import {
@@ -53,11 +53,11 @@ export const npm: FormatHandler = {
         break;
       case 'dist-tags':
         if (read && route.tag === undefined) {
-          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name, true));
+          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name));
           return withSourceHeaders(reply, served).send(served.doc.json['dist-tags']);
         }
         if (read && route.tag !== undefined) {
-          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name, true));
+          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name));
           const v = served.doc.json['dist-tags'][route.tag];
           if (!v) throw new AppError('NOT_FOUND', `${route.tag} is not a dist-tag of ${route.name}`);
           return withSourceHeaders(reply, served).send(JSON.stringify(v));
@@ -75,14 +75,7 @@ export const npm: FormatHandler = {
 };
 
 function withSourceHeaders(reply: FastifyReply, served: ServedDoc<PackDoc>): FastifyReply {
-  reply.header('x-artifact-source', served.source);
-  reply.header('x-artifact-repo', served.servedBy);
-  reply.header('content-type', 'application/json');
-  if (served.staleAge !== undefined) {
-    reply.header('x-artifact-stale', 'true');
-    reply.header('age', String(served.staleAge));
-  }
-  return reply;
+  return docHeaders(reply, served).header('content-type', 'application/json');
 }
 
 /**
@@ -95,21 +88,13 @@ async function sendPackument(req: FastifyRequest, reply: FastifyReply, ctx: Requ
   const abbreviated = !write && wantsAbbreviated(req.headers.accept);
   let repo = ctx.repo;
   if (write && repo.kind === 'virtual' && typeof repo.options.default_local === 'string') repo = await writeTarget(svc, repo);
-  const served = await resolveDoc(svc, repo, packumentSource(svc, name, abbreviated));
-  const { body, etag } = renderPackument(served.doc, name, ctx.repoUrl, abbreviated);
-  withSourceHeaders(reply, served);
-  reply.header('content-type', abbreviated ? ABBREVIATED_TYPE : 'application/json');
-  reply.header('vary', 'Accept');
-  reply.header('etag', etag);
-  const inm = req.headers['if-none-match'];
-  if (inm && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)) return reply.code(304).send();
-  reply.header('content-length', String(body.length));
-  return reply.send(body);
+  const served = await resolveDoc(svc, repo, packumentSource(svc, name));
+  return sendDoc(req, reply, served, renderPackument(served.doc, name, ctx.repoUrl, abbreviated), abbreviated ? ABBREVIATED_TYPE : 'application/json');
 }
 
 /** GET /REPO/<name>/<version|tag>: one version's manifest. */
 async function sendVersion(reply: FastifyReply, ctx: RequestCtx, svc: Services, name: string, spec: string) {
-  const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, name, false));
+  const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, name));
   const j = served.doc.json;
   const version = j.versions[spec] ? spec : j['dist-tags'][spec] ?? semver.maxSatisfying(Object.keys(j.versions), spec);
   if (!version || !j.versions[version]) throw new AppError('NOT_FOUND', `${name}@${spec} is not in ${ctx.repo.name}`);
@@ -149,17 +134,11 @@ export async function tarball(svc: Services, repo: RepoDef, name: string, file: 
   }
 }
 
-/**
- * The version whose dist.tarball is `file`, from the abbreviated packument
- * (what installs read), else the full one: a version newer than the cached
- * abbreviated copy may already be in the full one (`npm view` fetched it).
- */
+/** The version whose dist.tarball is `file`, from the package's packument. */
 async function findTarball(svc: Services, repo: RepoDef, name: string, file: string, depth: number): Promise<{ doc: PackDoc; version: string }> {
-  for (const abbreviated of [true, false]) {
-    const { doc } = await resolveDoc(svc, repo, packumentSource(svc, name, abbreviated), depth);
-    const version = versionOfFile(doc, file);
-    if (version) return { doc, version };
-  }
+  const { doc } = await resolveDoc(svc, repo, packumentSource(svc, name), depth);
+  const version = versionOfFile(doc, file);
+  if (version) return { doc, version };
   throw new AppError('NOT_FOUND', `${file} is not a tarball of ${name} in ${repo.name}`);
 }
 

@@ -43,8 +43,6 @@ export function unscoped(name: string): string {
 export const paths = {
   /** Local: the package document (versions, dist-tags, time); remote: the cached full upstream packument. */
   doc: (name: string) => `${name}/-/_packument.json`,
-  /** Remote: the cached abbreviated (install-v1) upstream packument. */
-  abbreviated: (name: string) => `${name}/-/_packument.abbreviated.json`,
   tarball: (name: string, file: string) => `${name}/-/${file}`,
   prefix: (name: string) => `${name}/-/`,
 };
