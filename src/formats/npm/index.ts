@@ -1,7 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import semver from 'semver';
 import { AppError } from '../../lib/errors.js';
+import { collectRequest } from '../../lib/streams.js';
 import { writeTarget } from '../../repos/local.js';
+import { forward } from '../../repos/forward.js';
 import { resolveDoc, resolveFile, type ServedDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
@@ -33,6 +35,9 @@ export const npm: FormatHandler = {
     const m = req.method;
     const read = m === 'GET' || m === 'HEAD';
     switch (route.kind) {
+      case 'forward':
+        if (m !== route.method) break;
+        return sendForwarded(req, reply, ctx, svc);
       case 'ping':
         if (!read) break;
         return reply.send({});
@@ -76,6 +81,21 @@ export const npm: FormatHandler = {
 
 function withSourceHeaders(reply: FastifyReply, served: ServedDoc<PackDoc>): FastifyReply {
   return docHeaders(reply, served).header('content-type', 'application/json');
+}
+
+/** Headers of an audit or search request that matter to the upstream's answer. */
+const FORWARD_HEADERS = ['accept', 'accept-encoding', 'content-type', 'content-encoding'];
+
+/** npm audit and search, answered by the upstream (through a virtual repo: its first remote member that knows). */
+async function sendForwarded(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
+  const headers: Record<string, string> = {};
+  for (const h of FORWARD_HEADERS) if (typeof req.headers[h] === 'string') headers[h] = req.headers[h] as string;
+  const body = req.method === 'POST' ? await collectRequest(req.raw, svc.config.limits.metadata_body, 'audit request') : undefined;
+  const query = req.url.indexOf('?');
+  const r = await forward(svc, ctx.repo, { method: req.method as 'GET' | 'POST', path: ctx.rest + (query === -1 ? '' : req.url.slice(query)), body, headers });
+  reply.code(r.status).header('x-artifact-source', 'remote').header('x-artifact-repo', r.servedBy);
+  for (const h of ['content-type', 'content-encoding', 'content-length']) if (r.headers[h]) reply.header(h, r.headers[h]);
+  return reply.send(r.body);
 }
 
 /**
