@@ -6,7 +6,8 @@
  *   npx tsc -p . && node bench/npm-packument.mjs [--rounds 20] [--concurrency 16] [--versions 2500]
  *
  * Starts a loopback upstream (node:http, this process) serving a generated packument, and
- * `bin/artifactapi serve` on a free port with a temp data dir. Then `--rounds` times: 16
+ * `bin/artifactapi serve` on a free port with a temp data dir. First 16 concurrent cold
+ * requests (one upstream fetch between them), then `--rounds` times: 16
  * concurrent GETs of the full packument, 16 of the abbreviated one (npm's Accept), both with
  * `Accept-Encoding: gzip` like npm, and one round without gzip. Prints req/s, bytes per response
  * and the server's peak RSS (VmHWM from /proc). Target: peak RSS < 200 MB. Everything it starts
@@ -122,9 +123,10 @@ try {
     body: JSON.stringify({ name: 'npmjs', format: 'npm', kind: 'remote', upstream: `http://127.0.0.1:${upPort}/`, metadata_ttl: '1h' }),
   });
   if (add.status !== 201) throw new Error(`repo add: ${add.status} ${await add.text()}`);
-  await get(`${base}/npmjs/huge`, {}); // fill the cache
-  const idle = await peakRss(server.pid);
-  log(`server RSS after the first fetch: ${idle.rss.toFixed(0)} MB`);
+  // cold: the first requests all miss at once
+  await Promise.all(Array.from({ length: CONCURRENCY }, () => get(`${base}/npmjs/huge`, { 'accept-encoding': 'gzip' })));
+  const cold = await peakRss(server.pid);
+  log(`server RSS after ${CONCURRENCY} concurrent cold requests: ${cold.rss.toFixed(0)} MB (peak ${cold.hwm.toFixed(0)} MB)`);
 
   const url = `${base}/npmjs/huge`;
   const kinds = [

@@ -141,7 +141,7 @@ export async function remoteFile(svc: Services, repo: RepoDef, ref: FileRef): Pr
       repo: repo.name, path: ref.path, digest: ref.expect?.digest ?? ('' as FileRec['digest']), size: s.length ?? -1,
       contentType: s.contentType, source: 'remote', fetchedAt: now, lastAccess: now,
     };
-    const body = fill.growing.reader();
+    const body = ref.whole ? undefined : fill.growing.reader();
     if (!body) {
       const done = await fill.done;
       return { rec: done, source: 'remote', servedBy: repo.name, size: done.size };

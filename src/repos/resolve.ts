@@ -64,7 +64,7 @@ export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource
       return { doc, source: 'local', servedBy: repo.name };
     }
     case 'remote': {
-      const served = await remoteFile(svc, repo, { mutable: true, ...src.ref });
+      const served = await remoteFile(svc, repo, { mutable: true, whole: true, ...src.ref });
       const key = served.body ? undefined : served.rec.digest;
       const doc = (key && src.known?.(key)) || (await parseOnce(svc, repo, src, served, key));
       return { doc, source: served.source, servedBy: repo.name, staleAge: served.staleAge };
