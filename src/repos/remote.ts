@@ -12,7 +12,7 @@ import type { FileRef, Served } from './types.js';
 interface Fill {
   growing: Growing;
   /** `cached`: no body to tail; `fetched` when the bytes came from the upstream for this fill (not a 304 or another instance's fill). */
-  started: Promise<{ kind: 'body'; contentType?: string; length?: number } | { kind: 'cached'; rec: FileRec; fetched?: boolean }>;
+  started: Promise<{ kind: 'body'; contentType?: string; length?: number; lastModified?: string } | { kind: 'cached'; rec: FileRec; fetched?: boolean }>;
   done: Promise<FileRec>;
 }
 
@@ -139,7 +139,7 @@ export async function remoteFile(svc: Services, repo: RepoDef, ref: FileRef): Pr
     const now = Date.now();
     const provisional: FileRec = {
       repo: repo.name, path: ref.path, digest: ref.expect?.digest ?? ('' as FileRec['digest']), size: s.length ?? -1,
-      contentType: s.contentType, source: 'remote', fetchedAt: now, lastAccess: now,
+      contentType: s.contentType, source: 'remote', upstreamLastModified: s.lastModified, fetchedAt: now, lastAccess: now,
     };
     const body = ref.whole ? undefined : fill.growing.reader();
     if (!body) {
@@ -202,7 +202,7 @@ async function fetchIntoCache(
     discard(body);
     throw new AppError('UPSTREAM_FAILED', `upstream size ${length} differs from the expected ${ref.expect.size}`);
   }
-  started({ kind: 'body', contentType, length: length ?? ref.expect?.size });
+  started({ kind: 'body', contentType, length: length ?? ref.expect?.size, lastModified: reply.headers['last-modified'] });
   const fillTimeout = AbortSignal.timeout(svc.config.remote.fill_timeout);
   let written: Written;
   try {

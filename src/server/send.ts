@@ -97,6 +97,7 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
     // First fetch: bytes are still arriving from the upstream.
     const etag = rec.digest ? etagOf(rec.digest) : undefined;
     if (etag) reply.header('etag', etag);
+    if (rec.upstreamLastModified) reply.header('last-modified', rec.upstreamLastModified);
     let range: ByteRange | null = null;
     try {
       if (knownSize !== undefined) range = rangeOf(req, reply, knownSize, etag);

@@ -147,10 +147,12 @@ export class UpstreamClient {
   }
 }
 
+/** A URL fit for the log: no userinfo, no secrets in the query (presigned redirects carry signatures there). */
 function withoutCredentials(url: string): string {
   const u = new URL(url);
   u.username = '';
   u.password = '';
+  for (const k of [...u.searchParams.keys()]) if (/sig|token|key|auth|credential|password|secret/i.test(k)) u.searchParams.set(k, 'REDACTED');
   return u.toString();
 }
 

@@ -95,6 +95,8 @@ describe('Last-Modified of revalidated remote files', () => {
     m.publish('/debian/dists/stable/InRelease', 'release v1', MON);
     const base = await mirrorRepo(m.handler);
     const first = await fetch(`${base}/dists/stable/InRelease`);
+    expect(first.headers.get('x-artifact-source')).toBe('remote');
+    expect(first.headers.get('last-modified')).toBe(MON); // already on the first fetch
     await first.text();
     const cached = await fetch(`${base}/dists/stable/InRelease`);
     expect(cached.headers.get('last-modified')).toBe(MON);

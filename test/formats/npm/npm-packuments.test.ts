@@ -100,6 +100,7 @@ describe('npm remote packuments', () => {
     await srv.addRepo({ name: 'npmjs', format: 'npm', kind: 'remote', upstream: reg.url.replace('http://', 'http://bob:hunter2@') });
     await Promise.all(Array.from({ length: 4 }, () => fetch(`${srv!.url}/npmjs/logged`).then((r) => r.arrayBuffer())));
     await (await fetch(`${srv!.url}/npmjs/nope`)).arrayBuffer();
+    await (await fetch(`${srv!.url}/npmjs/-/v1/search?text=x&X-Amz-Signature=s3cr3tsig`)).arrayBuffer();
     const logs = lines.join('').trim().split('\n').map((l) => JSON.parse(l));
     const upstream = logs.filter((l) => l.msg === 'upstream request');
     expect(upstream).toEqual(expect.arrayContaining([
@@ -109,7 +110,9 @@ describe('npm remote packuments', () => {
     expect(upstream.filter((l) => l.upstream.endsWith('/logged'))).toHaveLength(1);
     expect(upstream.find((l) => l.status === 200).bytes).toBeGreaterThan(100);
     expect(logs.filter((l) => l.msg === 'joined running upstream fetch' && l.path === 'logged/-/_packument.json').length).toBeGreaterThan(0);
+    expect(upstream.find((l) => l.upstream.includes('/-/v1/search')).upstream).toBe(`${reg.url}/-/v1/search?text=x&X-Amz-Signature=REDACTED`);
     expect(lines.join('')).not.toContain('hunter2');
+    expect(JSON.stringify(upstream)).not.toContain('s3cr3tsig');
   });
 
   it('a virtual packument says where its parts came from', async () => {
