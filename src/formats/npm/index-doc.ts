@@ -66,11 +66,12 @@ export function wantsAbbreviated(accept: string | undefined): boolean {
 const MiB = 1024 * 1024;
 /**
  * Parsed documents by the identity of their bytes (the blob digest). Busy packages' packuments
- * (typescript, @types/node: ~10 MiB, ~30 MiB parsed) must fit, or every request re-parses them.
+ * (typescript, @types/node: ~10 MiB, ~30 MiB parsed) must fit, or every request re-parses them;
+ * the two LRUs together hold at most 160 MiB.
  */
-const parsed = new Lru<PackDoc>(128 * MiB, 10_000, 64 * MiB);
+const parsed = new Lru<PackDoc>(96 * MiB, 10_000, 48 * MiB);
 /** Rendered bodies (and their gzip form, made on first demand) by document identity + form + repo URL. */
-const rendered = new Lru<RenderedDoc>(96 * MiB, 10_000, 48 * MiB);
+const rendered = new Lru<RenderedDoc>(64 * MiB, 10_000, 32 * MiB);
 
 /** Counts of real parses and renders (cache misses): what the caches save shows here. */
 export const docWork = { parses: 0, renders: 0 };
