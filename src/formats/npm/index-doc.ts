@@ -67,7 +67,7 @@ const MiB = 1024 * 1024;
 /**
  * Parsed documents by the identity of their bytes (the blob digest). Busy packages' packuments
  * (typescript, @types/node: ~10 MiB, ~30 MiB parsed) must fit, or every request re-parses them;
- * the two LRUs together hold at most 160 MiB.
+ * the two LRUs are budgeted 160 MiB together (a parsed document counted as 3x its JSON).
  */
 const parsed = new Lru<PackDoc>(96 * MiB, 10_000, 48 * MiB);
 /** Rendered bodies (and their gzip form, made on first demand) by document identity + form + repo URL. */
