@@ -4,6 +4,19 @@ import { table } from './table.js';
 
 type Repo = { name: string; format: string; kind: string; upstream?: string; members?: string[]; options?: Record<string, unknown> };
 
+const repeat = (v: string, acc: string[]) => [...acc, v];
+
+/** `--set key=value`s as an object (values stay strings: the server coerces and validates them by key). */
+function parseSets(sets: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of sets) {
+    const eq = kv.indexOf('=');
+    if (eq < 1) throw new Error(`--set expects key=value, got "${kv}"`);
+    out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return out;
+}
+
 function print(json: boolean, value: unknown, text: () => string): void {
   process.stdout.write(`${json ? JSON.stringify(value, null, 2) : text()}\n`);
 }
@@ -16,21 +29,37 @@ export function repoCommand(program: Command): void {
     .requiredOption('--format <format>', 'generic, docker, helm, pypi, npm, rpm, alpine, puppet, terraform, goproxy')
     .requiredOption('--kind <kind>', 'local, remote or virtual')
     .option('--upstream <url>', 'remote: upstream URL (user:pass@ userinfo becomes stored credentials)')
-    .option('--member <name>', 'virtual: a member repo, in order (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--member <name>', 'virtual: a member repo, in order (repeatable)', repeat, [] as string[])
     .option('--default-local <name>', 'virtual: the local member that receives writes')
-    .option('--set <key=value>', 'any other repo option (repeatable), e.g. metadata_ttl=10m', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--set <key=value>', 'any other repo option (repeatable), e.g. metadata_ttl=10m', repeat, [] as string[])
     .action(async (name: string, o: { format: string; kind: string; upstream?: string; member: string[]; defaultLocal?: string; set: string[]; url?: string; json?: boolean }) => {
       const body: Record<string, unknown> = { name, format: o.format, kind: o.kind };
       if (o.upstream) body.upstream = o.upstream;
       if (o.member.length) body.members = o.member;
       if (o.defaultLocal) body.default_local = o.defaultLocal;
-      for (const kv of o.set) {
-        const eq = kv.indexOf('=');
-        if (eq < 1) throw new Error(`--set expects key=value, got "${kv}"`);
-        body[kv.slice(0, eq)] = kv.slice(eq + 1);
-      }
+      Object.assign(body, parseSets(o.set));
       const created = await ApiClient.from(o.url).request<Repo>('POST', '/api/v1/repositories', body);
       print(!!o.json, created, () => `created ${created.kind} ${created.format} repository "${created.name}"`);
+    });
+
+  common(repo.command('update <name>').description('change keys of a repository; the others keep their values'))
+    .option('--set <key=value>', 'a key to change (repeatable), e.g. metadata_ttl=10m or upstream=URL', repeat, [] as string[])
+    .action(async (name: string, o: { set: string[]; url?: string; json?: boolean }) => {
+      const sets = parseSets(o.set);
+      if (Object.keys(sets).length === 0) throw new Error('nothing to update: give --set key=value');
+      const api = ApiClient.from(o.url);
+      const path = `/api/v1/repositories/${encodeURIComponent(name)}`;
+      const cur = await api.request<Repo>('GET', path);
+      // The API replaces the whole definition. The stored password comes back masked: leave the
+      // credentials out, so the server keeps them (unless this update sets them).
+      const options = { ...cur.options };
+      if (options.password !== undefined) {
+        delete options.password;
+        delete options.username;
+      }
+      const body = { format: cur.format, kind: cur.kind, upstream: cur.upstream, members: cur.members, ...options, ...sets, name };
+      const updated = await api.request<Repo>('PUT', path, body);
+      print(!!o.json, updated, () => `updated ${updated.kind} ${updated.format} repository "${updated.name}": ${Object.keys(sets).join(', ')}`);
     });
 
   common(repo.command('list').description('list repositories')).action(async (o: { url?: string; json?: boolean }) => {

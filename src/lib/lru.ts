@@ -1,8 +1,8 @@
-/** A least-recently-used map bounded by total bytes and entry count; an entry over a quarter of the budget is not kept. */
+/** A least-recently-used map bounded by total bytes and entry count; an entry over `maxEntryBytes` (default: a quarter of the budget) is not kept. */
 export class Lru<V> {
   private readonly map = new Map<string, { v: V; bytes: number }>();
   private total = 0;
-  constructor(private readonly maxBytes: number, private readonly maxEntries = 10_000) {}
+  constructor(private readonly maxBytes: number, private readonly maxEntries = 10_000, private readonly maxEntryBytes = maxBytes / 4) {}
 
   get(k: string): V | undefined {
     const e = this.map.get(k);
@@ -14,7 +14,7 @@ export class Lru<V> {
 
   set(k: string, v: V, bytes: number): void {
     this.delete(k);
-    if (bytes > this.maxBytes / 4) return;
+    if (bytes > this.maxEntryBytes) return;
     this.map.set(k, { v, bytes });
     this.total += bytes;
     for (const [key, e] of this.map) {

@@ -12,7 +12,7 @@ import type { FileRef, Served } from './types.js';
 interface Fill {
   growing: Growing;
   /** `cached`: no body to tail; `fetched` when the bytes came from the upstream for this fill (not a 304 or another instance's fill). */
-  started: Promise<{ kind: 'body'; contentType?: string; length?: number } | { kind: 'cached'; rec: FileRec; fetched?: boolean }>;
+  started: Promise<{ kind: 'body'; contentType?: string; length?: number; lastModified?: string } | { kind: 'cached'; rec: FileRec; fetched?: boolean }>;
   done: Promise<FileRec>;
 }
 
@@ -123,7 +123,9 @@ export async function remoteFile(svc: Services, repo: RepoDef, ref: FileRef): Pr
   }
   if (!rec && svc.negative.has(key)) throw new AppError('NOT_FOUND', `${ref.path} not found upstream (cached answer)`);
 
-  const fill = svc.fills.get(key) ?? svc.fills.start(key, (growing, started) =>
+  const running = svc.fills.get(key);
+  if (running) svc.log.info({ repo: repo.name, path: ref.path }, 'joined running upstream fetch');
+  const fill = running ?? svc.fills.start(key, (growing, started) =>
     svc.coord.singleFlight(`fill:${key}`, () => fetchIntoCache(svc, repo, ref, rec, growing, started)));
   try {
     const s = await fill.started;
@@ -137,9 +139,9 @@ export async function remoteFile(svc: Services, repo: RepoDef, ref: FileRef): Pr
     const now = Date.now();
     const provisional: FileRec = {
       repo: repo.name, path: ref.path, digest: ref.expect?.digest ?? ('' as FileRec['digest']), size: s.length ?? -1,
-      contentType: s.contentType, source: 'remote', fetchedAt: now, lastAccess: now,
+      contentType: s.contentType, source: 'remote', upstreamLastModified: s.lastModified, fetchedAt: now, lastAccess: now,
     };
-    const body = fill.growing.reader();
+    const body = ref.whole ? undefined : fill.growing.reader();
     if (!body) {
       const done = await fill.done;
       return { rec: done, source: 'remote', servedBy: repo.name, size: done.size };
@@ -182,7 +184,7 @@ async function fetchIntoCache(
     throw err;
   }
   if (reply.status === 304 && previous) {
-    const refreshed = { ...previous, fetchedAt: Date.now() };
+    const refreshed = { ...previous, ...sameBytes(previous, reply.headers), fetchedAt: Date.now() };
     await svc.meta.files.put(refreshed);
     started({ kind: 'cached', rec: refreshed });
     return refreshed;
@@ -200,7 +202,7 @@ async function fetchIntoCache(
     discard(body);
     throw new AppError('UPSTREAM_FAILED', `upstream size ${length} differs from the expected ${ref.expect.size}`);
   }
-  started({ kind: 'body', contentType, length: length ?? ref.expect?.size });
+  started({ kind: 'body', contentType, length: length ?? ref.expect?.size, lastModified: reply.headers['last-modified'] });
   const fillTimeout = AbortSignal.timeout(svc.config.remote.fill_timeout);
   let written: Written;
   try {
@@ -219,6 +221,7 @@ async function fetchIntoCache(
   const rec: FileRec = {
     repo: repo.name, path: ref.path, digest: written.digest, size: written.size, contentType, source: 'remote',
     upstreamEtag: reply.headers.etag, upstreamLastModified: reply.headers['last-modified'], fetchedAt: now, lastAccess: now,
+    ...(previous?.digest === written.digest ? sameBytes(previous, reply.headers) : {}),
   };
   // Blob and row in one transaction: gc never sees the new blob unreferenced.
   try {
@@ -229,6 +232,26 @@ async function fetchIntoCache(
   }
   svc.negative.delete(key);
   return rec;
+}
+
+/**
+ * Validators of a refetched file whose bytes did not change: the old Last-Modified (the upstream's,
+ * else when we first got these bytes) stays, so clients' If-Modified-Since keeps matching; the
+ * upstream's newest ETag is kept for our next revalidation.
+ */
+function sameBytes(previous: FileRec, headers: Record<string, string>): Partial<FileRec> {
+  return {
+    upstreamEtag: headers.etag ?? previous.upstreamEtag,
+    upstreamLastModified: previous.upstreamLastModified ?? headers['last-modified'],
+    meta: previous.upstreamLastModified || headers['last-modified'] ? previous.meta : { ...previous.meta, modifiedAt: modifiedAt(previous) },
+  };
+}
+
+/** When a stored file's bytes last changed, as sent in Last-Modified: the upstream's, else when we got them. */
+export function modifiedAt(rec: FileRec): number {
+  const upstream = rec.upstreamLastModified ? Date.parse(rec.upstreamLastModified) : NaN;
+  if (!Number.isNaN(upstream)) return upstream;
+  return typeof rec.meta?.modifiedAt === 'number' ? rec.meta.modifiedAt : rec.fetchedAt;
 }
 
 /**

@@ -43,17 +43,22 @@ export interface DocSource<T> {
   cacheAs?: string;
   /** Local repos: build from stored rows (null: not found). */
   local(repo: RepoDef): Promise<T | null>;
-  /** Remote repos: parse the stored upstream original. */
-  parseUpstream(repo: RepoDef, body: Buffer): T;
+  /** Remote repos: parse the stored upstream original (`key`: its blob digest, when known). */
+  parseUpstream(repo: RepoDef, body: Buffer, key?: string): T;
+  /** Remote repos: the parsed document of the stored original with this digest, if the format still holds it (not read again). */
+  known?(key: string): T | undefined;
   /** Virtual repos: merge member documents (in member order; first member wins on conflicts). */
   merge(repo: RepoDef, parts: { member: RepoDef; doc: T }[]): T;
 }
 
 export interface ServedDoc<T> {
   doc: T;
+  /** A merged document: `remote` when any part was fetched upstream for this request, else `cache` when any came from a cache. */
   source: Served['source'];
   servedBy: string;
   staleAge?: number;
+  /** A merged document: where each part came from (the leaf repos, in member order). */
+  parts?: { repo: string; source: Served['source'] }[];
 }
 
 export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource<T>, depth = 0): Promise<ServedDoc<T>> {
@@ -64,23 +69,44 @@ export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource
       return { doc, source: 'local', servedBy: repo.name };
     }
     case 'remote': {
-      const served = await remoteFile(svc, repo, { mutable: true, ...src.ref });
-      const key = src.cacheAs && !served.body ? `${src.cacheAs}:${repo.name}:${served.rec.digest}` : undefined;
-      let doc = key ? (svc.parsedDocs.get(key) as T | undefined) : undefined;
-      if (doc === undefined) {
-        const body = await readCapped(svc, served, src.maxBytes);
-        doc = src.parseUpstream(repo, body);
-        // Parsed objects outweigh their source: count them at twice its size.
-        if (key) svc.parsedDocs.set(key, doc, body.length * 2);
-      }
+      const served = await remoteFile(svc, repo, { mutable: true, whole: true, ...src.ref });
+      const key = served.body ? undefined : served.rec.digest;
+      const cacheKey = key && src.cacheAs ? `${src.cacheAs}:${repo.name}:${key}` : undefined;
+      const known = key ? (src.known?.(key) ?? (cacheKey ? (svc.parsedDocs.get(cacheKey) as T | undefined) : undefined)) : undefined;
+      const doc = known ?? (await parseOnce(svc, repo, src, served, key, cacheKey));
       return { doc, source: served.source, servedBy: repo.name, staleAge: served.staleAge };
     }
     case 'virtual': {
       const parts = await allMembers(svc, repo, depth + 1, (m) => resolveDoc(svc, m, src, depth + 1));
       const kept = src.packageName === undefined ? parts : unshadowed(repo, src.packageName, parts);
-      return { doc: src.merge(repo, kept.map((p) => ({ member: p.member, doc: p.value.doc }))), source: 'local', servedBy: repo.name };
+      const doc = src.merge(repo, kept.map((p) => ({ member: p.member, doc: p.value.doc })));
+      const sources = kept.flatMap((p) => p.value.parts ?? [{ repo: p.member.name, source: p.value.source }]);
+      const source = (['remote', 'cache'] as const).find((x) => sources.some((p) => p.source === x)) ?? 'local';
+      const stale = kept.map((p) => p.value.staleAge).filter((a) => a !== undefined);
+      return { doc, source, servedBy: repo.name, parts: sources, staleAge: stale.length ? Math.max(...stale) : undefined };
     }
   }
+}
+
+const parsing = new Map<string, Promise<unknown>>();
+
+/** Reads and parses a stored document; concurrent requests for the same stored bytes share one read and parse. */
+function parseOnce<T>(svc: Services, repo: RepoDef, src: DocSource<T>, served: Served, key: string | undefined, cacheKey?: string): Promise<T> {
+  const run = async () => {
+    const body = await readCapped(svc, served, src.maxBytes);
+    const doc = src.parseUpstream(repo, body, key);
+    // Parsed objects outweigh their source: counted at twice its size.
+    if (cacheKey) svc.parsedDocs.set(cacheKey, doc, body.length * 2);
+    return doc;
+  };
+  if (!key) return run();
+  const k = `${repo.name}\0${src.ref.path}\0${key}`;
+  let p = parsing.get(k) as Promise<T> | undefined;
+  if (!p) {
+    p = run().finally(() => parsing.delete(k));
+    parsing.set(k, p);
+  }
+  return p;
 }
 
 /** Reads a served file fully into memory, refusing more than limits.metadata_body (413). */

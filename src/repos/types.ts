@@ -18,6 +18,8 @@ export interface FileRef {
   upstreamHeaders?: (repo: RepoDef) => Record<string, string> | Promise<Record<string, string>>;
   /** Content type to record when the upstream gives none. */
   contentType?: string;
+  /** The caller reads the whole body anyway (documents): a first fetch is awaited, not tailed, so concurrent readers share the stored copy. */
+  whole?: boolean;
   /** Refuse an HTML body where an artifact was expected (default: true unless mutable or the path is .html). */
   rejectHtml?: boolean;
 }

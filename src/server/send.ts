@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { hexOf, type Digest } from '../lib/digest.js';
 import { AppError } from '../lib/errors.js';
@@ -10,6 +12,8 @@ import { collect } from '../lib/streams.js';
 import { parseRange, type ByteRange } from '../lib/range.js';
 import { byteRange } from '../lib/streams.js';
 import { quarantineBlob } from '../repos/quarantine.js';
+import { modifiedAt } from '../repos/remote.js';
+import type { ServedDoc } from '../repos/resolve.js';
 import type { Services } from '../repos/services.js';
 import type { Served } from '../repos/types.js';
 
@@ -25,7 +29,7 @@ const validators = new WeakMap<Served['rec'], { etag: string; lastModified: Date
 function validatorsOf(rec: Served['rec']) {
   let v = validators.get(rec);
   if (!v) {
-    const lastModified = new Date(rec.fetchedAt);
+    const lastModified = new Date(modifiedAt(rec));
     v = { etag: etagOf(rec.digest), lastModified, lastModifiedText: lastModified.toUTCString() };
     validators.set(rec, v);
   }
@@ -93,6 +97,7 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
     // First fetch: bytes are still arriving from the upstream.
     const etag = rec.digest ? etagOf(rec.digest) : undefined;
     if (etag) reply.header('etag', etag);
+    if (rec.upstreamLastModified) reply.header('last-modified', rec.upstreamLastModified);
     let range: ByteRange | null = null;
     try {
       if (knownSize !== undefined) range = rangeOf(req, reply, knownSize, etag);
@@ -255,4 +260,56 @@ function verifying(src: Readable, d: Digest, svc: Services): Readable {
 export async function quarantine(svc: Services, d: Digest): Promise<void> {
   smallBlobs.delete(d);
   await quarantineBlob(svc, d);
+}
+
+/** The contract's headers for a metadata document; a merged one also names each part's repo and source. */
+export function docHeaders(reply: FastifyReply, served: ServedDoc<unknown>): FastifyReply {
+  reply.header('x-artifact-source', served.source);
+  reply.header('x-artifact-repo', served.servedBy);
+  if (served.parts) reply.header('x-artifact-parts', served.parts.map((p) => `${p.repo}=${p.source}`).join(', '));
+  if (served.staleAge !== undefined) {
+    reply.header('x-artifact-stale', 'true');
+    reply.header('age', String(served.staleAge));
+  }
+  return reply;
+}
+
+const gzipAsync = promisify(gzip);
+/** Below this, gzip is not worth a round through zlib. */
+const GZIP_MIN = 1024;
+
+/** A rendered document; `gzipped` gives its gzip form when the renderer caches one. */
+export interface RenderedDoc {
+  body: Buffer;
+  etag: string;
+  gzipped?: () => Promise<Buffer>;
+}
+
+function acceptsGzip(header: string | undefined): boolean {
+  if (!header) return false;
+  return header.split(',').some((part) => {
+    const [coding, ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    const q = params.find((p) => p.startsWith('q='));
+    return (coding === 'gzip' || coding === '*') && (!q || Number(q.slice(2)) > 0);
+  });
+}
+
+/**
+ * Sends a metadata document (packument, simple page): the contract's headers,
+ * ETag and If-None-Match, and gzip when the client accepts it (its own ETag,
+ * so caches never mix the two encodings up).
+ */
+export async function sendDoc(req: FastifyRequest, reply: FastifyReply, served: ServedDoc<unknown>, doc: RenderedDoc, contentType: string): Promise<FastifyReply> {
+  docHeaders(reply, served);
+  reply.header('vary', 'Accept, Accept-Encoding');
+  const gz = doc.body.length >= GZIP_MIN && acceptsGzip(req.headers['accept-encoding']);
+  const etag = gz ? `${doc.etag.slice(0, -1)}-gzip"` : doc.etag;
+  reply.header('etag', etag);
+  const inm = req.headers['if-none-match'];
+  if (inm && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)) return reply.code(304).send();
+  reply.header('content-type', contentType);
+  const body = gz ? await (doc.gzipped?.() ?? gzipAsync(doc.body)) : doc.body;
+  if (gz) reply.header('content-encoding', 'gzip');
+  reply.header('content-length', String(body.length));
+  return reply.send(body);
 }

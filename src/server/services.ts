@@ -25,7 +25,7 @@ const PARSED_DOCS_BUDGET = 128 * 1024 * 1024;
 export async function createServices(config: Config, log = createLogger(config)): Promise<Services> {
   const stores = await openStores(config);
   const repos = new RepoRegistry(stores.meta, config, Object.keys(FORMAT_HANDLERS));
-  const upstream = new UpstreamClient();
+  const upstream = new UpstreamClient(log.child({ module: 'upstream' }) as unknown as Services['log']);
   const access = new AccessLog(stores.meta);
   const svc: Services = {
     ...stores,

@@ -1,5 +1,6 @@
 import { Agent, request, errors as undiciErrors } from 'undici';
-import type { Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
+import type { FastifyBaseLogger } from 'fastify';
 import { AppError } from '../lib/errors.js';
 import { Circuit } from './circuit.js';
 
@@ -16,7 +17,9 @@ export interface UpstreamSettings {
 }
 
 export interface UpstreamOptions {
-  method?: 'GET' | 'HEAD';
+  method?: 'GET' | 'HEAD' | 'POST';
+  /** Request body (POST pass-through: npm audit); small, so it is a buffer that survives redirects. */
+  body?: Buffer;
   etag?: string;
   lastModified?: string;
   accept?: string;
@@ -53,6 +56,8 @@ export class UpstreamClient {
   private readonly agents = new Map<string, Agent>();
   readonly circuit = new Circuit();
 
+  constructor(private readonly log?: FastifyBaseLogger) {}
+
   private agent(s: UpstreamSettings): Agent {
     const key = `${s.upstreamTimeout}:${s.idleTimeout}`;
     let a = this.agents.get(key);
@@ -84,11 +89,14 @@ export class UpstreamClient {
       // Credentials (configured or a docker bearer token) go only to the origin they belong to, never after a redirect elsewhere.
       if (auth && new URL(current).origin === (explicit ? new URL(url).origin : origin)) headers.authorization = auth;
       let res;
+      const t0 = performance.now();
       try {
-        res = await request(current, { method: o.method ?? 'GET', headers, dispatcher: this.agent(s), signal: o.signal });
+        res = await request(current, { method: o.method ?? 'GET', headers, body: o.body, dispatcher: this.agent(s), signal: o.signal });
       } catch (err) {
         this.circuit.failure(s.repo, s.maxFails, s.failTimeout);
-        throw mapNetworkError(err, current);
+        const mapped = mapNetworkError(err, current);
+        this.log?.warn({ repo: s.repo, upstream: withoutCredentials(current), err: mapped.message, ms: Math.round(performance.now() - t0) }, 'upstream request failed');
+        throw mapped;
       }
       if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && res.headers.location) {
         res.body.resume();
@@ -97,7 +105,7 @@ export class UpstreamClient {
       }
       if (res.statusCode >= 500) this.circuit.failure(s.repo, s.maxFails, s.failTimeout);
       else this.circuit.success(s.repo);
-      return { status: res.statusCode, headers: flatHeaders(res.headers), body: res.body, url: current };
+      return { status: res.statusCode, headers: flatHeaders(res.headers), body: this.logged(s.repo, current, res.statusCode, t0, res.body), url: current };
     }
     throw new AppError('UPSTREAM_FAILED', `too many redirects from ${url}`);
   }
@@ -118,9 +126,34 @@ export class UpstreamClient {
     throw new AppError('UPSTREAM_FAILED', `upstream answered ${r.status}`);
   }
 
+  /** One log line per upstream request once its body is done (read, dropped or failed): repo, url, status, bytes, ms. */
+  private logged(repo: string, url: string, status: number, t0: number, body: Readable): Readable {
+    if (!this.log) return body;
+    let bytes = 0;
+    const counted = new Transform({ transform(chunk: Buffer, _enc, cb) { bytes += chunk.length; cb(null, chunk); } });
+    let done = false;
+    const log = () => {
+      if (done) return;
+      done = true;
+      this.log!.info({ repo, upstream: withoutCredentials(url), status, bytes, ms: Math.round(performance.now() - t0) }, 'upstream request');
+    };
+    counted.once('end', log).once('close', log);
+    pipeline(body, counted, () => {});
+    return counted;
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.agents.values()].map((a) => a.close()));
   }
+}
+
+/** A URL fit for the log: no userinfo, no secrets in the query (presigned redirects carry signatures there). */
+function withoutCredentials(url: string): string {
+  const u = new URL(url);
+  u.username = '';
+  u.password = '';
+  for (const k of [...u.searchParams.keys()]) if (/sig|token|key|auth|credential|password|secret/i.test(k)) u.searchParams.set(k, 'REDACTED');
+  return u.toString();
 }
 
 function mapNetworkError(err: unknown, url: string): AppError {

@@ -37,7 +37,7 @@ describe('artifactapi repo … against a spawned server', () => {
         res.writeHead(401).end('no');
         return;
       }
-      return staticFiles({ '/dl/tool.txt': 'tool v1\n' })(req, res);
+      return staticFiles({ '/dl/tool.txt': 'tool v1\n', '/dl/tool.bin': 'tool binary\n' })(req, res);
     });
     srv = await spawnServe();
   });
@@ -91,6 +91,24 @@ describe('artifactapi repo … against a spawned server', () => {
     const shown = JSON.parse(ok(await cli('repo', 'show', 'all', '--json')));
     expect(shown).toMatchObject({ name: 'all', kind: 'virtual', members: ['files', 'mirror'], options: { default_local: 'files' } });
     expect(ok(await cli('repo', 'show', 'all'))).toMatch(/^members\s+\["files","mirror"\]$/m);
+  });
+
+  it('repo update --set changes a key, keeps the others and the stored credentials; unknown keys are refused', async () => {
+    const out = ok(await cli('repo', 'update', 'mirror', '--set', 'metadata_ttl=10m', '--set', 'mutable=**/*.txt'));
+    expect(out.trim()).toBe('updated remote generic repository "mirror": metadata_ttl, mutable');
+    const shown = JSON.parse(ok(await cli('repo', 'show', 'mirror', '--json')));
+    expect(shown).toMatchObject({ kind: 'remote', upstream: `${up.url}/dl/`, options: { metadata_ttl: 600_000, mutable: ['**/*.txt'], username: 'alice', password: '********' } });
+    // the stored password survived the update: the upstream still lets us in (a file not cached yet)
+    const res = await fetch(`${srv.url}/mirror/tool.bin`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('tool binary\n');
+
+    expect(fails(await cli('repo', 'update', 'mirror', '--set', 'colour=blue'))).toMatch(/^artifactapi: .*unknown key "colour"/);
+    expect(fails(await cli('repo', 'update', 'mirror', '--set', 'metadata_ttl=soon'))).toMatch(/^artifactapi: .*metadata_ttl/);
+    expect(fails(await cli('repo', 'update', 'mirror'))).toBe('artifactapi: nothing to update: give --set key=value');
+    expect(fails(await cli('repo', 'update', 'ghost', '--set', 'metadata_ttl=1m'))).toBe('artifactapi: no repository named "ghost"');
+    // the refused updates changed nothing
+    expect(JSON.parse(ok(await cli('repo', 'show', 'mirror', '--json'))).options.metadata_ttl).toBe(600_000);
   });
 
   it('repo list, text (a table) and --json', async () => {

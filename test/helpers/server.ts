@@ -27,7 +27,9 @@ export interface TestServer {
  * A real server on 127.0.0.1:0 over a fresh temp data dir (SQLite + fs CAS by default).
  * `flags` are dotted config keys, e.g. { 'remote.upstream_timeout': '500ms' }.
  */
-export async function startServer(flags: Record<string, unknown> = {}, o: { env?: NodeJS.ProcessEnv; keepDataDir?: string } = {}): Promise<TestServer> {
+export async function startServer(
+  flags: Record<string, unknown> = {}, o: { env?: NodeJS.ProcessEnv; keepDataDir?: string; logLines?: string[] } = {},
+): Promise<TestServer> {
   const dataDir = o.keepDataDir ?? (await mkdtemp(join(tmpdir(), 'artifactapi-test-')));
   // ARTIFACTAPI_TEST_STACK=1: the same test over Postgres + S3 + Redis (test/helpers/stores.ts).
   const stack = process.env.ARTIFACTAPI_TEST_STACK === '1' && !('database.url' in flags) ? await stackFlags() : undefined;
@@ -36,7 +38,9 @@ export async function startServer(flags: Record<string, unknown> = {}, o: { env?
     env: o.env ?? {},
     flags: { data_dir: dataDir, 'server.log_level': process.env.TEST_LOG_LEVEL ?? 'silent', ...stack?.flags, ...flags },
   });
-  const svc = await createServices(config, createLogger(config));
+  // `logLines` collects the server's pino lines (set server.log_level in flags to see them).
+  const dest = o.logLines && { write: (line: string) => void o.logLines!.push(line) };
+  const svc = await createServices(config, createLogger(config, dest || undefined));
   const app = await buildApp(svc);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as { port: number }).port;

@@ -9,8 +9,19 @@ import type { Services } from '../../repos/services.js';
 import { sendServed } from '../../server/send.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 
-/** Paths a generic remote treats as mutable metadata (TTL + revalidation) unless the repo sets `mutable`. */
-export const DEFAULT_MUTABLE = ['**/*.json', '**/*.xml', '**/*.yaml', '**/*.yml', '**/*.txt', '**/latest', '**/latest/**', '**/SHA256SUMS*'];
+/**
+ * Paths a generic remote treats as mutable metadata (TTL + revalidation) unless the repo sets `mutable`:
+ * listings and pointers, and the indexes of package mirrors used through a generic remote. Files named
+ * by their content stay immutable (apt's `by-hash/SHA256/<hex>`, rpm's `<hash>-primary.xml.gz`, pool/).
+ */
+export const DEFAULT_MUTABLE = [
+  '**/*.json', '**/*.xml', '**/*.yaml', '**/*.yml', '**/*.txt', '**/latest', '**/latest/**', '**/SHA256SUMS*',
+  // apt (Debian, Ubuntu), also flat repositories
+  '**/InRelease', '**/Release', '**/Release.gpg', '**/dists/**/Packages*', '**/dists/**/Sources*', '**/dists/**/Contents-*',
+  '**/dists/**/Translation-*', '**/dists/**/Components-*', '**/dists/**/Index',
+  // rpm (repomd.xml itself is **/*.xml), alpine
+  '**/repomd.xml.asc', '**/repomd.xml.key', '**/APKINDEX.tar.gz',
+];
 
 /** Plain files at any path: the model for every other format. */
 export const generic: FormatHandler = {

@@ -6,8 +6,8 @@ import { recordLocalFile, writeTarget } from '../../repos/local.js';
 import { resolveDoc, resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
-import { sendDocument } from '../../server/doc.js';
-import { sendServed } from '../../server/send.js';
+import { sendDoc, sendServed } from '../../server/send.js';
+import { sha256 } from '../../lib/digest.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { boundaryOf, parseMultipart } from '../pypi/multipart.js';
@@ -79,8 +79,8 @@ async function sendIndex(req: FastifyRequest, reply: FastifyReply, ctx: RequestC
     return sendServed(req, reply, { rec, source: 'local', servedBy: ctx.repo.name, size: rec.size }, svc, { contentType: INDEX_TYPE });
   }
   const served = await resolveDoc(svc, ctx.repo, indexSource(svc));
-  const body = renderIndex(served.doc, (e) => `${ctx.repoUrl}/${e.file}`);
-  return sendDocument(req, reply, served, withServerInfo(body, repoPath(svc, ctx.repo)), INDEX_TYPE);
+  const body = Buffer.from(withServerInfo(renderIndex(served.doc, (e) => `${ctx.repoUrl}/${e.file}`), repoPath(svc, ctx.repo)));
+  return sendDoc(req, reply, served, { body, etag: `"${sha256(body).slice(7)}"` }, INDEX_TYPE);
 }
 
 /** A ChartMuseum API answer built from the repo's index (any kind). */

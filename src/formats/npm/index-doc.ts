@@ -7,6 +7,11 @@ import type { RepoDef } from '../../storage/meta/types.js';
 import { escapeName, paths, tarballFileOf } from './names.js';
 import { Lru } from '../../lib/lru.js';
 import { collect } from '../../lib/streams.js';
+import type { RenderedDoc } from '../../server/send.js';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
+
+const gzipAsync = promisify(gzip);
 
 export type Json = Record<string, unknown>;
 
@@ -45,7 +50,6 @@ export interface PackDoc {
 }
 
 export const ABBREVIATED_TYPE = 'application/vnd.npm.install-v1+json';
-export const ABBREVIATED_ACCEPT = 'application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*';
 
 /** Accept asks for the abbreviated (install-v1) form. */
 export function wantsAbbreviated(accept: string | undefined): boolean {
@@ -59,10 +63,18 @@ export function wantsAbbreviated(accept: string | undefined): boolean {
   return false;
 }
 
-/** Parsed documents by the identity of their bytes (a blob digest or a hash of the body). */
-const parsed = new Lru<PackDoc>(32 * 1024 * 1024);
-/** Rendered bodies by document identity + form + repo URL. */
-const rendered = new Lru<{ body: Buffer; etag: string }>(32 * 1024 * 1024);
+const MiB = 1024 * 1024;
+/**
+ * Parsed documents by the identity of their bytes (the blob digest). Busy packages' packuments
+ * (typescript, @types/node: ~10 MiB, ~30 MiB parsed) must fit, or every request re-parses them;
+ * the two LRUs are budgeted 160 MiB together (a parsed document counted as 3x its JSON).
+ */
+const parsed = new Lru<PackDoc>(96 * MiB, 10_000, 48 * MiB);
+/** Rendered bodies (and their gzip form, made on first demand) by document identity + form + repo URL. */
+const rendered = new Lru<RenderedDoc>(64 * MiB, 10_000, 32 * MiB);
+
+/** Counts of real parses and renders (cache misses): what the caches save shows here. */
+export const docWork = { parses: 0, renders: 0 };
 
 function isObject(v: unknown): v is Json {
   return !!v && typeof v === 'object' && !Array.isArray(v);
@@ -86,9 +98,9 @@ export function normalise(raw: unknown, name: string): Packument {
   return { ...raw, name: typeof raw.name === 'string' ? raw.name : name, 'dist-tags': tags, versions, time };
 }
 
-/** A stored packument (upstream original or our own document), parsed once per distinct content. */
+/** A stored packument (upstream original or our own document), parsed once per distinct content (`key`: its blob digest). */
 export function parseStored(body: Buffer, name: string, key?: string): PackDoc {
-  const k = key ?? `sha1:${createHash('sha1').update(body).digest('hex')}`;
+  const k = key ?? `sha256:${createHash('sha256').update(body).digest('hex')}`;
   const hit = parsed.get(k);
   if (hit) return hit;
   let raw: unknown;
@@ -98,6 +110,7 @@ export function parseStored(body: Buffer, name: string, key?: string): PackDoc {
     throw new AppError('UPSTREAM_FAILED', `packument of ${name} is not valid JSON`);
   }
   const doc: PackDoc = { json: normalise(raw, name), key: k };
+  docWork.parses++;
   parsed.set(k, doc, body.length * 3);
   return doc;
 }
@@ -193,7 +206,7 @@ export function renderVersion(doc: PackDoc, version: string, repoUrl: string): J
  * internal fields and attachments are dropped; `abbreviated` keeps what an
  * install needs. Cached per (document, form, repo URL).
  */
-export function renderPackument(doc: PackDoc, name: string, repoUrl: string, abbreviated: boolean): { body: Buffer; etag: string } {
+export function renderPackument(doc: PackDoc, name: string, repoUrl: string, abbreviated: boolean): RenderedDoc {
   const ck = doc.key ? `${doc.key}|${abbreviated ? 'a' : 'f'}|${repoUrl}|${name}` : undefined;
   const hit = ck ? rendered.get(ck) : undefined;
   if (hit) return hit;
@@ -216,8 +229,13 @@ export function renderPackument(doc: PackDoc, name: string, repoUrl: string, abb
     out.versions = versions;
   }
   const body = Buffer.from(JSON.stringify(out));
-  const r = { body, etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 40)}"` };
-  if (ck) rendered.set(ck, r, body.length + ck.length);
+  docWork.renders++;
+  let gz: Promise<Buffer> | undefined;
+  const r: RenderedDoc = {
+    body, etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 40)}"`, gzipped: () => (gz ??= gzipAsync(body, { level: 6 })),
+  };
+  // Room for the gzip form too (JSON packuments compress about 8:1).
+  if (ck) rendered.set(ck, r, Math.ceil(body.length * 1.15) + ck.length);
   return r;
 }
 
@@ -244,13 +262,17 @@ export function packumentCap(svc: Services): number {
   return Math.max(svc.config.limits.metadata_body, 64 * 1024 * 1024);
 }
 
-/** How each kind builds a package's packument (see repos/resolve.ts). */
-export function packumentSource(svc: Services, name: string, abbreviated: boolean): DocSource<PackDoc> {
+/**
+ * How each kind builds a package's packument (see repos/resolve.ts). A remote repo fetches and
+ * keeps only the full document: the abbreviated form is rendered from it, so an install that asks
+ * for both (npm 11 reads the full one, tarball lookups the abbreviated one) costs one upstream fetch.
+ */
+export function packumentSource(svc: Services, name: string): DocSource<PackDoc> {
   return {
     ref: {
-      path: abbreviated ? paths.abbreviated(name) : paths.doc(name),
+      path: paths.doc(name),
       mutable: true,
-      accept: abbreviated ? ABBREVIATED_ACCEPT : 'application/json',
+      accept: 'application/json',
       contentType: 'application/json',
       rejectHtml: true,
       locate: (repo) => packumentUrl(svc.repos.upstreamSettings(repo).upstream, name),
@@ -258,7 +280,8 @@ export function packumentSource(svc: Services, name: string, abbreviated: boolea
     packageName: name,
     maxBytes: packumentCap(svc),
     local: (repo) => loadLocal(svc, repo, name),
-    parseUpstream: (_repo, body) => parseStored(body, name),
+    parseUpstream: (_repo, body, key) => parseStored(body, name, key),
+    known: (key) => parsed.get(key),
     merge: (_repo, parts) => mergeDocs(name, parts),
   };
 }

@@ -1,12 +1,14 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import semver from 'semver';
 import { AppError } from '../../lib/errors.js';
+import { collectRequest } from '../../lib/streams.js';
 import { writeTarget } from '../../repos/local.js';
+import { forward } from '../../repos/forward.js';
 import { resolveDoc, resolveFile, type ServedDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
 import { MAX_DEPTH } from '../../repos/virtual.js';
-import { sendServed } from '../../server/send.js';
+import { docHeaders, sendDoc, sendServed } from '../../server/send.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import {
@@ -33,6 +35,9 @@ export const npm: FormatHandler = {
     const m = req.method;
     const read = m === 'GET' || m === 'HEAD';
     switch (route.kind) {
+      case 'forward':
+        if (m !== route.method) break;
+        return sendForwarded(req, reply, ctx, svc);
       case 'ping':
         if (!read) break;
         return reply.send({});
@@ -53,11 +58,11 @@ export const npm: FormatHandler = {
         break;
       case 'dist-tags':
         if (read && route.tag === undefined) {
-          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name, true));
+          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name));
           return withSourceHeaders(reply, served).send(served.doc.json['dist-tags']);
         }
         if (read && route.tag !== undefined) {
-          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name, true));
+          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name));
           const v = served.doc.json['dist-tags'][route.tag];
           if (!v) throw new AppError('NOT_FOUND', `${route.tag} is not a dist-tag of ${route.name}`);
           return withSourceHeaders(reply, served).send(JSON.stringify(v));
@@ -75,14 +80,22 @@ export const npm: FormatHandler = {
 };
 
 function withSourceHeaders(reply: FastifyReply, served: ServedDoc<PackDoc>): FastifyReply {
-  reply.header('x-artifact-source', served.source);
-  reply.header('x-artifact-repo', served.servedBy);
-  reply.header('content-type', 'application/json');
-  if (served.staleAge !== undefined) {
-    reply.header('x-artifact-stale', 'true');
-    reply.header('age', String(served.staleAge));
-  }
-  return reply;
+  return docHeaders(reply, served).header('content-type', 'application/json');
+}
+
+/** Headers of an audit or search request that matter to the upstream's answer. */
+const FORWARD_HEADERS = ['accept', 'accept-encoding', 'content-type', 'content-encoding'];
+
+/** npm audit and search, answered by the upstream (through a virtual repo: its first remote member that knows). */
+async function sendForwarded(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
+  const headers: Record<string, string> = {};
+  for (const h of FORWARD_HEADERS) if (typeof req.headers[h] === 'string') headers[h] = req.headers[h] as string;
+  const body = req.method === 'POST' ? await collectRequest(req.raw, svc.config.limits.metadata_body, 'audit request') : undefined;
+  const query = req.url.indexOf('?');
+  const r = await forward(svc, ctx.repo, { method: req.method as 'GET' | 'POST', path: ctx.rest + (query === -1 ? '' : req.url.slice(query)), body, headers });
+  reply.code(r.status).header('x-artifact-source', 'remote').header('x-artifact-repo', r.servedBy);
+  for (const h of ['content-type', 'content-encoding', 'content-length']) if (r.headers[h]) reply.header(h, r.headers[h]);
+  return reply.send(r.body);
 }
 
 /**
@@ -95,21 +108,13 @@ async function sendPackument(req: FastifyRequest, reply: FastifyReply, ctx: Requ
   const abbreviated = !write && wantsAbbreviated(req.headers.accept);
   let repo = ctx.repo;
   if (write && repo.kind === 'virtual' && typeof repo.options.default_local === 'string') repo = await writeTarget(svc, repo);
-  const served = await resolveDoc(svc, repo, packumentSource(svc, name, abbreviated));
-  const { body, etag } = renderPackument(served.doc, name, ctx.repoUrl, abbreviated);
-  withSourceHeaders(reply, served);
-  reply.header('content-type', abbreviated ? ABBREVIATED_TYPE : 'application/json');
-  reply.header('vary', 'Accept');
-  reply.header('etag', etag);
-  const inm = req.headers['if-none-match'];
-  if (inm && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)) return reply.code(304).send();
-  reply.header('content-length', String(body.length));
-  return reply.send(body);
+  const served = await resolveDoc(svc, repo, packumentSource(svc, name));
+  return sendDoc(req, reply, served, renderPackument(served.doc, name, ctx.repoUrl, abbreviated), abbreviated ? ABBREVIATED_TYPE : 'application/json');
 }
 
 /** GET /REPO/<name>/<version|tag>: one version's manifest. */
 async function sendVersion(reply: FastifyReply, ctx: RequestCtx, svc: Services, name: string, spec: string) {
-  const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, name, false));
+  const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, name));
   const j = served.doc.json;
   const version = j.versions[spec] ? spec : j['dist-tags'][spec] ?? semver.maxSatisfying(Object.keys(j.versions), spec);
   if (!version || !j.versions[version]) throw new AppError('NOT_FOUND', `${name}@${spec} is not in ${ctx.repo.name}`);
@@ -149,17 +154,11 @@ export async function tarball(svc: Services, repo: RepoDef, name: string, file: 
   }
 }
 
-/**
- * The version whose dist.tarball is `file`, from the abbreviated packument
- * (what installs read), else the full one: a version newer than the cached
- * abbreviated copy may already be in the full one (`npm view` fetched it).
- */
+/** The version whose dist.tarball is `file`, from the package's packument. */
 async function findTarball(svc: Services, repo: RepoDef, name: string, file: string, depth: number): Promise<{ doc: PackDoc; version: string }> {
-  for (const abbreviated of [true, false]) {
-    const { doc } = await resolveDoc(svc, repo, packumentSource(svc, name, abbreviated), depth);
-    const version = versionOfFile(doc, file);
-    if (version) return { doc, version };
-  }
+  const { doc } = await resolveDoc(svc, repo, packumentSource(svc, name), depth);
+  const version = versionOfFile(doc, file);
+  if (version) return { doc, version };
   throw new AppError('NOT_FOUND', `${file} is not a tarball of ${name} in ${repo.name}`);
 }
 

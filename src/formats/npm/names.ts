@@ -43,8 +43,6 @@ export function unscoped(name: string): string {
 export const paths = {
   /** Local: the package document (versions, dist-tags, time); remote: the cached full upstream packument. */
   doc: (name: string) => `${name}/-/_packument.json`,
-  /** Remote: the cached abbreviated (install-v1) upstream packument. */
-  abbreviated: (name: string) => `${name}/-/_packument.abbreviated.json`,
   tarball: (name: string, file: string) => `${name}/-/${file}`,
   prefix: (name: string) => `${name}/-/`,
 };
@@ -72,7 +70,17 @@ export type NpmRoute =
   | { kind: 'dist-tags'; name: string; tag?: string }
   | { kind: 'package'; name: string; rev?: string }
   | { kind: 'version'; name: string; spec: string }
-  | { kind: 'tarball'; name: string; file: string; rev?: string };
+  | { kind: 'tarball'; name: string; file: string; rev?: string }
+  /** Answered by the upstream as it is: audit (POST) and search (GET). */
+  | { kind: 'forward'; method: 'GET' | 'POST' };
+
+/** Registry endpoints that only an upstream can answer: method by path under /REPO/. */
+const FORWARDED: Record<string, 'GET' | 'POST'> = {
+  '-/npm/v1/security/advisories/bulk': 'POST',
+  '-/npm/v1/security/audits/quick': 'POST',
+  '-/npm/v1/security/audits': 'POST',
+  '-/v1/search': 'GET',
+};
 
 /**
  * Parses the path after /REPO/ (still percent-encoded). `@scope%2fname` and
@@ -91,6 +99,8 @@ export function parseRoute(rest: string): NpmRoute | null {
   if (seg.length === 0) return null;
   if (seg[0] === '-') {
     if (seg.length === 2 && seg[1] === 'ping') return { kind: 'ping' };
+    const method = FORWARDED[seg.join('/')];
+    if (method) return { kind: 'forward', method };
     if (seg[1] === 'package' && seg.length >= 4) {
       const scoped = seg[2].startsWith('@');
       const name = scoped ? `${seg[2]}/${seg[3]}` : seg[2];

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../../lib/errors.js';
 import { resolveDoc, type ServedDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
-import { sendServed } from '../../server/send.js';
+import { sendDoc, sendServed } from '../../server/send.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import { docEtag, METADATA_SUFFIX, projectSource, resolvePyFile, rootSource } from './docs.js';
 import { contentTypeOf, negotiate, renderProject, renderRoot } from './index-doc.js';
@@ -27,22 +27,10 @@ function redirect(reply: FastifyReply, location: string) {
   return reply.code(301).header('location', location).header('content-type', 'text/plain; charset=utf-8').send(`moved to ${location}\n`);
 }
 
-/** A rendered simple-index document with the contract headers, `Vary: Accept` and conditional GET. */
-function sendDoc(req: FastifyRequest, reply: FastifyReply, served: ServedDoc<unknown>, body: string, contentType: string) {
-  const etag = docEtag(body);
-  reply.header('x-artifact-source', served.source);
-  reply.header('x-artifact-repo', served.servedBy);
-  reply.header('vary', 'Accept');
-  reply.header('etag', etag);
+/** A rendered simple-index document with the contract headers, conditional GET and gzip (server/send.ts). */
+function sendPage(req: FastifyRequest, reply: FastifyReply, served: ServedDoc<unknown>, body: string, contentType: string) {
   reply.header('cache-control', 'max-age=60');
-  if (served.staleAge !== undefined) {
-    reply.header('x-artifact-stale', 'true');
-    reply.header('age', String(served.staleAge));
-  }
-  const inm = req.headers['if-none-match'];
-  if (inm && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)) return reply.code(304).send();
-  reply.header('content-type', contentType);
-  return reply.send(Buffer.from(body));
+  return sendDoc(req, reply, served, { body: Buffer.from(body), etag: docEtag(body) }, contentType);
 }
 
 /**
@@ -72,7 +60,7 @@ export const pypi: FormatHandler = {
     if (rest === 'simple/') {
       const served = await resolveDoc(svc, ctx.repo, rootSource(svc));
       const f = flavor();
-      return sendDoc(req, reply, served, renderRoot(served.doc, ctx.repoUrl, f), contentTypeOf(f));
+      return sendPage(req, reply, served, renderRoot(served.doc, ctx.repoUrl, f), contentTypeOf(f));
     }
 
     const proj = /^simple\/([^/]+)(\/?)$/.exec(rest);
@@ -83,7 +71,7 @@ export const pypi: FormatHandler = {
       if (name !== project || !proj[2]) return redirect(reply, `${ctx.repoUrl}/simple/${project}/${qs}`);
       const served = await resolveDoc(svc, ctx.repo, projectSource(svc, project));
       const f = flavor();
-      return sendDoc(req, reply, served, renderProject(served.doc, ctx.repoUrl, f), contentTypeOf(f));
+      return sendPage(req, reply, served, renderProject(served.doc, ctx.repoUrl, f), contentTypeOf(f));
     }
 
     const file = /^packages\/([^/]+)\/([^/]+)$/.exec(rest);

@@ -45,11 +45,12 @@ describe.skipIf(!HAVE_NPM)('npm remote repository', () => {
     const lock = JSON.parse(await readFile(join(proj, 'package-lock.json'), 'utf8'));
     const util = packed.find((p) => p.name === '@up/util')!;
     expect(lock.packages['node_modules/@up/util'].integrity).toBe(`sha512-${createHash('sha512').update(util.data).digest('base64')}`);
-    // npm asked for abbreviated packuments; every tarball was fetched once from where dist.tarball said.
+    // every tarball was fetched once from where dist.tarball said; one upstream packument per package
     expect(reg.up.count('/tarballs/')).toBe(3);
     for (const p of ['@up/app', '@up/util', 'left-pad-x']) {
-      const rec = await srv.svc.meta.files.get('npmjs', `${p}/-/_packument.abbreviated.json`);
+      const rec = await srv.svc.meta.files.get('npmjs', `${p}/-/_packument.json`);
       expect(rec, p).not.toBeNull();
+      expect(reg.up.count(`/${p.replace('/', '%2F')}`), p).toBe(1);
     }
 
     // A second install with a fresh npm cache: tarballs come from our cache.

@@ -33,7 +33,7 @@ describe.skipIf(!PYTHON || !which('twine'))('pypi local repository (twine, pip)'
     const res = await fetch(`${srv.url}/py/simple/demo-dep/`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/html/);
-    expect(res.headers.get('vary')).toBe('Accept');
+    expect(res.headers.get('vary')).toBe('Accept, Accept-Encoding');
     expect(res.headers.get('x-artifact-source')).toBe('local');
     const html = await res.text();
     const base = `${srv.url}/py/packages/demo-dep/`;
