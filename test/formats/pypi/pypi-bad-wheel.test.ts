@@ -12,13 +12,13 @@ beforeAll(async () => {
 });
 afterAll(() => srv.close());
 
-/** A zip of these entries (deflated), built here: no zip tool would write the bad names. */
-function zip(entries: Record<string, string>): Buffer {
+/** A zip of these entries (deflated), built here: no zip tool would write the bad names. `lie` understates sizes in the directory. */
+function zip(entries: Record<string, string | Buffer>, lie = false): Buffer {
   const locals: Buffer[] = [];
   const central: Buffer[] = [];
   let offset = 0;
   for (const [name, text] of Object.entries(entries)) {
-    const raw = Buffer.from(text);
+    const raw = Buffer.isBuffer(text) ? text : Buffer.from(text);
     const data = deflateRawSync(raw);
     const n = Buffer.from(name);
     const lh = Buffer.alloc(30);
@@ -26,7 +26,7 @@ function zip(entries: Record<string, string>): Buffer {
     lh.writeUInt32LE(crc32(raw), 14); lh.writeUInt32LE(data.length, 18); lh.writeUInt32LE(raw.length, 22); lh.writeUInt16LE(n.length, 26);
     const ch = Buffer.alloc(46);
     ch.writeUInt32LE(0x02014b50, 0); ch.writeUInt16LE(20, 4); ch.writeUInt16LE(20, 6); ch.writeUInt16LE(8, 10);
-    ch.writeUInt32LE(crc32(raw), 16); ch.writeUInt32LE(data.length, 20); ch.writeUInt32LE(raw.length, 24); ch.writeUInt16LE(n.length, 28);
+    ch.writeUInt32LE(crc32(raw), 16); ch.writeUInt32LE(data.length, 20); ch.writeUInt32LE(lie ? 100 : raw.length, 24); ch.writeUInt16LE(n.length, 28);
     ch.writeUInt32LE(offset, 42);
     locals.push(lh, n, data);
     central.push(ch, n);
@@ -39,14 +39,14 @@ function zip(entries: Record<string, string>): Buffer {
   return Buffer.concat([...locals, cd, eocd]);
 }
 
-function wheel(version: string, extra: Record<string, string>): { filename: string; bytes: Buffer } {
+function wheel(version: string, extra: Record<string, string>, metadataTail: string | Buffer = '', lie = false): { filename: string; bytes: Buffer } {
   return {
     filename: `evil_pkg-${version}-py3-none-any.whl`,
     bytes: zip({
       'evil_pkg/__init__.py': '',
-      [`evil_pkg-${version}.dist-info/METADATA`]: `Metadata-Version: 2.1\nName: evil-pkg\nVersion: ${version}\n`,
+      [`evil_pkg-${version}.dist-info/METADATA`]: Buffer.concat([Buffer.from(`Metadata-Version: 2.1\nName: evil-pkg\nVersion: ${version}\n`), Buffer.from(metadataTail)]),
       ...extra,
-    }),
+    }, lie),
   };
 }
 
@@ -87,4 +87,16 @@ describe('pypi upload: wheels whose names would unpack outside site-packages', (
       expect(page).not.toContain('evil_pkg-2.0');
     });
   }
+
+  it('bounds what METADATA inflates to, whatever the zip directory claims', async () => {
+    const huge = Buffer.alloc(6 << 20, 0x20); // past limits.metadata_body (4 MiB), a few KiB deflated
+    const before = await rows();
+    let res = await upload(wheel('3.0', {}, huge), '3.0');
+    expect(res.status).toBe(413);
+    expect(await res.json()).toEqual({ error: { code: 'TOO_LARGE', message: 'wheel METADATA is too large' } });
+    res = await upload(wheel('3.0', {}, huge, true), '3.0'); // the directory says 100 bytes
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: { code: 'BAD_REQUEST', message: 'invalid wheel: METADATA does not inflate' } });
+    expect(await rows()).toEqual(before);
+  });
 });
