@@ -197,7 +197,6 @@ export async function getManifest(req: FastifyRequest, reply: FastifyReply, svc:
 
 // ---------------------------------------------------------------- writes
 
-
 /** PUT /v2/<name>/manifests/<reference>: validate, store by digest, move the tag. */
 export async function putManifest(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target, target: RepoDef, reference: string) {
   const body = await collectRequest(req.raw, svc.config.limits.metadata_body, 'manifest', reply.raw);
