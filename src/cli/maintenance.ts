@@ -10,10 +10,19 @@ import { table } from './table.js';
 
 interface StoreFlags { config?: string; dataDir?: string; json?: boolean }
 
+/** Warnings as one readable stderr line each (`warning: refetch failed (repo=…, err=…)`), never raw JSON. */
+const humanLines = {
+  write(line: string) {
+    const { msg, level: _l, time: _t, pid: _p, hostname: _h, ...fields } = JSON.parse(line) as Record<string, unknown>;
+    const facts = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(', ');
+    process.stderr.write(`warning: ${String(msg)}${facts ? ` (${facts})` : ''}\n`);
+  },
+};
+
 /** gc and verify open the stores directly (same config as serve), not through the API. */
 async function withServices<T>(o: StoreFlags, fn: (svc: Services) => Promise<T>): Promise<T> {
   const config = loadConfig({ file: o.config, flags: { data_dir: o.dataDir } });
-  const log = pino({ level: 'warn' }, pino.destination(2));
+  const log = pino({ level: 'warn' }, humanLines);
   const svc = await createServices(config, log);
   try {
     return await fn(svc);
@@ -44,11 +53,12 @@ export function maintenanceCommands(program: Command): void {
       const report = await withServices(o, (svc) => runVerify(svc, { repair: o.repair }));
       if (o.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else {
-        const rows = report.findings.flatMap((f) => (f.rows.length ? f.rows : [{ repo: '', path: '', repair: undefined }]).map((r) => ({
-          digest: f.digest.slice(0, 19), problem: f.problem, repo: r.repo, path: r.path, repair: r.repair ?? (report.repaired ? '' : 'none'),
+        // The full digest and repo/path: what an operator needs to find and re-push the artifact.
+        const rows = report.findings.flatMap((f) => (f.rows.length ? f.rows : [undefined]).map((r) => ({
+          digest: f.digest, problem: f.problem, 'referenced by': r ? `${r.repo}/${r.path}` : '(nothing)', repair: r?.repair ?? (report.repaired ? '' : 'none'),
         })));
         process.stdout.write(`checked ${report.checked} blobs (${formatBytes(report.bytes)}): ${report.findings.length} damaged\n`);
-        if (rows.length) process.stdout.write(`${table(rows, ['digest', 'problem', 'repo', 'path', 'repair'])}\n`);
+        if (rows.length) process.stdout.write(`${table(rows, ['digest', 'problem', 'referenced by', 'repair'])}\n`);
       }
       if (report.findings.length > 0) process.exitCode = 1;
     });

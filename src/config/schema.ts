@@ -61,6 +61,7 @@ export const SECTIONS = {
   limits: {
     metadata_body: { type: 'size', default: '4MiB', doc: 'cap on metadata documents (JSON bodies, indexes, manifests)' },
     publish_body: { type: 'size', default: '512MiB', doc: 'cap on JSON publish bodies that embed artifacts (npm publish)' },
+    unpacked_size: { type: 'size', default: '2GiB', doc: 'cap on the unpacked size of an archive the server inspects (npm tarballs)' },
   },
   docker: {
     default_repo: { type: 'string', default: '', doc: 'docker repo that serves unprefixed image names (registry mirror)' },

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { AppError } from './errors.js';
 
@@ -31,14 +31,48 @@ export async function collect(src: Readable, o: CollectOptions = {}): Promise<Bu
   return Buffer.concat(chunks);
 }
 
+/** How much of a refused request body is read and dropped before the connection is closed instead. */
+const DISCARD_BOUND = 8 << 20;
+const LINGER_MS = 2000;
+
+/**
+ * After refusing a request body: read and drop the rest, so a client still
+ * sending reads our answer rather than a reset. Past `bound` bytes, stop
+ * paying for it: once the answer (`res`, when given) is out, half-close and
+ * keep dropping input for a moment (nginx's lingering close), then close.
+ */
+export function discardRequest(raw: IncomingMessage, res?: ServerResponse, bound = DISCARD_BOUND): void {
+  const socket = raw.socket;
+  let left = bound;
+  const count = (c: Buffer) => {
+    left -= c.length;
+    if (left >= 0) return;
+    raw.off('data', count);
+    const linger = () => {
+      socket.end();
+      setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    };
+    if (!res || res.writableFinished) linger();
+    else res.once('finish', linger);
+  };
+  if (!raw.complete) raw.on('data', count);
+  raw.resume();
+}
+
 /** A request body, refused with 413 before reading when its declared length is already over `max`. */
-export async function collectRequest(raw: IncomingMessage, max: number, what = 'request body'): Promise<Buffer> {
+export async function collectRequest(raw: IncomingMessage, max: number, what = 'request body', res?: ServerResponse): Promise<Buffer> {
+  const tooLarge = () => new AppError('TOO_LARGE', `${what} is larger than the ${max}-byte limit`);
   const declared = Number(raw.headers['content-length']);
   if (Number.isFinite(declared) && declared > max) {
-    raw.resume();
-    throw new AppError('TOO_LARGE', `${what} is larger than the ${max}-byte limit`);
+    discardRequest(raw, res);
+    throw tooLarge();
   }
-  return collect(raw, { max, what, drain: true });
+  try {
+    return await collect(raw, { max, tooLarge, drain: true });
+  } catch (err) {
+    discardRequest(raw, res);
+    throw err;
+  }
 }
 
 /**

@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
+import { dockerErrorBody } from '../formats/docker/errors.js';
 import { FORMAT_HANDLERS } from '../formats/index.js';
 import type { Services } from '../repos/services.js';
 import { healthApi } from './api/health.js';
@@ -16,9 +17,13 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
     bodyLimit: svc.config.limits.metadata_body,
     return503OnClosing: false,
     // Malformed URLs and the like, rejected before routing: same body shape as every other error.
-    frameworkErrors: (err, _req, reply) => {
+    // Under /v2/ in the registry's shape (a malformed path there is NAME_INVALID).
+    frameworkErrors: (err, req, reply) => {
       const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 400;
-      const body = { error: { code: status === 400 ? 'BAD_REQUEST' : 'INTERNAL', message: status === 400 ? err.message : 'internal error' } };
+      const message = status === 400 ? err.message : 'internal error';
+      const body = /^\/v2(?:[/?]|$)/.test(req.raw.url ?? '')
+        ? dockerErrorBody(status === 400 ? 'INVALID_PATH' : 'INTERNAL', message)
+        : { error: { code: status === 400 ? 'BAD_REQUEST' : 'INTERNAL', message } };
       void (reply as FastifyReply).code(status).send(body);
     },
   });

@@ -84,9 +84,9 @@ describe('precedence: defaults < file < ARTIFACTAPI_<SECTION>_<KEY> < flags', ()
 
 describe('durations and sizes', () => {
   it('parse every documented unit', () => {
-    const c = load({ file: toml('[remote]\nmetadata_ttl = "500ms"\nnegative_ttl = "30s"\nupstream_timeout = "5m"\nidle_timeout = "1h"\nfill_timeout = "7d"\n[limits]\nmetadata_body = "4MiB"\npublish_body = "10GB"\n[uploads]\nmax_size = "512"\n') });
+    const c = load({ file: toml('[remote]\nmetadata_ttl = "500ms"\nnegative_ttl = "30s"\nupstream_timeout = "5m"\nidle_timeout = "1h"\nfill_timeout = "7d"\n[limits]\nmetadata_body = "4MiB"\npublish_body = "10GB"\nunpacked_size = "1GiB"\n[uploads]\nmax_size = "512"\n') });
     expect(c.remote).toMatchObject({ metadata_ttl: 500, negative_ttl: 30_000, upstream_timeout: 300_000, idle_timeout: 3_600_000, fill_timeout: 7 * 86_400_000 });
-    expect(c.limits).toEqual({ metadata_body: 4 * 1024 * 1024, publish_body: 10_000_000_000 });
+    expect(c.limits).toEqual({ metadata_body: 4 * 1024 * 1024, publish_body: 10_000_000_000, unpacked_size: 1024 ** 3 });
     expect(c.uploads.max_size).toBe(512);
   });
 

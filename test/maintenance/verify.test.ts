@@ -93,6 +93,24 @@ describe.skipIf(ON_STACK)('verify', () => {
     const bad = await execa('node', [CLI, 'verify', '--data-dir', srv.dataDir], { reject: false });
     expect(bad.exitCode).toBe(1);
     expect(bad.stdout).toMatch(/1 damaged/);
-    expect(bad.stdout).toMatch(/corrupt\s+files\s+x/);
+    // the full digest, and the repo/path that references it
+    expect(bad.stdout).toMatch(new RegExp(`${sha(body)}\\s+corrupt\\s+files/x\\s+none`));
+  });
+
+  it('verify --repair names the damage in plain text, with no raw JSON log lines on the terminal', async () => {
+    const remoteBody = randomBytes(20_000);
+    up = await startUpstream(staticFiles({ '/pkg.tgz': remoteBody }));
+    srv = await startServer();
+    await srv.addRepo({ name: 'cache', format: 'generic', kind: 'remote', upstream: up.url });
+    await (await fetch(`${srv.url}/cache/pkg.tgz`)).arrayBuffer();
+    await up.close(); // the refetch fails: a warning, which must not come out as JSON
+    up = undefined;
+    await corrupt(srv, sha(remoteBody));
+    const r = await execa('node', [CLI, 'verify', '--repair', '--data-dir', srv.dataDir], { reject: false });
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout).toContain(sha(remoteBody));
+    expect(r.stdout).toMatch(/corrupt\s+cache\/pkg\.tgz\s+refetch-failed-dropped/);
+    expect(`${r.stdout}\n${r.stderr}`).not.toMatch(/\{"level":/);
+    expect(r.stderr).toMatch(/^warning: refetch failed \(repo=cache, path=pkg\.tgz, err=.+\)$/m);
   });
 });

@@ -34,7 +34,10 @@ async function tagNames(svc: Services, repo: RepoDef, image: string): Promise<st
       const tags: string[] = [];
       for await (const f of svc.meta.files.list(r.name, keys.tags(image))) tags.push(f.path.slice(keys.tags(image).length));
       if (tags.length > 0) return tags;
-      for await (const _ of svc.meta.files.list(r.name, keys.manifests(image))) return [];
+      // An image whose manifests were all deleted still has its layer links (until gc): known, no tags.
+      for (const prefix of [keys.manifests(image), keys.layers(image)]) {
+        for await (const _ of svc.meta.files.list(r.name, prefix)) return [];
+      }
       return null;
     },
     parseUpstream(_r, body) {

@@ -11,7 +11,7 @@ import type { FileRef, Served } from '../../repos/types.js';
 import { firstMember } from '../../repos/virtual.js';
 import { sendServed, etagOf } from '../../server/send.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
-import { keys, validateTag, type Target } from './names.js';
+import { isTag, keys, validateTag, type Target } from './names.js';
 import { upstreamAuth, upstreamImage, upstreamUrl } from './remote-auth.js';
 import { collect, collectRequest } from '../../lib/streams.js';
 
@@ -176,6 +176,8 @@ async function platformManifest(svc: Services, t: Target, index: Served): Promis
 }
 
 export async function getManifest(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target, reference: string) {
+  // Not a digest and not a tag: no such manifest (the OCI conformance suite wants 404, not TAG_INVALID).
+  if (!isDigest(reference) && !isTag(reference)) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${t.image}:${reference.slice(0, 200)}`);
   let served = await findManifest(svc, t.repo, t.image, reference, t.ns);
   if (!isDigest(reference) && wantsPlatformManifest(req.headers.accept, served.rec.contentType)) {
     served = await platformManifest(svc, t, served);
@@ -195,13 +197,9 @@ export async function getManifest(req: FastifyRequest, reply: FastifyReply, svc:
 
 // ---------------------------------------------------------------- writes
 
-function readBody(req: FastifyRequest, cap: number): Promise<Buffer> {
-  return collectRequest(req.raw, cap, 'manifest');
-}
-
 /** PUT /v2/<name>/manifests/<reference>: validate, store by digest, move the tag. */
 export async function putManifest(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target, target: RepoDef, reference: string) {
-  const body = await readBody(req, svc.config.limits.metadata_body);
+  const body = await collectRequest(req.raw, svc.config.limits.metadata_body, 'manifest', reply.raw);
   let doc: ManifestDoc;
   try {
     doc = JSON.parse(body.toString('utf8'));
@@ -209,12 +207,7 @@ export async function putManifest(req: FastifyRequest, reply: FastifyReply, svc:
     throw new AppError('MANIFEST_INVALID', 'manifest invalid: not JSON');
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new AppError('MANIFEST_INVALID', 'manifest invalid: not an object');
-  const headerType = baseType(req.headers['content-type']);
-  const mediaType = doc.mediaType ?? (SUPPORTED.has(headerType) ? headerType : doc.manifests ? MT.ociIndex : MT.ociManifest);
-  if (!SUPPORTED.has(mediaType)) throw new AppError('MANIFEST_INVALID', `manifest invalid: unsupported media type ${mediaType}`);
-  if (doc.mediaType && SUPPORTED.has(headerType) && headerType !== doc.mediaType) {
-    throw new AppError('MANIFEST_INVALID', `manifest invalid: Content-Type ${headerType} does not match mediaType ${doc.mediaType}`);
-  }
+  const mediaType = manifestType(doc, baseType(req.headers['content-type']));
   if (doc.schemaVersion !== 2) throw new AppError('MANIFEST_INVALID', 'manifest invalid: schemaVersion must be 2');
   const digest = sha256(body);
   if (isDigest(reference)) {
@@ -237,6 +230,22 @@ export async function putManifest(req: FastifyRequest, reply: FastifyReply, svc:
   reply.code(201).header('location', `/v2/${t.name}/manifests/${digest}`).header('docker-content-digest', digest).header('content-length', '0');
   if (meta.subject) reply.header('oci-subject', meta.subject as string);
   return reply.send();
+}
+
+/**
+ * The one type a pushed document can be read as. Anything that two clients
+ * could read differently (CVE-2021-41190: an image that is also an index, a
+ * mediaType that contradicts the Content-Type or the shape) is refused.
+ */
+function manifestType(doc: ManifestDoc, headerType: string): string {
+  const invalid = (why: string) => new AppError('MANIFEST_INVALID', `manifest invalid: ${why}`);
+  const isIndex = doc.manifests !== undefined;
+  if (isIndex && (doc.layers !== undefined || doc.config !== undefined)) throw invalid('ambiguous: both manifests and layers/config');
+  const mediaType = doc.mediaType ?? (SUPPORTED.has(headerType) ? headerType : isIndex ? MT.ociIndex : MT.ociManifest);
+  if (!SUPPORTED.has(mediaType)) throw invalid(`unsupported media type ${mediaType}`);
+  if (SUPPORTED.has(headerType) && headerType !== mediaType) throw invalid(`Content-Type ${headerType} does not match mediaType ${mediaType}`);
+  if (INDEXES.has(mediaType) !== isIndex) throw invalid(`a document of this shape is not a ${mediaType}`);
+  return mediaType;
 }
 
 /** Every blob an image manifest names, and every manifest an index names, must already be in this repo. */

@@ -36,8 +36,12 @@ export function validateImage(image: string): void {
   }
 }
 
+export function isTag(tag: string): boolean {
+  return TAG.test(tag);
+}
+
 export function validateTag(tag: string): void {
-  if (!TAG.test(tag)) throw new AppError('TAG_INVALID', `invalid tag "${tag.slice(0, 200)}"`);
+  if (!isTag(tag)) throw new AppError('TAG_INVALID', `invalid tag "${tag.slice(0, 200)}"`);
 }
 
 /** An image name as the client wrote it, resolved to the repo that serves it and the image inside that repo. */
@@ -84,6 +88,7 @@ export const keys = {
   tag: (image: string, tag: string) => `${image}/_tags/${tag}`,
   tags: (image: string) => `${image}/_tags/`,
   layer: (image: string, digest: string) => `${image}/_layers/${digest}`,
+  layers: (image: string) => `${image}/_layers/`,
 };
 
 /** `a/b/_tags/x` -> `{ image: 'a/b', kind: 'tags', id: 'x' }` */

@@ -107,13 +107,13 @@ async function session(svc: Services, target: RepoDef, t: Target, id: string): P
 }
 
 /** Stores the request body as the part at the current size; a Content-Range that starts elsewhere is refused with 416. */
-async function append(req: FastifyRequest, svc: Services, id: string, reply: FastifyReply): Promise<number> {
+async function append(req: FastifyRequest, svc: Services, t: Target, id: string, reply: FastifyReply): Promise<number> {
   const size = total(await svc.blob.parts.list(id));
   const cr = req.headers['content-range'];
   if (cr !== undefined) {
     const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/\d+|\/\*)?$/.exec(String(cr).trim());
     if (!m || Number(m[1]) !== size) {
-      reply.header('range', rangeHeader(size)).header('docker-upload-uuid', id);
+      reply.header('location', uploadUrl(t, id)).header('range', rangeHeader(size)).header('docker-upload-uuid', id);
       throw new AppError('RANGE_INVALID', `chunk starts at ${m ? m[1] : '?'}, upload is at ${size}`);
     }
   }
@@ -150,7 +150,7 @@ async function append(req: FastifyRequest, svc: Services, id: string, reply: Fas
 /** PATCH: one chunk (streamed or Content-Range'd). */
 export async function patchUpload(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target, target: RepoDef, id: string) {
   await session(svc, target, t, id);
-  const size = await svc.coord.withLock(`docker-upload:${id}`, () => append(req, svc, id, reply));
+  const size = await svc.coord.withLock(`docker-upload:${id}`, () => append(req, svc, t, id, reply));
   return reply.code(202).header('location', uploadUrl(t, id)).header('range', rangeHeader(size)).header('docker-upload-uuid', id)
     .header('content-length', '0').send();
 }
@@ -167,7 +167,7 @@ export async function finishUpload(req: FastifyRequest, reply: FastifyReply, svc
   await session(svc, target, t, id);
   const digest = parseDigest((req.query as Record<string, string | undefined>).digest);
   return svc.coord.withLock(`docker-upload:${id}`, async () => {
-    if (hasBody(req)) await append(req, svc, id, reply);
+    if (hasBody(req)) await append(req, svc, t, id, reply);
     else req.raw.resume();
     const parts = await svc.blob.parts.list(id);
     const size = total(parts);

@@ -9,6 +9,7 @@ import { ingestBuffer } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { hashesOf, loadLocal, type Json, type Manifest, type Packument } from './index-doc.js';
 import { paths, tarballFileOf, unscoped } from './names.js';
+import { checkTarball } from './tarball.js';
 import { collectRequest } from '../../lib/streams.js';
 
 /**
@@ -139,6 +140,7 @@ async function publish(svc: Services, target: RepoDef, name: string, body: Json,
   }
   if (access === 'restricted' && !name.startsWith('@')) throw new AppError('BAD_REQUEST', "can't restrict access to unscoped packages");
   const prepared = versions.map(([v, m]) => prepare(name, v, m, attachments));
+  for (const p of prepared) await checkTarball(p.data, svc.config.limits.unpacked_size, `${name}@${p.version}`);
   const tags = isObject(body['dist-tags']) ? body['dist-tags'] : {};
 
   return svc.coord.withLock(lockKey(target, name), async () => {

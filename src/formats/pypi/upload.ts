@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { parseDigest, sha256, type Digest } from '../../lib/digest.js';
+import { discardRequest } from '../../lib/streams.js';
 import { AppError, isAppError } from '../../lib/errors.js';
 import { recordLocalFile, writeTarget } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
@@ -50,7 +51,7 @@ export async function handleUpload(req: FastifyRequest, reply: FastifyReply, ctx
     const rec = await receive(req, svc, target);
     return reply.code(200).send({ ok: true, repo: target.name, ...rec });
   } catch (err) {
-    if (!req.raw.readableEnded) req.raw.resume(); // let the client finish sending, so it reads our answer
+    if (!req.raw.readableEnded) discardRequest(req.raw, reply.raw); // the client, still sending, reads our answer
     if (isAppError(err) && err.status < 500) reply.raw.statusMessage = err.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
     throw err;
   }

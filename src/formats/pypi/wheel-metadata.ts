@@ -1,5 +1,6 @@
 import { inflateRawSync } from 'node:zlib';
 import type { Digest } from '../../lib/digest.js';
+import { isContainedPath } from '../../lib/archive-paths.js';
 import { AppError } from '../../lib/errors.js';
 import type { BlobStore } from '../../storage/blob/types.js';
 import { collect } from '../../lib/streams.js';
@@ -18,7 +19,8 @@ function bad(msg: string): AppError {
 /**
  * Reads `<name>-<version>.dist-info/METADATA` out of a stored wheel with a few
  * ranged reads (end of central directory, central directory, one entry), so a
- * large wheel is never read whole. Works on any BlobStore.
+ * large wheel is never read whole. Works on any BlobStore. Any entry whose
+ * name would unpack outside the install directory makes the wheel invalid.
  */
 export async function readWheelMetadata(blob: BlobStore, d: Digest, size: number, maxBytes: number): Promise<Buffer> {
   if (size < 22) throw bad('too small to be a zip file');
@@ -57,6 +59,7 @@ export async function readWheelMetadata(blob: BlobStore, d: Digest, size: number
     const commentLen = cd.readUInt16LE(p + 32);
     let local = cd.readUInt32LE(p + 42);
     const name = cd.subarray(p + 46, p + 46 + nameLen).toString('utf8');
+    if (!isContainedPath(name)) throw bad(`entry ${JSON.stringify(name.slice(0, 200))} is outside the wheel`);
     if (/^[^/]+\.dist-info\/METADATA$/.test(name)) {
       if (found) throw bad('more than one .dist-info/METADATA');
       // zip64 extra field (id 1) carries the sizes/offset that overflow.
