@@ -68,8 +68,8 @@ export function parsePkginfo(text: string): Map<string, string[]> {
   return out;
 }
 
-/** Finds the control stream in the first bytes of a package; null until enough bytes are there. */
-function scanHead(head: Buffer, what: string): ApkInfo | null {
+/** Finds the control stream in the first bytes of a package (and where it ends); null until enough bytes are there. */
+function scanHead(head: Buffer, what: string): (ApkInfo & { end: number }) | null {
   let pos = 0;
   for (let i = 0; i < 2; i++) {
     const m = gzipMember(head.subarray(pos), what);
@@ -78,7 +78,7 @@ function scanHead(head: Buffer, what: string): ApkInfo | null {
     const pkginfo = entries.find((e) => e.name === '.PKGINFO');
     if (pkginfo) {
       const checksum = `Q1${createHash('sha1').update(head.subarray(pos, pos + m.end)).digest('base64')}`;
-      return { pkginfo: parsePkginfo(pkginfo.data.toString('utf8')), checksum };
+      return { pkginfo: parsePkginfo(pkginfo.data.toString('utf8')), checksum, end: pos + m.end };
     }
     if (i > 0 || !entries.some((e) => e.name.startsWith('.SIGN.'))) break;
     pos += m.end;
@@ -97,13 +97,15 @@ export class ApkScanner implements BodyCheck {
   size = 0;
   private chunks: Buffer[] = [];
   private held = 0;
+  /** sha256 of the data stream, checked against .PKGINFO's `datahash` (abuild writes it; apk checks it). */
+  private dataHash = createHash('sha256');
   private nextTry = 64 * 1024;
 
   constructor(private readonly what: string, private readonly accept?: (info: ApkInfo, size: number) => void, private readonly failWith: ErrorCode = 'BAD_REQUEST') {}
 
   update(chunk: Buffer): void {
     this.size += chunk.length;
-    if (this.info) return;
+    if (this.info) return void this.dataHash.update(chunk);
     this.chunks.push(chunk);
     this.held += chunk.length;
     // Try again each time the held bytes double: linear work whatever the chunk size.
@@ -117,18 +119,25 @@ export class ApkScanner implements BodyCheck {
   final(): void {
     if (!this.info) this.scan();
     if (!this.info) this.fail(`${this.what} is not an .apk package (no complete control stream)`);
+    const datahash = this.info!.pkginfo.get('datahash')?.[0];
+    if (datahash && datahash.toLowerCase() !== this.dataHash.digest('hex')) this.fail(`${this.what}: the data stream does not match .PKGINFO's datahash`);
     this.accept?.(this.info!, this.size);
   }
 
   private scan(): void {
     const head = Buffer.concat(this.chunks);
     this.chunks = [head];
+    let found: ReturnType<typeof scanHead>;
     try {
-      this.info = scanHead(head, this.what) ?? undefined;
+      found = scanHead(head, this.what);
     } catch (err) {
       this.fail((err as Error).message);
     }
-    if (this.info) this.chunks = [];
+    if (!found) return;
+    const { end, ...info } = found;
+    this.info = info;
+    this.dataHash.update(head.subarray(end));
+    this.chunks = [];
   }
 
   private fail(message: string): never {

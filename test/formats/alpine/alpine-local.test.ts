@@ -99,6 +99,7 @@ describe('alpine local repo', () => {
       ['zlib2-1.3-r0.apk', good.apk],
       ['zlib-1.3-r0.apk', (await buildApk({ name: 'zlib', version: '1.3-r0', arch: 'aarch64' })).apk],
       ['zlib-1.3-r0.apk', (await buildApk({ name: 'zlib', version: 'one.two' })).apk],
+      ['zlib-1.3-r0.apk', (await buildApk({ name: 'zlib', version: '1.3-r0', datahash: '0'.repeat(64) })).apk],
     ];
     for (const [file, body] of cases) {
       const res = await apkPut(`${repoUrl}/x86_64/${file}`, body);
