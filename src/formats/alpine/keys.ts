@@ -69,8 +69,11 @@ export async function signingKey(svc: Services, repo: RepoDef): Promise<SigningK
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const pem = Buffer.from(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
     let row!: Awaited<ReturnType<typeof writeLocalRow>>;
+    // Checked again in the exclusive publishing transaction: without a shared lock (no Redis), an
+    // instance that lost the race keeps the key that won; its own blob is left to gc.
     await ingestBuffer(svc, pem, async (m, w) => {
-      row = await writeLocalRow(m, repo, KEY_ROW, w.digest, w.size, { contentType: 'application/x-pem-file', meta: { kind: 'signing-key' } });
+      row = (await m.files.get(repo.name, KEY_ROW))
+        ?? (await writeLocalRow(m, repo, KEY_ROW, w.digest, w.size, { contentType: 'application/x-pem-file', meta: { kind: 'signing-key' } }));
     });
     return row;
   }));

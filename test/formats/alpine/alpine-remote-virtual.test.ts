@@ -43,8 +43,9 @@ beforeAll(async () => {
     { ...entryOf(swapped, 'swapped', '2.0-r0', { C: genuine.checksum }) },
   ], mirrorKey);
   upstream = await startUpstream(serve);
-  srv = await startServer({ 'remote.metadata_ttl': '1s', 'remote.upstream_timeout': '1s' });
+  srv = await startServer({ 'remote.upstream_timeout': '1s' });
   await srv.addRepo({ name: 'ar', format: 'alpine', kind: 'remote', upstream: `${upstream.url}/alpine/` });
+  await srv.addRepo({ name: 'arttl', format: 'alpine', kind: 'remote', upstream: `${upstream.url}/alpine`, metadata_ttl: '1s' });
   await srv.addRepo({ name: 'aloc', format: 'alpine', kind: 'local' });
   await srv.addRepo({ name: 'av', format: 'alpine', kind: 'virtual', members: ['aloc', 'ar'] });
   await srv.addRepo({ name: 'aallow', format: 'alpine', kind: 'virtual', members: ['aloc', 'ar'], allow_shadowed: ['musl'] });
@@ -105,15 +106,22 @@ describe('alpine remote repo', () => {
   });
 
   it('after the TTL the index is revalidated; with the upstream down the stale copy is served', async () => {
+    const url = `${srv.url}/arttl/v3.19/main`;
+    expect((await apkGet(url, 'x86_64', 'APKINDEX.tar.gz')).res.status).toBe(200);
+    expect((await apkGet(url, 'x86_64', 'musl-1.2.4-r2.apk')).body.equals(musl.apk)).toBe(true);
+    const before = upstream.count(`${DIR}/APKINDEX.tar.gz`);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await apkGet(url, 'x86_64', 'APKINDEX.tar.gz')).res.status).toBe(200);
+    expect(upstream.count(`${DIR}/APKINDEX.tar.gz`)).toBe(before + 1);
     await new Promise((r) => setTimeout(r, 1100));
     upstream.handle((_req, res) => void res.writeHead(503).end('down'));
     try {
-      const stale = await apkGet(remoteUrl(), 'x86_64', 'APKINDEX.tar.gz');
+      const stale = await apkGet(url, 'x86_64', 'APKINDEX.tar.gz');
       expect(stale.res.status).toBe(200);
       expect(stale.res.headers.get('x-artifact-stale')).toBe('true');
       expect(stale.body.equals(files[`${DIR}/APKINDEX.tar.gz`])).toBe(true);
       // Cached packages still install.
-      expect((await apkGet(remoteUrl(), 'x86_64', 'musl-1.2.4-r2.apk')).body.equals(musl.apk)).toBe(true);
+      expect((await apkGet(url, 'x86_64', 'musl-1.2.4-r2.apk')).body.equals(musl.apk)).toBe(true);
     } finally {
       upstream.handle(serve);
     }
