@@ -108,6 +108,7 @@ async function apkFile(svc: Services, repo: RepoDef, dir: string, file: string):
 async function savePackage(svc: Services, target: RepoDef, src: Readable, dir: string, arch: string, file: string) {
   const path = `${dir}/${file}`;
   if (await svc.meta.files.get(target.name, path)) throw new AppError('CONFLICT', `${path} already exists in ${target.name} and cannot be overwritten`);
+  await signingKey(svc, target); // a key that cannot sign fails the upload before anything is stored
   let fields: [string, string][] = [];
   const check = new ApkScanner(file, (info, size) => { fields = packageFields(info, size, file, arch); });
   const w = await ingestStream(svc, src, { maxSize: svc.config.uploads.max_size || undefined, expect: { check } }, (m, s) =>
@@ -120,6 +121,7 @@ async function deletePackage(svc: Services, target: RepoDef, dir: string, file: 
   const path = `${dir}/${file}`;
   const rec = await svc.meta.files.get(target.name, path);
   if (rec?.meta?.kind !== 'apk') throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
+  await signingKey(svc, target);
   await svc.meta.files.remove(target.name, path);
   await svc.derived.refresh(svc, target, localIndexDoc(dir));
   return { deleted: true };

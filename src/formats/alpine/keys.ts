@@ -29,15 +29,15 @@ function toKey(repo: RepoDef, pem: string, from: string): SigningKey {
   try {
     privateKey = createPrivateKey(pem);
   } catch {
-    throw new AppError('INVALID_CONFIG', `${repo.name}: the signing key is not a PEM private key`);
+    throw new AppError('INTERNAL', `${repo.name}: the signing key is not a PEM private key`);
   }
-  if (privateKey.asymmetricKeyType !== 'rsa') throw new AppError('INVALID_CONFIG', `${repo.name}: the signing key must be an RSA key`);
+  if (privateKey.asymmetricKeyType !== 'rsa') throw new AppError('INTERNAL', `${repo.name}: the signing key must be an RSA key`);
   const pub = createPublicKey(privateKey);
   const publicPem = pub.export({ type: 'spki', format: 'pem' }) as string;
   const optName = repo.options.key_name;
   const name = typeof optName === 'string' && optName ? optName
     : `${repo.name}-${sha256(pub.export({ type: 'spki', format: 'der' })).slice(7, 15)}`;
-  if (!KEY_NAME_RE.test(name)) throw new AppError('INVALID_CONFIG', `${repo.name}: key_name ${JSON.stringify(name)} is not a valid key file name`);
+  if (!KEY_NAME_RE.test(name)) throw new AppError('INTERNAL', `${repo.name}: key_name ${JSON.stringify(name)} is not a valid key file name`);
   const key = { name, privateKey, publicPem };
   if (parsed.size > 1000) parsed.clear();
   parsed.set(from, key);
@@ -54,12 +54,12 @@ export async function signingKey(svc: Services, repo: RepoDef): Promise<SigningK
   const id = `${repo.name}\0${String(o.key_name ?? '')}`;
   if (typeof o.signing_key_env === 'string' && o.signing_key_env) {
     const pem = process.env[o.signing_key_env];
-    if (!pem) throw new AppError('INVALID_CONFIG', `${repo.name}: environment variable ${o.signing_key_env} (signing_key_env) is not set`);
+    if (!pem) throw new AppError('INTERNAL', `${repo.name}: environment variable ${o.signing_key_env} (signing_key_env) is not set`);
     return toKey(repo, pem, `${id}\0env\0${sha256(Buffer.from(pem))}`);
   }
   if (typeof o.signing_key_file === 'string' && o.signing_key_file) {
     const pem = await readFile(o.signing_key_file, 'utf8').catch(() => {
-      throw new AppError('INVALID_CONFIG', `${repo.name}: cannot read signing_key_file ${o.signing_key_file}`);
+      throw new AppError('INTERNAL', `${repo.name}: cannot read signing_key_file ${o.signing_key_file}`);
     });
     return toKey(repo, pem, `${id}\0file\0${sha256(Buffer.from(pem))}`);
   }

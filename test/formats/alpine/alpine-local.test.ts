@@ -195,4 +195,16 @@ describe('alpine signing keys', () => {
       else process.env.ARTIFACTAPI_TEST_APK_KEY = saved;
     }
   });
+
+  it('a signing key that cannot be read is a 500 in the generic error shape, and an upload then stores nothing', async () => {
+    await srv.addRepo({ name: 'nokey', format: 'alpine', kind: 'local', signing_key_env: 'ARTIFACTAPI_TEST_APK_KEY_UNSET' });
+    const res = await fetch(`${srv.url}/nokey/keys`);
+    expect(res.status).toBe(500);
+    const body = await res.json();
+    expect(body.error.code).toBe('INTERNAL');
+    expect(JSON.stringify(body)).not.toMatch(/\.ts:\d+/);
+    const p = await buildApk({ name: 'c', version: '1-r0' });
+    expect((await apkPut(`${srv.url}/nokey/v1/main/x86_64/c-1-r0.apk`, p.apk)).status).toBe(500);
+    expect(await srv.svc.meta.files.get('nokey', 'v1/main/x86_64/c-1-r0.apk')).toBeNull();
+  });
 });
