@@ -89,6 +89,9 @@ export const REPO_KEYS = {
   mutable: { type: 'string[]', default: undefined, doc: 'generic remote: path globs treated as mutable metadata (TTL)' },
   default_local: { type: 'string', default: undefined, doc: 'virtual: the local member that receives writes' },
   allow_shadowed: { type: 'string[]', default: undefined, doc: 'virtual: package names remote members may serve even when a local member has them' },
+  signing_key_file: { type: 'string', default: undefined, doc: 'alpine local/virtual: PEM RSA private key that signs APKINDEX (default: generated and stored)' },
+  signing_key_env: { type: 'string', default: undefined, doc: 'alpine local/virtual: read the PEM signing key from this env var (wins over signing_key_file)' },
+  key_name: { type: 'string', default: undefined, doc: 'alpine: signing key name (<name>.rsa.pub); default <repo>-<fingerprint>' },
 } satisfies Record<string, KeySpec>;
 
 export const FORMATS = ['generic', 'docker', 'helm', 'pypi', 'npm', 'rpm', 'alpine', 'puppet', 'terraform', 'goproxy'] as const;

@@ -1,4 +1,5 @@
 import type { FormatHandler } from './types.js';
+import { alpine } from './alpine/index.js';
 import { docker } from './docker/index.js';
 import { generic } from './generic/index.js';
 import { helm } from './helm/index.js';
@@ -8,6 +9,7 @@ import { pypi } from './pypi/index.js';
 /** The formats this build serves. Adding one is a folder and a line here. */
 export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
   generic,
+  alpine,
   helm,
   docker,
   npm,

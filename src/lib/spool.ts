@@ -20,8 +20,17 @@ export interface Spooled {
  */
 export type ExtraHashes = Partial<Record<'sha1' | 'sha384' | 'sha512' | 'md5', string>>;
 
+/**
+ * A format's own check of a body that streams past (an .apk's control-stream checksum): sees
+ * every chunk, then `final` throws (DIGEST_INVALID, BAD_REQUEST...) if the body must not be kept.
+ */
+export interface BodyCheck {
+  update(chunk: Buffer): void;
+  final(): void;
+}
+
 export interface SpoolOptions {
-  expect?: { digest?: Digest; size?: number; hashes?: ExtraHashes };
+  expect?: { digest?: Digest; size?: number; hashes?: ExtraHashes; check?: BodyCheck };
   maxSize?: number;
   signal?: AbortSignal;
   /** Called with the temp path once it exists, and on every chunk written (for readers tailing it). */
@@ -57,6 +66,11 @@ export async function hashInto(src: Readable, sink: Writable, o: SpoolOptions = 
       if (o.expect?.size !== undefined && size > o.expect.size) return cb(new AppError('SIZE_INVALID', `body is larger than the expected ${o.expect.size} bytes`));
       hash.update(chunk);
       for (const x of extra) x.h.update(chunk);
+      try {
+        o.expect?.check?.update(chunk);
+      } catch (err) {
+        return cb(err as Error);
+      }
       cb(null, chunk);
     },
     flush(cb) {
@@ -70,6 +84,11 @@ export async function hashInto(src: Readable, sink: Writable, o: SpoolOptions = 
       for (const x of extra) {
         const got = x.h.digest('hex');
         if (got !== x.hex) return cb(new AppError('DIGEST_INVALID', `${x.alg} mismatch: expected ${x.hex}, got ${got}`));
+      }
+      try {
+        o.expect?.check?.final();
+      } catch (err) {
+        return cb(err as Error);
       }
       cb();
     },

@@ -207,7 +207,7 @@ async function fetchIntoCache(
   let written: Written;
   try {
     written = await receive(svc.blob, body, growing, {
-      expect: { digest: ref.expect?.digest, size: length ?? ref.expect?.size, hashes: ref.expect?.hashes },
+      expect: { digest: ref.expect?.digest, size: length ?? ref.expect?.size, hashes: ref.expect?.hashes, check: ref.expect?.check },
       signal: fillTimeout,
     });
   } catch (err) {

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../lib/digest.js';
-import type { ExtraHashes } from '../lib/spool.js';
+import type { BodyCheck, ExtraHashes } from '../lib/spool.js';
 import type { FileRec, RepoDef } from '../storage/meta/types.js';
 
 /** What a format asks a repo for: one stored file, addressed by its path in the repo. */
@@ -12,7 +12,7 @@ export interface FileRef {
   /** Mutable metadata: served for metadata_ttl, then revalidated. Immutable files are kept forever. */
   mutable?: boolean;
   /** Known digest/size/other hashes (from an index): verified before anything is cached. */
-  expect?: { digest?: Digest; size?: number; hashes?: ExtraHashes };
+  expect?: { digest?: Digest; size?: number; hashes?: ExtraHashes; check?: BodyCheck };
   accept?: string;
   /** Upstream request headers (e.g. docker bearer tokens), computed per remote repo. */
   upstreamHeaders?: (repo: RepoDef) => Record<string, string> | Promise<Record<string, string>>;

@@ -4,6 +4,7 @@ import { parseYaml, yamlValue } from '../../lib/yaml.js';
 import type { DerivedDoc } from '../../repos/derived.js';
 import type { DocSource } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
+import { mergeEntries } from '../../repos/virtual.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { chartFileName, chartMeta, type ChartMeta } from './chart.js';
 
@@ -89,22 +90,9 @@ export function parseUpstreamIndex(body: Buffer, what: string): HelmIndex {
  * that name (dependency confusion), unless `allow_shadowed` lists it.
  */
 export function mergeIndexes(repo: RepoDef, parts: { member: RepoDef; doc: HelmIndex }[]): HelmIndex {
-  const allowed = new Set((repo.options.allow_shadowed as string[] | undefined) ?? []);
-  const owned = new Set<string>();
-  for (const p of parts) for (const [name, list] of p.doc) if (list.some((e) => e.local)) owned.add(name);
   const merged: HelmIndex = new Map();
-  const seen = new Set<string>();
-  for (const p of parts) {
-    for (const [name, list] of p.doc) {
-      for (const e of list) {
-        if (!e.local && owned.has(name) && !allowed.has(name)) continue;
-        const key = `${name}\0${e.meta.version}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        add(merged, { ...e, member: p.member.name });
-      }
-    }
-  }
+  const lists = parts.map((p) => ({ member: p.member, entries: [...p.doc.values()].flat() }));
+  for (const e of mergeEntries(repo, lists, (x) => x.meta.name, (x) => x.meta.version)) add(merged, e);
   return sorted(merged);
 }
 

@@ -1,0 +1,128 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import { AppError } from '../../lib/errors.js';
+import { safeRepoPath } from '../../lib/paths.js';
+import { writeLocalRow, writeTarget } from '../../repos/local.js';
+import { resolveDoc, resolveFile } from '../../repos/resolve.js';
+import type { Services } from '../../repos/services.js';
+import type { Served } from '../../repos/types.js';
+import { sendDocument } from '../../server/doc.js';
+import { sendServed } from '../../server/send.js';
+import { ingestStream } from '../../storage/ingest.js';
+import type { RepoDef } from '../../storage/meta/types.js';
+import type { FormatHandler, RequestCtx } from '../types.js';
+import { ApkScanner } from './apk.js';
+import {
+  findEntry, indexSource, INDEX_FILE, INDEX_TYPE, isArch, localIndexDoc, packageFields, renderSigned,
+} from './index-doc.js';
+import { signingKey } from './keys.js';
+
+const APK_TYPE = 'application/octet-stream';
+const KEY_TYPE = 'application/x-pem-file';
+// <branch>/<repo>/<arch>/<file>, as in /etc/apk/repositories + what apk appends.
+const FILE_RE = /^([A-Za-z0-9][A-Za-z0-9._+-]*)\/([A-Za-z0-9][A-Za-z0-9._+-]*)\/([^/]+)\/([^/]+)$/;
+const KEY_RE = /^keys\/([^/]+\.rsa\.pub)$/;
+
+/**
+ * Alpine (apk v2) repositories under /REPO/: `<branch>/<repo>/<arch>/APKINDEX.tar.gz`, the
+ * packages it lists, and the index signing key under `keys/`. A local repo's indexes are derived
+ * on every write, signed with the repo's key and stored; a remote repo serves the upstream's
+ * indexes as they are (signed by the upstream's keys) and checks each package against its `C:`;
+ * a virtual repo merges its members' indexes and signs the result with its own key.
+ */
+export const alpine: FormatHandler = {
+  name: 'alpine',
+
+  async handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
+    const rest = safeRepoPath(ctx.rest);
+    const m = req.method;
+    const read = m === 'GET' || m === 'HEAD';
+    if (read && rest === 'keys') return sendKeyList(req, reply, ctx.repo, svc);
+    const key = KEY_RE.exec(rest);
+    if (key && read) return sendKey(req, reply, ctx.repo, svc, key[1]);
+    const p = FILE_RE.exec(rest);
+    if (p && isArch(p[3])) {
+      const [, branch, repoName, arch, file] = p;
+      const dir = `${branch}/${repoName}/${arch}`;
+      if (file === INDEX_FILE && read) return sendIndex(req, reply, ctx.repo, svc, dir);
+      if (file.endsWith('.apk')) {
+        if (read) return sendServed(req, reply, await apkFile(svc, ctx.repo, dir, file), svc, { contentType: APK_TYPE });
+        if (m === 'PUT') return reply.code(201).send(await savePackage(svc, await writeTarget(svc, ctx.repo), req.raw, dir, arch, file));
+        if (m === 'DELETE') return reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), dir, file));
+      }
+    }
+    if (!read && m !== 'PUT' && m !== 'DELETE') throw new AppError('METHOD_NOT_ALLOWED', `${m} is not supported here`);
+    throw new AppError('NOT_FOUND', `${rest} is not part of an Alpine repository (<branch>/<repo>/<arch>/APKINDEX.tar.gz or <name>-<version>.apk)`);
+  },
+};
+
+async function sendIndex(req: FastifyRequest, reply: FastifyReply, repo: RepoDef, svc: Services, dir: string) {
+  const src = indexSource(svc, dir);
+  // Local: the stored index (a directory that never had a package has none: 404). Remote: the upstream's bytes.
+  if (repo.kind !== 'virtual') return sendServed(req, reply, await resolveFile(svc, repo, src.ref), svc, { contentType: INDEX_TYPE });
+  const served = await resolveDoc(svc, repo, src);
+  return sendDocument(req, reply, served, await renderSigned(svc, repo, dir, served.doc), INDEX_TYPE);
+}
+
+/** `keys/`: the file name of the key this repo signs with, for `wget -P /etc/apk/keys`. */
+async function sendKeyList(req: FastifyRequest, reply: FastifyReply, repo: RepoDef, svc: Services) {
+  if (repo.kind === 'remote') throw new AppError('NOT_FOUND', 'a remote repo serves its upstream\'s indexes, signed by the upstream\'s keys');
+  const key = await signingKey(svc, repo);
+  return sendDocument(req, reply, { source: 'local', servedBy: repo.name }, `${key.name}.rsa.pub\n`, 'text/plain; charset=utf-8');
+}
+
+async function sendKey(req: FastifyRequest, reply: FastifyReply, repo: RepoDef, svc: Services, file: string) {
+  if (repo.kind === 'remote') return sendServed(req, reply, await resolveFile(svc, repo, { path: `keys/${file}`, mutable: true, rejectHtml: true }), svc, { contentType: KEY_TYPE });
+  const key = await signingKey(svc, repo);
+  if (file !== `${key.name}.rsa.pub`) throw new AppError('NOT_FOUND', `${repo.name} signs with ${key.name}.rsa.pub, not ${file}`);
+  return sendDocument(req, reply, { source: 'local', servedBy: repo.name }, key.publicPem, KEY_TYPE);
+}
+
+/**
+ * A package for every kind. Local: its row. Remote: only one the upstream's index lists, checked
+ * while it streams in against the entry's size and `C:` (a mismatch is never cached nor sent
+ * complete). Virtual: from the member whose entry the merged index kept, so shadowed versions
+ * are never served.
+ */
+async function apkFile(svc: Services, repo: RepoDef, dir: string, file: string): Promise<Served> {
+  const path = `${dir}/${file}`;
+  if (repo.kind === 'local') return resolveFile(svc, repo, { path });
+  const entry = findEntry((await resolveDoc(svc, repo, indexSource(svc, dir))).doc, file);
+  if (!entry) throw new AppError('NOT_FOUND', `${file} is not in the index of ${repo.name}/${dir}`);
+  if (repo.kind === 'virtual') {
+    const member = entry.member ? await svc.repos.get(entry.member) : null;
+    if (!member) throw new AppError('NOT_FOUND', `${file} is not in the index of ${repo.name}/${dir}`);
+    return apkFile(svc, member, dir, file);
+  }
+  const check = new ApkScanner(`upstream ${file}`, (info) => {
+    if (info.checksum !== entry.checksum) throw new AppError('DIGEST_INVALID', `${file}: control checksum ${info.checksum} differs from the index's ${entry.checksum}`);
+  }, 'DIGEST_INVALID');
+  return resolveFile(svc, repo, { path, rejectHtml: true, contentType: APK_TYPE, expect: { size: entry.size, check } });
+}
+
+/**
+ * Stores a package: streamed into the blob store while its control stream is read and checked
+ * (a non-apk, or a .PKGINFO that contradicts the file name, fails before anything is published);
+ * the row is written in the publishing transaction, then the directory's index is regenerated.
+ */
+async function savePackage(svc: Services, target: RepoDef, src: Readable, dir: string, arch: string, file: string) {
+  const path = `${dir}/${file}`;
+  if (await svc.meta.files.get(target.name, path)) throw new AppError('CONFLICT', `${path} already exists in ${target.name} and cannot be overwritten`);
+  await signingKey(svc, target); // a key that cannot sign fails the upload before anything is stored
+  let fields: [string, string][] = [];
+  const check = new ApkScanner(file, (info, size) => { fields = packageFields(info, size, file, arch); });
+  const w = await ingestStream(svc, src, { maxSize: svc.config.uploads.max_size || undefined, expect: { check } }, (m, s) =>
+    writeLocalRow(m, target, path, s.digest, s.size, { contentType: APK_TYPE, meta: { kind: 'apk', fields }, immutable: true }));
+  await svc.derived.refresh(svc, target, localIndexDoc(dir));
+  return { saved: true, path, checksum: check.info!.checksum, digest: w.digest.slice(7) };
+}
+
+async function deletePackage(svc: Services, target: RepoDef, dir: string, file: string) {
+  const path = `${dir}/${file}`;
+  const rec = await svc.meta.files.get(target.name, path);
+  if (rec?.meta?.kind !== 'apk') throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
+  await signingKey(svc, target);
+  await svc.meta.files.remove(target.name, path);
+  await svc.derived.refresh(svc, target, localIndexDoc(dir));
+  return { deleted: true };
+}
