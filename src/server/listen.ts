@@ -1,9 +1,15 @@
 import type { Config } from '../config/schema.js';
 import { buildApp } from './app.js';
 import { createServices } from './services.js';
+import { isPrimary, supervise } from './supervise.js';
 
-/** `artifactapi serve`: open stores, build the app, listen; SIGTERM/SIGINT finish in-flight requests, then exit. */
+/**
+ * `artifactapi serve`: a supervising primary (supervise.ts) and its workers, each of which opens the
+ * stores, builds the app and listens; SIGTERM/SIGINT finish in-flight transfers (within
+ * server.shutdown_timeout), then exit.
+ */
 export async function serve(config: Config): Promise<void> {
+  if (isPrimary()) return supervise(config);
   const svc = await createServices(config);
   const app = await buildApp(svc);
   const address = await app.listen({ host: config.server.host, port: config.server.port });
@@ -13,7 +19,10 @@ export async function serve(config: Config): Promise<void> {
     if (closing) return;
     closing = true;
     svc.log.info({ signal }, 'shutting down');
-    const force = setTimeout(() => process.exit(1), 30_000).unref();
+    const force = setTimeout(() => {
+      svc.log.error({ ms: config.server.shutdown_timeout }, 'shutdown timed out; dropping the transfers still running');
+      process.exit(1);
+    }, config.server.shutdown_timeout).unref();
     try {
       await app.close();
       await svc.close();

@@ -1,0 +1,63 @@
+import cluster, { type Worker } from 'node:cluster';
+import pino from 'pino';
+import type { Config } from '../config/schema.js';
+
+const MIN_BACKOFF = 100;
+const MAX_BACKOFF = 10_000;
+/** A worker that lived this long before dying restarts at once again. */
+const STABLE_MS = 30_000;
+
+/**
+ * The primary of `artifactapi serve`: forks `server.workers` workers (node:cluster, so they share the
+ * listening socket), restarts one that dies (logging its exit code or signal, with backoff if it keeps
+ * dying), and on SIGTERM/SIGINT forwards the signal so each worker drains, then exits 0 when they all
+ * exited cleanly. A worker that fails before any worker ever listened (a bad config) ends the primary
+ * with its exit code, since a restart would fail the same way.
+ */
+export function supervise(config: Config): void {
+  const log = pino({ level: config.server.log_level }, pino.destination({ dest: 1, sync: true })).child({ module: 'supervisor' });
+  let stopping = false;
+  let everListened = false;
+  let backoff = MIN_BACKOFF;
+  let failed = false;
+  const started = new Map<Worker, number>();
+
+  const fork = () => {
+    const w = cluster.fork();
+    started.set(w, Date.now());
+    w.on('listening', () => {
+      everListened = true;
+      log.info({ pid: w.process.pid }, 'worker listening');
+    });
+    w.on('exit', (code, signal) => {
+      const lived = Date.now() - (started.get(w) ?? 0);
+      started.delete(w);
+      if (stopping) {
+        if (code !== 0) failed = true;
+        if (started.size === 0) process.exit(failed ? 1 : 0);
+        return;
+      }
+      if (!everListened) {
+        for (const other of started.keys()) other.process.kill('SIGKILL');
+        process.exit(code ?? 1);
+      }
+      backoff = lived > STABLE_MS ? MIN_BACKOFF : Math.min(backoff * 2, MAX_BACKOFF);
+      const delay = lived > STABLE_MS ? 0 : backoff;
+      log.error({ pid: w.process.pid, code, signal, restartInMs: delay }, 'worker died; restarting');
+      setTimeout(() => { if (!stopping) fork(); }, delay);
+    });
+  };
+
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping workers');
+    if (started.size === 0) process.exit(0);
+    for (const w of started.keys()) w.process.kill(signal);
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  for (let i = 0; i < Math.max(1, config.server.workers); i++) fork();
+}
+
+export const isPrimary = (): boolean => cluster.isPrimary;
