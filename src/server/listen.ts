@@ -1,4 +1,6 @@
+import { dirname } from 'node:path';
 import type { Config } from '../config/schema.js';
+import { sweepDeadTempDirs } from '../lib/temp-dirs.js';
 import { buildApp } from './app.js';
 import { createServices } from './services.js';
 import { isPrimary, supervise } from './supervise.js';
@@ -11,6 +13,8 @@ import { isPrimary, supervise } from './supervise.js';
 export async function serve(config: Config): Promise<void> {
   if (isPrimary()) return supervise(config);
   const svc = await createServices(config);
+  const dead = await sweepDeadTempDirs(dirname(svc.blob.tempDir));
+  if (dead.length) svc.log.info({ dirs: dead.length, bytes: dead.reduce((n, d) => n + d.bytes, 0) }, 'removed temp files of dead processes');
   const app = await buildApp(svc);
   const address = await app.listen({ host: config.server.host, port: config.server.port });
   svc.log.info({ address, dataDir: config.data_dir }, 'artifactapi listening');
