@@ -29,6 +29,7 @@ export const SECTIONS = {
   database: {
     url: { type: 'string', default: '', doc: 'sqlite://PATH or postgres://user:pass@host/db; empty: sqlite in data_dir' },
     pool_size: { type: 'number', default: 10, doc: 'postgres connection pool size' },
+    busy_timeout: { type: 'duration', default: '5s', doc: 'sqlite: how long a write waits for a lock held by another process, then 503 with Retry-After' },
   },
   storage: {
     type: { type: 'string', default: 'fs', doc: 'fs or s3' },
