@@ -58,4 +58,24 @@ describe('SIGTERM during a slowly read download of a stored file', () => {
       await srv.stop('SIGKILL');
     }
   });
+
+  it('server.shutdown_timeout bounds the drain: a transfer still running then is dropped and the exit code is 1', async () => {
+    const srv = await spawnServe([], { env: { ARTIFACTAPI_SERVER_SHUTDOWN_TIMEOUT: '1s' } });
+    try {
+      expect((await runCli(['repo', 'add', 'files', '--format', 'generic', '--kind', 'local', '--url', srv.url])).code).toBe(0);
+      const body = randomBytes(16 * 1024 * 1024);
+      expect((await fetch(`${srv.url}/files/big.bin`, { method: 'PUT', body })).status).toBe(201);
+      const res = await new Promise<IncomingMessage>((resolve, reject) => get(`${srv.url}/files/big.bin`, { agent: false }, resolve).on('error', reject));
+      const read = pacedRead(res, 4 * 1024 * 1024); // 4 s at this pace
+      while (read.received() < 1024 * 1024) await sleep(20);
+      const t0 = Date.now();
+      srv.child.kill('SIGTERM');
+      expect(await srv.exited).toBe(1);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect((await read.done).complete).toBe(false);
+      expect(srv.logs().some((l) => l.msg === 'shutdown timed out; dropping the transfers still running')).toBe(true);
+    } finally {
+      await srv.stop('SIGKILL');
+    }
+  });
 });
