@@ -1,8 +1,14 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { closedPort } from '../cli/bin.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { startUpstream, type FakeUpstream } from '../helpers/upstream.js';
+import { which } from '../helpers/which.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -58,5 +64,73 @@ describe('an upstream that closes its connection after every response (python ht
       process.off('uncaughtException', onUncaught);
     }
     expect(uncaught).toEqual([]);
+  });
+});
+
+describe.skipIf(!which('python3'))('python3 -m http.server as the upstream', () => {
+  it('4 rounds of 6 concurrent 1-6 MiB fills, byte-exact, no uncaught error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'artifactapi-pyhttp-'));
+    const files = Array.from({ length: 24 }, (_, i) => randomBytes((1 + (i % 6)) * 1024 * 1024));
+    files.forEach((f, i) => writeFileSync(join(dir, `f${i}.bin`), f));
+    const port = await closedPort();
+    const py = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', dir], { stdio: 'ignore' });
+    const srv = await startServer();
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.on('uncaughtException', onUncaught);
+    try {
+      for (let i = 0; ; i++) {
+        if (await fetch(`http://127.0.0.1:${port}/`).then((r) => r.ok, () => false)) break;
+        if (i > 100) throw new Error('http.server did not start');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await srv.addRepo({ name: 'py', format: 'generic', kind: 'remote', upstream: `http://127.0.0.1:${port}/` });
+      for (let round = 0; round < 4; round++) {
+        const batch = Array.from({ length: 6 }, (_, k) => round * 6 + k);
+        const got = await Promise.all(batch.map((i) => slowGet(`${srv.url}/py/f${i}.bin`)));
+        got.forEach((g, k) => expect(sha(g.body)).toBe(sha(files[batch[k]])));
+      }
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      py.kill('SIGKILL');
+      await srv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(uncaught).toEqual([]);
+  });
+});
+
+describe('an upstream that cuts the body of an answer we only drain', () => {
+  let srv: TestServer | undefined;
+  let up: FakeUpstream | undefined;
+  afterEach(async () => {
+    await srv?.close();
+    await up?.close();
+  });
+
+  it('404 and redirect bodies cut short: the client gets its answer, the process never throws', async () => {
+    up = await startUpstream((req, res) => {
+      if (req.url === '/moved.bin') res.writeHead(302, { location: '/gone.bin', 'content-length': '100000' });
+      else res.writeHead(404, { 'content-length': '100000' });
+      res.write('x'.repeat(10));
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    srv = await startServer();
+    await srv.addRepo({ name: 'py', format: 'generic', kind: 'remote', upstream: `${up.url}/` });
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.on('uncaughtException', onUncaught);
+    try {
+      for (const path of ['missing.bin', 'moved.bin']) {
+        const r = await fetch(`${srv.url}/py/${path}`);
+        expect(r.status).toBe(404);
+        await r.arrayBuffer();
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(uncaught).toEqual([]);
+    expect((await fetch(`${srv.url}/health`)).status).toBe(200);
   });
 });
