@@ -53,7 +53,13 @@ export function supervise(config: Config): void {
     stopping = true;
     log.info({ signal }, 'stopping workers');
     if (started.size === 0) process.exit(0);
-    for (const w of started.keys()) w.process.kill(signal);
+    for (const w of started.keys()) {
+      // disconnect() makes this process stop handing the workers connections at once, so new ones are
+      // refused right away rather than accepted here and dropped; the signal starts each worker's drain.
+      w.on('error', () => {});
+      w.disconnect();
+      w.process.kill(signal);
+    }
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
