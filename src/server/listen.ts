@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.js';
 import { sweepDeadTempDirs } from '../lib/temp-dirs.js';
 import { buildApp } from './app.js';
 import { createServices } from './services.js';
-import { isPrimary, supervise } from './supervise.js';
+import { isPrimary, onStopRequest, supervise } from './supervise.js';
 
 /**
  * `artifactapi serve`: a supervising primary (supervise.ts) and its workers, each of which opens the
@@ -39,4 +39,5 @@ export async function serve(config: Config): Promise<void> {
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  onStopRequest((signal) => void shutdown(signal));
 }

@@ -10,7 +10,7 @@ const STABLE_MS = 30_000;
 /**
  * The primary of `artifactapi serve`: forks `server.workers` workers (node:cluster, so they share the
  * listening socket), restarts one that dies (logging its exit code or signal, with backoff if it keeps
- * dying), and on SIGTERM/SIGINT forwards the signal so each worker drains, then exits 0 when they all
+ * dying), and on SIGTERM/SIGINT asks each worker to drain (onStopRequest), then exits 0 when they all
  * exited cleanly. A worker that fails before any worker ever listened (a bad config) ends the primary
  * with its exit code, since a restart would fail the same way.
  */
@@ -54,11 +54,11 @@ export function supervise(config: Config): void {
     log.info({ signal }, 'stopping workers');
     if (started.size === 0) process.exit(0);
     for (const w of started.keys()) {
-      // disconnect() makes this process stop handing the workers connections at once, so new ones are
-      // refused right away rather than accepted here and dropped; the signal starts each worker's drain.
+      // The message starts the worker's drain; disconnect() then makes this process stop handing out
+      // connections at once, so new ones are refused right away rather than accepted here and dropped.
       w.on('error', () => {});
+      w.send({ stop: signal });
       w.disconnect();
-      w.process.kill(signal);
     }
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -67,3 +67,10 @@ export function supervise(config: Config): void {
 }
 
 export const isPrimary = (): boolean => cluster.isPrimary;
+
+/** In a worker: `fn` runs when the primary asks it to stop (it disconnects the worker right after). */
+export function onStopRequest(fn: (signal: NodeJS.Signals) => void): void {
+  process.on('message', (m: { stop?: NodeJS.Signals } | null) => {
+    if (m?.stop) fn(m.stop);
+  });
+}
