@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
 import type { Digest } from '../lib/digest.js';
+import { liveTempFiles, sweepDeadTempDirs } from '../lib/temp-dirs.js';
 import { FORMAT_HANDLERS } from '../formats/index.js';
 import type { GcContext } from '../formats/types.js';
 import type { Services } from '../repos/services.js';
@@ -54,7 +55,7 @@ export async function runGc(svc: Services, o: { dryRun?: boolean; now?: number }
   // before the transaction that records it.
   const stagingCutoff = Math.min(cutoff, now - TEMP_MIN_IDLE);
   await sweepOrphans(ctx, stagingCutoff);
-  await sweepTemp(ctx, svc.blob.tempDir, stagingCutoff);
+  await sweepTemp(ctx, dirname(svc.blob.tempDir), stagingCutoff);
   for await (const left of svc.blob.sweepStaging?.(stagingCutoff, dryRun) ?? []) {
     ctx.report({ action: 'delete-temp', path: left.name, bytes: left.bytes });
   }
@@ -128,12 +129,12 @@ async function sweepOrphans(ctx: GcContext, cutoff: number): Promise<void> {
 }
 
 /** Temp files nobody has written to within the grace: abandoned spools of killed processes. */
-async function sweepTemp(ctx: GcContext, dir: string, cutoff: number): Promise<void> {
-  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
-    const path = join(dir, name);
-    const st = await fsp.stat(path).catch(() => null);
-    if (!st?.isFile() || st.mtimeMs >= cutoff) continue;
-    if (!ctx.dryRun) await fsp.rm(path, { force: true });
-    ctx.report({ action: 'delete-temp', path, bytes: st.size });
+/** Temp dirs of dead processes at once; files of live ones (and loose ones) idle since `cutoff`. */
+async function sweepTemp(ctx: GcContext, root: string, cutoff: number): Promise<void> {
+  for (const dead of await sweepDeadTempDirs(root, ctx.dryRun)) ctx.report({ action: 'delete-temp', path: dead.path, bytes: dead.bytes });
+  for (const f of await liveTempFiles(root)) {
+    if (f.mtimeMs >= cutoff) continue;
+    if (!ctx.dryRun) await fsp.rm(f.path, { force: true });
+    ctx.report({ action: 'delete-temp', path: f.path, bytes: f.bytes });
   }
 }

@@ -122,6 +122,7 @@ export class RepoRegistry {
       upstream: u.toString(),
       upstreamTimeout: o.upstream_timeout ?? r.upstream_timeout,
       idleTimeout: o.idle_timeout ?? r.idle_timeout,
+      minRate: o.min_rate ?? r.min_rate,
       maxFails: r.max_fails,
       failTimeout: r.fail_timeout,
       authorization: username ? `Basic ${Buffer.from(`${username}:${password ?? ''}`).toString('base64')}` : undefined,

@@ -203,7 +203,7 @@ async function fetchIntoCache(
     throw new AppError('UPSTREAM_FAILED', `upstream size ${length} differs from the expected ${ref.expect.size}`);
   }
   started({ kind: 'body', contentType, length: length ?? ref.expect?.size, lastModified: reply.headers['last-modified'] });
-  const fillTimeout = AbortSignal.timeout(svc.config.remote.fill_timeout);
+  const fillTimeout = AbortSignal.timeout((repo.options.fill_timeout as number | undefined) ?? svc.config.remote.fill_timeout);
   let written: Written;
   try {
     written = await receive(svc.blob, body, growing, {

@@ -1,3 +1,5 @@
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import { dockerErrorBody } from '../formats/docker/errors.js';
 import { FORMAT_HANDLERS } from '../formats/index.js';
@@ -39,6 +41,21 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
     }, 'request');
     done();
   });
+
+  // Node's closeIdleConnections (run by server.close and the sweep below) takes a response as done once
+  // end() was called and destroys its socket, cutting a tail still queued behind a slow reader (the
+  // held-back, hash-checked last chunk). Ours closes only sockets with nothing left to send.
+  const sockets = new Set<Socket>();
+  app.server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  app.server.closeIdleConnections = () => {
+    for (const s of sockets) {
+      const res = (s as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if ((!res || res.writableFinished) && s.writableLength === 0) s.destroy();
+    }
+  };
 
   // Closing: keep dropping keep-alive connections as they go idle (fastify drops only those idle at
   // the start), so in-flight requests finish and the server does not wait out the keep-alive timeout.

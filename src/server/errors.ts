@@ -32,6 +32,7 @@ export function errorHandler(body: (code: string, message: string, status: numbe
       return;
     }
     reply.code(status).header('content-type', 'application/json; charset=utf-8');
+    if (status === 503) reply.header('retry-after', '1');
     return reply.send(body(code, publicMessage(err), status));
   };
 }

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { hexOf, type Digest } from '../lib/digest.js';
+import { hexOf, sha256, type Digest } from '../lib/digest.js';
 import { AppError } from '../lib/errors.js';
 import { Lru } from '../lib/lru.js';
 import { collect } from '../lib/streams.js';
@@ -263,7 +263,10 @@ export async function quarantine(svc: Services, d: Digest): Promise<void> {
 }
 
 /** The contract's headers for a metadata document; a merged one also names each part's repo and source. */
-export function docHeaders(reply: FastifyReply, served: ServedDoc<unknown>): FastifyReply {
+/** Where a served document came from: a resolved document (repos/resolve.ts), or a repo's own. */
+export type DocOrigin = Pick<ServedDoc<unknown>, 'source' | 'servedBy' | 'staleAge' | 'parts'>;
+
+export function docHeaders(reply: FastifyReply, served: DocOrigin): FastifyReply {
   reply.header('x-artifact-source', served.source);
   reply.header('x-artifact-repo', served.servedBy);
   if (served.parts) reply.header('x-artifact-parts', served.parts.map((p) => `${p.repo}=${p.source}`).join(', '));
@@ -299,10 +302,11 @@ function acceptsGzip(header: string | undefined): boolean {
  * ETag and If-None-Match, and gzip when the client accepts it (its own ETag,
  * so caches never mix the two encodings up).
  */
-export async function sendDoc(req: FastifyRequest, reply: FastifyReply, served: ServedDoc<unknown>, doc: RenderedDoc, contentType: string): Promise<FastifyReply> {
+export async function sendDoc(req: FastifyRequest, reply: FastifyReply, served: DocOrigin, doc: RenderedDoc, contentType: string,
+  o: { compress?: boolean } = {}): Promise<FastifyReply> {
   docHeaders(reply, served);
   reply.header('vary', 'Accept, Accept-Encoding');
-  const gz = doc.body.length >= GZIP_MIN && acceptsGzip(req.headers['accept-encoding']);
+  const gz = o.compress !== false && doc.body.length >= GZIP_MIN && acceptsGzip(req.headers['accept-encoding']);
   const etag = gz ? `${doc.etag.slice(0, -1)}-gzip"` : doc.etag;
   reply.header('etag', etag);
   const inm = req.headers['if-none-match'];
@@ -312,4 +316,11 @@ export async function sendDoc(req: FastifyRequest, reply: FastifyReply, served: 
   if (gz) reply.header('content-encoding', 'gzip');
   reply.header('content-length', String(body.length));
   return reply.send(body);
+}
+
+/** A document in its final bytes (an index, a signed archive, a key): its ETag is the hash of those bytes. */
+export function sendDocument(req: FastifyRequest, reply: FastifyReply, origin: DocOrigin, body: Buffer | string, contentType: string,
+  o: { compress?: boolean } = {}): Promise<FastifyReply> {
+  const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+  return sendDoc(req, reply, origin, { body: bytes, etag: `"${hexOf(sha256(bytes))}"` }, contentType, o);
 }

@@ -51,7 +51,7 @@ async function openMeta(config: Config): Promise<MetaStore> {
       throw new Error(`database.url: cannot use ${masked(url)}: ${(err as Error).message}`);
     }
   }
-  if (url.startsWith('sqlite://')) return SqliteMetaStore.open(url.slice('sqlite://'.length));
+  if (url.startsWith('sqlite://')) return SqliteMetaStore.open(url.slice('sqlite://'.length), { busyTimeout: config.database.busy_timeout });
   throw new Error(`database.url: unsupported scheme in "${url}" (use sqlite:// or postgres://)`);
 }
 

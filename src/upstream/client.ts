@@ -1,4 +1,5 @@
-import { Agent, request, errors as undiciErrors } from 'undici';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { AppError } from '../lib/errors.js';
@@ -10,6 +11,8 @@ export interface UpstreamSettings {
   upstream: string;
   upstreamTimeout: number;
   idleTimeout: number;
+  /** Bytes per second a body must average over every idleTimeout window; 0: only silence counts. */
+  minRate: number;
   maxFails: number;
   failTimeout: number;
   /** `Basic …` from configured credentials; only ever sent to the upstream's own origin. */
@@ -18,7 +21,7 @@ export interface UpstreamSettings {
 
 export interface UpstreamOptions {
   method?: 'GET' | 'HEAD' | 'POST';
-  /** Request body (POST pass-through: npm audit); small, so it is a buffer that survives redirects. */
+  /** Request body (POST pass-through: npm audit); small, so it is a buffer that survives redirects and a retry. */
   body?: Buffer;
   etag?: string;
   lastModified?: string;
@@ -52,21 +55,18 @@ function flatHeaders(h: Record<string, string | string[] | undefined>): Record<s
   return out;
 }
 
+/**
+ * Upstream HTTP over node:http(s), one keep-alive agent per protocol. Not undici: undici 7 (the
+ * last line for Node 20) throws an uncatchable assertion from a socket handler when an upstream
+ * closes the connection after a response whose body is paused by backpressure (python's
+ * http.server does that on every response), and the process dies.
+ */
 export class UpstreamClient {
-  private readonly agents = new Map<string, Agent>();
+  private readonly http = new HttpAgent({ keepAlive: true, keepAliveMsecs: 1000, timeout: 10_000 });
+  private readonly https = new HttpsAgent({ keepAlive: true, keepAliveMsecs: 1000, timeout: 10_000 });
   readonly circuit = new Circuit();
 
   constructor(private readonly log?: FastifyBaseLogger) {}
-
-  private agent(s: UpstreamSettings): Agent {
-    const key = `${s.upstreamTimeout}:${s.idleTimeout}`;
-    let a = this.agents.get(key);
-    if (!a) {
-      a = new Agent({ headersTimeout: s.upstreamTimeout, bodyTimeout: s.idleTimeout, connectTimeout: s.upstreamTimeout, keepAliveTimeout: 10_000 });
-      this.agents.set(key, a);
-    }
-    return a;
-  }
 
   /**
    * Any status, body unread (the caller must consume or destroy it). Follows
@@ -88,24 +88,25 @@ export class UpstreamClient {
       const auth = explicit ?? s.authorization;
       // Credentials (configured or a docker bearer token) go only to the origin they belong to, never after a redirect elsewhere.
       if (auth && new URL(current).origin === (explicit ? new URL(url).origin : origin)) headers.authorization = auth;
-      let res;
       const t0 = performance.now();
+      let res;
       try {
-        res = await request(current, { method: o.method ?? 'GET', headers, body: o.body, dispatcher: this.agent(s), signal: o.signal });
+        res = await this.send(s, current, o.method ?? 'GET', headers, o.body, o.signal);
       } catch (err) {
         this.circuit.failure(s.repo, s.maxFails, s.failTimeout);
         const mapped = mapNetworkError(err, current);
         this.log?.warn({ repo: s.repo, upstream: withoutCredentials(current), err: mapped.message, ms: Math.round(performance.now() - t0) }, 'upstream request failed');
         throw mapped;
       }
-      if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304 && res.headers.location) {
-        res.body.resume();
+      const status = res.statusCode ?? 0;
+      if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
+        res.resume();
         current = new URL(String(res.headers.location), current).toString();
         continue;
       }
-      if (res.statusCode >= 500) this.circuit.failure(s.repo, s.maxFails, s.failTimeout);
+      if (status >= 500) this.circuit.failure(s.repo, s.maxFails, s.failTimeout);
       else this.circuit.success(s.repo);
-      return { status: res.statusCode, headers: flatHeaders(res.headers), body: this.logged(s.repo, current, res.statusCode, t0, res.body), url: current };
+      return { status, headers: flatHeaders(res.headers), body: this.logged(s.repo, current, status, t0, res), url: current };
     }
     throw new AppError('UPSTREAM_FAILED', `too many redirects from ${url}`);
   }
@@ -126,6 +127,32 @@ export class UpstreamClient {
     throw new AppError('UPSTREAM_FAILED', `upstream answered ${r.status}`);
   }
 
+  /**
+   * One request: headers within upstreamTimeout (connecting included); then the body fails with
+   * UPSTREAM_TIMEOUT when, in any idleTimeout window, fewer than minRate x window bytes arrive
+   * (with minRate 0: when nothing arrives), so an upstream that trickles cannot hold a fill open.
+   */
+  private send(s: UpstreamSettings, url: string, method: string, headers: Record<string, string>, body: Buffer | undefined,
+    signal?: AbortSignal, retried = false): Promise<IncomingMessage> {
+    const https = url.startsWith('https:');
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const req = (https ? httpsRequest : httpRequest)(url, { method, headers, agent: https ? this.https : this.http, signal });
+      const headerTimer = setTimeout(() => req.destroy(new AppError('UPSTREAM_TIMEOUT', 'upstream did not answer in time', { url })), s.upstreamTimeout);
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(headerTimer);
+        // A pooled connection the upstream closed meanwhile: once more on a fresh one (GET/HEAD only).
+        if (req.reusedSocket && err.code === 'ECONNRESET' && !retried) resolve(this.send(s, url, method, headers, body, signal, true));
+        else reject(err);
+      });
+      req.on('response', (res) => {
+        clearTimeout(headerTimer);
+        watchRate(res, s.idleTimeout, s.minRate);
+        resolve(res);
+      });
+      req.end(body);
+    });
+  }
+
   /** One log line per upstream request once its body is done (read, dropped or failed): repo, url, status, bytes, ms. */
   private logged(repo: string, url: string, status: number, t0: number, body: Readable): Readable {
     if (!this.log) return body;
@@ -143,8 +170,35 @@ export class UpstreamClient {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.agents.values()].map((a) => a.close()));
+    this.http.destroy();
+    this.https.destroy();
   }
+}
+
+/**
+ * Fails `body` with UPSTREAM_TIMEOUT when a window of `windowMs` brings fewer than max(1, rate x window)
+ * bytes off the socket, unless the body is full and waiting for its reader (our backpressure, not the upstream).
+ */
+function watchRate(body: IncomingMessage, windowMs: number, bytesPerSecond: number): void {
+  const need = Math.max(1, Math.floor((bytesPerSecond * windowMs) / 1000));
+  const socket = body.socket;
+  let last = socket.bytesRead;
+  const timer = setInterval(() => {
+    const got = socket.bytesRead - last;
+    last = socket.bytesRead;
+    const waiting = body.isPaused() || body.readableLength >= body.readableHighWaterMark;
+    if (got < need && !waiting && !body.complete) {
+      body.destroy(new AppError('UPSTREAM_TIMEOUT', got === 0 ? 'upstream body went silent' : `upstream body slower than ${bytesPerSecond} B/s`));
+    }
+  }, windowMs);
+  timer.unref();
+  body.once('close', () => clearInterval(timer));
+}
+
+function mapNetworkError(err: unknown, url: string): AppError {
+  if (err instanceof AppError) return err;
+  if ((err as Error)?.name === 'AbortError') return new AppError('CLIENT_CLOSED', 'request aborted');
+  return new AppError('UPSTREAM_FAILED', `upstream unreachable`, { url, cause: (err as Error)?.message });
 }
 
 /** A URL fit for the log: no userinfo, no secrets in the query (presigned redirects carry signatures there). */
@@ -154,13 +208,4 @@ function withoutCredentials(url: string): string {
   u.password = '';
   for (const k of [...u.searchParams.keys()]) if (/sig|token|key|auth|credential|password|secret/i.test(k)) u.searchParams.set(k, 'REDACTED');
   return u.toString();
-}
-
-function mapNetworkError(err: unknown, url: string): AppError {
-  if (err instanceof AppError) return err;
-  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.ConnectTimeoutError) {
-    return new AppError('UPSTREAM_TIMEOUT', `upstream did not answer in time`, { url });
-  }
-  if ((err as Error)?.name === 'AbortError') return new AppError('CLIENT_CLOSED', 'request aborted');
-  return new AppError('UPSTREAM_FAILED', `upstream unreachable`, { url, cause: (err as Error)?.message });
 }

@@ -6,8 +6,7 @@ import { writeLocalRow, writeTarget } from '../../repos/local.js';
 import { resolveDoc, resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
-import { sendDocument } from '../../server/doc.js';
-import { sendServed } from '../../server/send.js';
+import { sendDocument, sendServed } from '../../server/send.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
@@ -61,7 +60,7 @@ async function sendIndex(req: FastifyRequest, reply: FastifyReply, repo: RepoDef
   // Local: the stored index (a directory that never had a package has none: 404). Remote: the upstream's bytes.
   if (repo.kind !== 'virtual') return sendServed(req, reply, await resolveFile(svc, repo, src.ref), svc, { contentType: INDEX_TYPE });
   const served = await resolveDoc(svc, repo, src);
-  return sendDocument(req, reply, served, await renderSigned(svc, repo, dir, served.doc), INDEX_TYPE);
+  return sendDocument(req, reply, served, await renderSigned(svc, repo, dir, served.doc), INDEX_TYPE, { compress: false });
 }
 
 /** `keys/`: the file name of the key this repo signs with, for `wget -P /etc/apk/keys`. */

@@ -6,8 +6,7 @@ import { recordLocalFile, writeTarget } from '../../repos/local.js';
 import { resolveDoc, resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
-import { sendDoc, sendServed } from '../../server/send.js';
-import { sha256 } from '../../lib/digest.js';
+import { sendDocument, sendServed } from '../../server/send.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { boundaryOf, parseMultipart } from '../pypi/multipart.js';
@@ -80,7 +79,7 @@ async function sendIndex(req: FastifyRequest, reply: FastifyReply, ctx: RequestC
   }
   const served = await resolveDoc(svc, ctx.repo, indexSource(svc));
   const body = Buffer.from(withServerInfo(renderIndex(served.doc, (e) => `${ctx.repoUrl}/${e.file}`), repoPath(svc, ctx.repo)));
-  return sendDoc(req, reply, served, { body, etag: `"${sha256(body).slice(7)}"` }, INDEX_TYPE);
+  return sendDocument(req, reply, served, body, INDEX_TYPE);
 }
 
 /** A ChartMuseum API answer built from the repo's index (any kind). */

@@ -5,9 +5,13 @@ import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js
 import { AppError } from '../../lib/errors.js';
 import type { ByteRange } from '../../lib/range.js';
 import { fileSink, tempPath } from '../../lib/spool.js';
+import { OwnedTempDir } from '../../lib/temp-dirs.js';
 import type { BlobStat, BlobStore, BlobWriter, Part, PartStore, Staged } from './types.js';
 
-/** data/cas/sha256/ab/<hex>; temp files in data/cas/tmp (same filesystem, so commit is a rename). */
+/**
+ * data/cas/sha256/ab/<hex>; temp files in this process's own data/cas/tmp/<id>/ (same filesystem, so
+ * commit is a rename); `serve` and `gc` remove those of processes that died (lib/temp-dirs.ts).
+ */
 export class FsBlobStore implements BlobStore {
   readonly tempDir: string;
   readonly parts: PartStore;
@@ -15,18 +19,20 @@ export class FsBlobStore implements BlobStore {
 
   private readonly casRoot: string;
 
-  private constructor(root: string) {
+  private constructor(root: string, private readonly temp: OwnedTempDir) {
     this.root = root;
     this.casRoot = join(resolve(root), 'sha256');
-    this.tempDir = join(root, 'tmp');
+    this.tempDir = temp.dir;
     this.parts = new FsParts(join(root, 'sessions'));
   }
 
   static async open(root: string): Promise<FsBlobStore> {
-    const s = new FsBlobStore(root);
     await fsp.mkdir(join(root, 'sha256'), { recursive: true });
-    await fsp.mkdir(s.tempDir, { recursive: true });
-    return s;
+    return new FsBlobStore(root, await OwnedTempDir.create(join(root, 'tmp')));
+  }
+
+  async close(): Promise<void> {
+    await this.temp.release();
   }
 
   localPath(d: Digest): string {

@@ -11,6 +11,7 @@ import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js
 import { AppError } from '../../lib/errors.js';
 import { byteRange } from '../../lib/streams.js';
 import type { ByteRange } from '../../lib/range.js';
+import { OwnedTempDir } from '../../lib/temp-dirs.js';
 import type { BlobStat, BlobStore, BlobWriter, Part, PartStore, Staged, StagingLeftover } from './types.js';
 
 export interface S3Options {
@@ -55,8 +56,8 @@ export class S3BlobStore implements BlobStore {
   private readonly partSize: number;
   private readonly copyLimit: number;
 
-  private constructor(o: S3Options) {
-    this.tempDir = o.tempDir;
+  private constructor(o: S3Options, private readonly temp: OwnedTempDir) {
+    this.tempDir = temp.dir;
     this.bucket = o.bucket;
     this.partSize = Math.max(o.partSize ?? 8 * 1024 * 1024, 5 * 1024 * 1024);
     this.copyLimit = o.copyLimit ?? 5 * 1024 ** 3;
@@ -73,13 +74,12 @@ export class S3BlobStore implements BlobStore {
   }
 
   static async open(o: S3Options): Promise<S3BlobStore> {
-    const s = new S3BlobStore(o);
-    await fsp.mkdir(o.tempDir, { recursive: true });
+    const s = new S3BlobStore(o, await OwnedTempDir.create(o.tempDir));
     try {
       await s.client.send(new HeadBucketCommand({ Bucket: o.bucket }));
     } catch (err) {
       if (!isNotFound(err) || o.createBucket === false) {
-        s.client.destroy();
+        await s.close();
         throw new Error(`storage: s3 bucket "${o.bucket}" is not reachable: ${(err as Error).name ?? ''} ${(err as Error).message}`.trim());
       }
       await s.client.send(new CreateBucketCommand({ Bucket: o.bucket }));
@@ -293,6 +293,7 @@ export class S3BlobStore implements BlobStore {
 
   async close(): Promise<void> {
     this.client.destroy();
+    await this.temp.release();
   }
 }
 

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Digest } from '../../lib/digest.js';
+import { AppError } from '../../lib/errors.js';
 import { migrations } from './migrations.js';
 import { keysetPages } from './paging.js';
 import { blobFromRow, fileFromRow, fileToParams, prefixEnd, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
@@ -18,10 +19,30 @@ class Mutex {
   }
 }
 
+const isBusy = (err: unknown) => /^SQLITE_BUSY/.test((err as { code?: string })?.code ?? '');
+
+/**
+ * Runs `take` (a statement or BEGIN that needs the write lock) until another process lets go of the
+ * lock: SQLite's own busy wait would block the event loop, so it is off and this waits between tries,
+ * up to `deadline`, then gives up with 503 UNAVAILABLE.
+ */
+async function whenUnlocked<T>(take: () => T, deadline: number): Promise<T> {
+  for (let pause = 2; ; pause = Math.min(pause * 2, 100)) {
+    try {
+      return take();
+    } catch (err) {
+      if (!isBusy(err)) throw err;
+      if (Date.now() + pause > deadline) throw new AppError('UNAVAILABLE', 'the metadata database is locked by another process; try again');
+      await new Promise((r) => setTimeout(r, pause));
+    }
+  }
+}
+
 /**
  * SQLite (WAL) metadata. One connection per process; writes are serialised by a
  * mutex, and `tx` holds `BEGIN IMMEDIATE`, which also excludes other processes
- * (a `gc` run from cron) for its duration.
+ * (a `gc` run from cron) for its duration. A write waits for another process's
+ * lock at most `busyTimeout` ms (counted from the call), without blocking reads.
  */
 export class SqliteMetaStore implements MetaStore {
   private readonly db: Database.Database;
@@ -29,17 +50,19 @@ export class SqliteMetaStore implements MetaStore {
   private readonly inTx: boolean;
   private readonly s: ReturnType<typeof prepare>;
 
-  static open(file: string): SqliteMetaStore {
+  static open(file: string, o: { busyTimeout?: number } = {}): SqliteMetaStore {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     const db = new Database(file);
+    // Opening (and migrating) may wait for a lock the plain way: nothing is served yet.
+    db.pragma('busy_timeout = 15000');
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
-    db.pragma('busy_timeout = 15000');
     migrate(db);
-    return new SqliteMetaStore(db, new Mutex(), false, prepare(db));
+    db.pragma('busy_timeout = 0');
+    return new SqliteMetaStore(db, new Mutex(), false, prepare(db), o.busyTimeout ?? 5000);
   }
 
-  private constructor(db: Database.Database, mutex: Mutex, inTx: boolean, stmts: ReturnType<typeof prepare>) {
+  private constructor(db: Database.Database, mutex: Mutex, inTx: boolean, stmts: ReturnType<typeof prepare>, private readonly busyTimeout: number) {
     this.db = db;
     this.mutex = mutex;
     this.inTx = inTx;
@@ -48,15 +71,17 @@ export class SqliteMetaStore implements MetaStore {
 
   private write<T>(fn: () => T): Promise<T> {
     if (this.inTx) return Promise.resolve(fn());
-    return this.mutex.run(async () => fn());
+    const deadline = Date.now() + this.busyTimeout;
+    return this.mutex.run(() => whenUnlocked(fn, deadline));
   }
 
   tx<T>(fn: (m: MetaStore) => Promise<T>): Promise<T> {
     if (this.inTx) return fn(this);
+    const deadline = Date.now() + this.busyTimeout;
     return this.mutex.run(async () => {
-      this.db.exec('BEGIN IMMEDIATE');
+      await whenUnlocked(() => this.db.exec('BEGIN IMMEDIATE'), deadline);
       try {
-        const result = await fn(new SqliteMetaStore(this.db, this.mutex, true, this.s));
+        const result = await fn(new SqliteMetaStore(this.db, this.mutex, true, this.s, this.busyTimeout));
         this.db.exec('COMMIT');
         return result;
       } catch (err) {
