@@ -97,7 +97,7 @@ log(`packument: ${(body.length / 1e6).toFixed(1)} MB, ${VERSIONS} versions`);
 
 const dataDir = await mkdtemp(join(tmpdir(), 'artifactapi-bench-packument-'));
 const port = await freePort();
-const server = spawn(process.execPath, [join(ROOT, 'bin/artifactapi'), 'serve', '--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir], {
+const server = spawn(process.execPath, [join(ROOT, 'bin/artifactapi'), 'serve', '--workers', '0', '--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir], {
   stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ARTIFACTAPI_SERVER_LOG_LEVEL: 'warn' },
 });
 const stop = async () => {

@@ -10,7 +10,7 @@ export function serveCommand(program: Command): void {
     .option('--port <n>', 'listen port (default 8000)')
     .option('--host <h>', 'bind address (default 0.0.0.0)')
     .option('--data-dir <dir>', 'data directory (default ./data)')
-    .option('--workers <n>', 'worker processes, restarted when they die (default 1)')
+    .option('--workers <n>', 'worker processes, restarted when they die (default 1; 0: serve in this process, unsupervised)')
     .action(async (o: { config?: string; port?: string; host?: string; dataDir?: string; workers?: string }) => {
       const config = loadConfig({ file: o.config, flags: { 'server.port': o.port, 'server.host': o.host, data_dir: o.dataDir, 'server.workers': o.workers } });
       await serve(config);

@@ -24,7 +24,7 @@ export const SECTIONS = {
     verify_on_read: { type: 'boolean', default: true, doc: 're-hash blobs while serving; abort and quarantine on mismatch' },
     log_level: { type: 'string', default: 'info', doc: 'pino level: trace, debug, info, warn, error, silent' },
     shutdown_timeout: { type: 'duration', default: '30s', doc: 'on SIGTERM/SIGINT, how long in-flight transfers may take to finish' },
-    workers: { type: 'number', default: 1, doc: 'worker processes of serve, restarted when they die' },
+    workers: { type: 'number', default: 1, doc: 'worker processes of serve, restarted when they die; 0: serve in the one process, unsupervised' },
   },
   database: {
     url: { type: 'string', default: '', doc: 'sqlite://PATH or postgres://user:pass@host/db; empty: sqlite in data_dir' },

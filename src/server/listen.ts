@@ -11,7 +11,8 @@ import { isPrimary, onStopRequest, supervise } from './supervise.js';
  * server.shutdown_timeout), then exit.
  */
 export async function serve(config: Config): Promise<void> {
-  if (isPrimary()) return supervise(config);
+  // workers = 0: this process serves itself, for an outside supervisor (systemd, a container runtime) or a profiler.
+  if (isPrimary() && config.server.workers > 0) return supervise(config);
   const svc = await createServices(config);
   const dead = await sweepDeadTempDirs(dirname(svc.blob.tempDir));
   if (dead.length) svc.log.info({ dirs: dead.length, bytes: dead.reduce((n, d) => n + d.bytes, 0) }, 'removed temp files of dead processes');

@@ -63,7 +63,7 @@ export function supervise(config: Config): void {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  for (let i = 0; i < Math.max(1, config.server.workers); i++) fork();
+  for (let i = 0; i < config.server.workers; i++) fork();
 }
 
 export const isPrimary = (): boolean => cluster.isPrimary;
