@@ -6,12 +6,14 @@ import { collect } from '../../lib/streams.js';
 import { writeLocalRow, writeTarget } from '../../repos/local.js';
 import { resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
+import { sendDocument } from '../../server/doc.js';
 import { sendServed } from '../../server/send.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, GcContext, RequestCtx } from '../types.js';
 import { RpmHeaderTap } from './header.js';
-import { localRepodata, REPOMD_PATH, repomdLocations, XML_TYPE } from './repodata.js';
+import { remotePackage, remoteRepodataFile, remoteRepomd, repomdChecksums } from './remote.js';
+import { localRepodata, REPOMD_PATH, XML_TYPE } from './repodata.js';
 
 const RPM_TYPE = 'application/x-rpm';
 
@@ -27,9 +29,20 @@ export const rpm: FormatHandler = {
     const m = req.method;
     const isPackage = path.endsWith('.rpm') && !path.startsWith('repodata/');
     if (m === 'GET' || m === 'HEAD') {
-      if (ctx.repo.kind !== 'local') throw new AppError('NOT_FOUND', `${ctx.repo.kind} rpm repositories are not served yet`);
-      if (path === REPOMD_PATH) await svc.derived.current(svc, ctx.repo, localRepodata);
       const contentType = isPackage ? RPM_TYPE : path.endsWith('.xml') ? XML_TYPE : undefined;
+      if (ctx.repo.kind === 'virtual') throw new AppError('NOT_FOUND', 'virtual rpm repositories are not served yet');
+      if (ctx.repo.kind === 'remote') {
+        if (path === REPOMD_PATH) {
+          const { served, body } = await remoteRepomd(svc, ctx.repo);
+          return sendDocument(req, reply, served, body, XML_TYPE);
+        }
+        const served = isPackage ? await remotePackage(svc, ctx.repo, path)
+          : path.startsWith('repodata/repomd.xml') ? await resolveFile(svc, ctx.repo, { path, mutable: true }) // .asc, .key
+          : path.startsWith('repodata/') ? await remoteRepodataFile(svc, ctx.repo, path)
+          : await resolveFile(svc, ctx.repo, { path });
+        return sendServed(req, reply, served, svc, { contentType });
+      }
+      if (path === REPOMD_PATH) await svc.derived.current(svc, ctx.repo, localRepodata);
       return sendServed(req, reply, await resolveFile(svc, ctx.repo, { path }), svc, { contentType });
     }
     if (m === 'PUT' && isPackage) {
@@ -78,7 +91,7 @@ async function rpmGc(ctx: GcContext): Promise<void> {
     if (repo.format !== 'rpm' || repo.kind !== 'local') continue;
     const current = await svc.meta.files.get(repo.name, REPOMD_PATH);
     if (!current) continue;
-    const keep = new Set(repomdLocations((await collect(await svc.blob.read(current.digest))).toString('utf8')));
+    const keep = repomdChecksums((await collect(await svc.blob.read(current.digest))).toString('utf8'));
     for await (const f of svc.meta.files.list(repo.name, 'repodata/')) {
       if (f.path === REPOMD_PATH || keep.has(f.path) || f.fetchedAt >= cutoff) continue;
       ctx.report({ action: 'delete-row', repo: repo.name, path: f.path, bytes: f.size });

@@ -121,11 +121,6 @@ export function renderRepomd(xml: Record<string, Buffer>, timestamp: number): { 
   return { body, parts };
 }
 
-/** The paths a repomd.xml names (its current generation). */
-export function repomdLocations(repomd: string): string[] {
-  return [...repomd.matchAll(/<location\s+href="([^"]+)"/g)].map((m) => m[1]);
-}
-
 async function localPkgs(svc: Services, repo: RepoDef): Promise<Pkg[]> {
   const out: Pkg[] = [];
   for await (const rec of svc.meta.files.list(repo.name)) {
