@@ -3,8 +3,10 @@ import { pipeline } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
 import { safeRepoPath } from '../../lib/paths.js';
 import { collect } from '../../lib/streams.js';
-import { writeLocalRow, writeTarget } from '../../repos/local.js';
+import { localFile, writeLocalRow, writeTarget } from '../../repos/local.js';
 import { resolveFile } from '../../repos/resolve.js';
+import type { Served } from '../../repos/types.js';
+import { MAX_DEPTH } from '../../repos/virtual.js';
 import type { Services } from '../../repos/services.js';
 import { sendDocument } from '../../server/doc.js';
 import { sendServed } from '../../server/send.js';
@@ -14,12 +16,14 @@ import type { FormatHandler, GcContext, RequestCtx } from '../types.js';
 import { RpmHeaderTap } from './header.js';
 import { remotePackage, remoteRepodataFile, remoteRepomd, repomdChecksums } from './remote.js';
 import { localRepodata, REPOMD_PATH, XML_TYPE } from './repodata.js';
+import { virtualRepomd } from './virtual.js';
 
 const RPM_TYPE = 'application/x-rpm';
 
 /**
  * yum/dnf repositories under /REPO/ (the baseurl): packages at any path, and `repodata/`, which
- * a local repo derives from the headers parsed at upload (repomd.xml switched last).
+ * a local repo derives from the headers parsed at upload and a virtual one from its members'
+ * repodata (repomd.xml switched last in both).
  */
 export const rpm: FormatHandler = {
   name: 'rpm',
@@ -30,20 +34,11 @@ export const rpm: FormatHandler = {
     const isPackage = path.endsWith('.rpm') && !path.startsWith('repodata/');
     if (m === 'GET' || m === 'HEAD') {
       const contentType = isPackage ? RPM_TYPE : path.endsWith('.xml') ? XML_TYPE : undefined;
-      if (ctx.repo.kind === 'virtual') throw new AppError('NOT_FOUND', 'virtual rpm repositories are not served yet');
-      if (ctx.repo.kind === 'remote') {
-        if (path === REPOMD_PATH) {
-          const { served, body } = await remoteRepomd(svc, ctx.repo);
-          return sendDocument(req, reply, served, body, XML_TYPE);
-        }
-        const served = isPackage ? await remotePackage(svc, ctx.repo, path)
-          : path.startsWith('repodata/repomd.xml') ? await resolveFile(svc, ctx.repo, { path, mutable: true }) // .asc, .key
-          : path.startsWith('repodata/') ? await remoteRepodataFile(svc, ctx.repo, path)
-          : await resolveFile(svc, ctx.repo, { path });
-        return sendServed(req, reply, served, svc, { contentType });
+      if (ctx.repo.kind === 'remote' && path === REPOMD_PATH) {
+        const { served, body } = await remoteRepomd(svc, ctx.repo);
+        return sendDocument(req, reply, served, body, XML_TYPE);
       }
-      if (path === REPOMD_PATH) await svc.derived.current(svc, ctx.repo, localRepodata);
-      return sendServed(req, reply, await resolveFile(svc, ctx.repo, { path }), svc, { contentType });
+      return sendServed(req, reply, await rpmFile(svc, ctx.repo, path), svc, { contentType });
     }
     if (m === 'PUT' && isPackage) {
       const target = await writeTarget(svc, ctx.repo);
@@ -62,6 +57,32 @@ export const rpm: FormatHandler = {
 
   gc: rpmGc,
 };
+
+/**
+ * Any file of an rpm repo, by kind. Local: its row (repomd.xml derived first if the repo never had
+ * one). Remote: verified as remote.ts describes. Virtual: its own derived repodata, and packages
+ * at `<member>/<path>` (the locations its primary.xml gives) from that member.
+ */
+async function rpmFile(svc: Services, repo: RepoDef, path: string, depth = 0): Promise<Served> {
+  if (repo.kind === 'remote') {
+    if (path.endsWith('.rpm')) return remotePackage(svc, repo, path);
+    if (path.startsWith('repodata/repomd.xml')) return resolveFile(svc, repo, { path, mutable: true }); // repomd.xml and its .asc/.key
+    return path.startsWith('repodata/') ? remoteRepodataFile(svc, repo, path) : resolveFile(svc, repo, { path });
+  }
+  if (repo.kind === 'virtual' && !path.startsWith('repodata/')) {
+    if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
+    const slash = path.indexOf('/');
+    const name = path.slice(0, slash);
+    const member = slash > 0 && repo.members?.includes(name) ? await svc.repos.get(name) : null;
+    if (!member) throw new AppError('NOT_FOUND', `${path} not found in ${repo.name}`);
+    return rpmFile(svc, member, path.slice(slash + 1), depth + 1);
+  }
+  if (path === REPOMD_PATH) {
+    if (repo.kind === 'virtual') await virtualRepomd(svc, repo);
+    else await svc.derived.current(svc, repo, localRepodata);
+  }
+  return localFile(svc, repo, { path });
+}
 
 /**
  * Streams a package into the blob store while its header is parsed on the way: an upload that is
@@ -88,7 +109,7 @@ async function rpmGc(ctx: GcContext): Promise<void> {
   const { svc } = ctx;
   const cutoff = ctx.now - svc.config.gc.grace;
   for (const repo of await svc.repos.list()) {
-    if (repo.format !== 'rpm' || repo.kind !== 'local') continue;
+    if (repo.format !== 'rpm' || repo.kind === 'remote') continue;
     const current = await svc.meta.files.get(repo.name, REPOMD_PATH);
     if (!current) continue;
     const keep = repomdChecksums((await collect(await svc.blob.read(current.digest))).toString('utf8'));

@@ -88,14 +88,27 @@ function otherEntry(p: Pkg): string {
 const XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n';
 const NS = 'http://linux.duke.edu/metadata';
 
+export const XML_TYPES = ['primary', 'filelists', 'other'] as const;
+export type XmlType = (typeof XML_TYPES)[number];
+
+const ROOTS: Record<XmlType, string> = {
+  primary: `metadata xmlns="${NS}/common" xmlns:rpm="${NS}/rpm"`,
+  filelists: `filelists xmlns="${NS}/filelists"`,
+  other: `otherdata xmlns="${NS}/other"`,
+};
+
+/** One repodata document around its `<package>` entries (each ending in a newline). */
+export function xmlDoc(type: XmlType, entries: string[]): Buffer {
+  const root = ROOTS[type];
+  return Buffer.from(`${XML_DECL}<${root} packages="${entries.length}">\n${entries.join('')}</${root.split(' ')[0]}>\n`);
+}
+
 /** primary, filelists and other as createrepo_c writes them, uncompressed. */
-export function renderXml(pkgs: Pkg[]): Record<'primary' | 'filelists' | 'other', Buffer> {
-  const n = pkgs.length;
-  const doc = (open: string, close: string, entry: (p: Pkg) => string) => Buffer.from(`${XML_DECL}${open}\n${pkgs.map(entry).join('')}${close}\n`);
+export function renderXml(pkgs: Pkg[]): Record<XmlType, Buffer> {
   return {
-    primary: doc(`<metadata xmlns="${NS}/common" xmlns:rpm="${NS}/rpm" packages="${n}">`, '</metadata>', primaryEntry),
-    filelists: doc(`<filelists xmlns="${NS}/filelists" packages="${n}">`, '</filelists>', filelistsEntry),
-    other: doc(`<otherdata xmlns="${NS}/other" packages="${n}">`, '</otherdata>', otherEntry),
+    primary: xmlDoc('primary', pkgs.map(primaryEntry)),
+    filelists: xmlDoc('filelists', pkgs.map(filelistsEntry)),
+    other: xmlDoc('other', pkgs.map(otherEntry)),
   };
 }
 

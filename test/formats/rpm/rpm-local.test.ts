@@ -1,10 +1,9 @@
 import { rmSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runGc } from '../../../src/maintenance/gc.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
-import { buildFixtureRpms, createrepo, dnf, HAVE_CREATEREPO, HAVE_DNF, HAVE_RPMBUILD, packageBlocks, tempDir } from './rpms.js';
+import { buildFixtureRpms, createrepo, dnf, HAVE_CREATEREPO, HAVE_DNF, HAVE_RPMBUILD, packageBlocks, readRepodata, tempDir } from './rpms.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -29,33 +28,6 @@ afterAll(async () => {
 
 async function put(path: string, body: Buffer, repo = 'rl'): Promise<Response> {
   return fetch(`${srv.url}/${repo}/${path}`, { method: 'PUT', body: new Uint8Array(body) });
-}
-
-interface Served { repomd: string; xml: Record<'primary' | 'filelists' | 'other', string>; hrefs: string[] }
-
-/** Reads repodata as dnf does: repomd.xml, then each file it names, checked against its checksums and sizes. */
-async function readRepodata(url: string): Promise<Served> {
-  const res = await fetch(`${url}/repodata/repomd.xml`);
-  expect(res.status).toBe(200);
-  const repomd = await res.text();
-  const xml = {} as Served['xml'];
-  const hrefs: string[] = [];
-  for (const m of repomd.matchAll(/<data type="(\w+)">([\s\S]*?)<\/data>/g)) {
-    const [, type, body] = m;
-    const field = (name: string) => new RegExp(`<${name}[^>]*>([^<]+)</${name}>`).exec(body)![1];
-    const href = /<location href="([^"]+)"/.exec(body)![1];
-    hrefs.push(href);
-    const gz = Buffer.from(await (await fetch(`${url}/${href}`)).arrayBuffer());
-    const open = gunzipSync(gz);
-    expect(sha(gz)).toBe(field('checksum'));
-    expect(gz.length).toBe(Number(field('size')));
-    expect(sha(open)).toBe(field('open-checksum'));
-    expect(open.length).toBe(Number(field('open-size')));
-    expect(href).toBe(`repodata/${sha(gz)}-${type}.xml.gz`);
-    xml[type as keyof Served['xml']] = open.toString('utf8');
-  }
-  expect(Object.keys(xml).sort()).toEqual(['filelists', 'other', 'primary']);
-  return { repomd, xml, hrefs };
 }
 
 async function rowPaths(repo: string): Promise<string[]> {

@@ -3,7 +3,9 @@ import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
+import { expect } from 'vitest';
 import { which } from '../../helpers/which.js';
 
 export const HAVE_RPMBUILD = which('rpmbuild');
@@ -69,5 +71,35 @@ export async function dnf(dir: string, baseurl: string, args: string[]): Promise
 
 export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'artifactapi-rpm-'));
+}
+
+
+const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+export interface ServedRepodata { repomd: string; xml: Record<'primary' | 'filelists' | 'other', string>; hrefs: string[] }
+
+/** Reads repodata as dnf does: repomd.xml, then each file it names, checked against its checksums and sizes. */
+export async function readRepodata(url: string): Promise<ServedRepodata> {
+  const res = await fetch(`${url}/repodata/repomd.xml`);
+  expect(res.status).toBe(200);
+  const repomd = await res.text();
+  const xml = {} as ServedRepodata['xml'];
+  const hrefs: string[] = [];
+  for (const m of repomd.matchAll(/<data type="(\w+)">([\s\S]*?)<\/data>/g)) {
+    const [, type, body] = m;
+    const field = (name: string) => new RegExp(`<${name}[^>]*>([^<]+)</${name}>`).exec(body)![1];
+    const href = /<location href="([^"]+)"/.exec(body)![1];
+    hrefs.push(href);
+    const gz = Buffer.from(await (await fetch(`${url}/${href}`)).arrayBuffer());
+    const open = gunzipSync(gz);
+    expect(sha(gz)).toBe(field('checksum'));
+    expect(gz.length).toBe(Number(field('size')));
+    expect(sha(open)).toBe(field('open-checksum'));
+    expect(open.length).toBe(Number(field('open-size')));
+    expect(href).toBe(`repodata/${sha(gz)}-${type}.xml.gz`);
+    xml[type as keyof ServedRepodata['xml']] = open.toString('utf8');
+  }
+  expect(Object.keys(xml).sort()).toEqual(['filelists', 'other', 'primary']);
+  return { repomd, xml, hrefs };
 }
 
