@@ -44,14 +44,16 @@ export function repomdChecksums(xml: string): Map<string, Checksum & { type: str
 }
 
 /**
- * The upstream's repomd.xml (TTL and revalidation as every remote index), after every file it
- * names is in the cache, verified: a client holding this repomd.xml finds all of it here later,
+ * The upstream's repomd.xml (TTL and revalidation as every remote index), after the files it
+ * names are in the cache, verified: a client holding this repomd.xml finds all of it here later,
  * whatever the upstream has switched to since. Those files are content-addressed and cached forever.
  */
 export async function remoteRepomd(svc: Services, repo: RepoDef): Promise<{ served: Served; body: Buffer }> {
   const served = await resolveFile(svc, repo, { path: REPOMD_PATH, mutable: true });
   const body = await readCapped(svc, served);
-  await Promise.all([...repomdChecksums(body.toString('utf8'))].map(async ([href, sum]) => {
+  // sqlite and zchunk variants (which dnf does not read, and the largest files) are left to be fetched on request.
+  const wanted = [...repomdChecksums(body.toString('utf8'))].filter(([, s]) => !/_(db|zck)$/.test(s.type));
+  await Promise.all(wanted.map(async ([href, sum]) => {
     try {
       const f = await resolveFile(svc, repo, { path: href, expect: expectOf(sum) });
       if (f.body) for await (const _ of f.body);
