@@ -154,6 +154,9 @@ describe.skipIf(!HAVE_RPMBUILD)('rpm local repo', () => {
     expect(statuses).toEqual(paths.map(() => 201));
     const { xml } = await readRepodata(`${srv.url}/rl-burst`);
     expect([...xml.primary.matchAll(/<location href="([^"]+)"/g)].map((m) => m[1]).sort()).toEqual([...paths].sort());
+    // Uploads that arrive while repodata renders share the next rendering: fewer generations than uploads.
+    const generations = (await rowPaths('rl-burst')).filter((p) => p.endsWith('-primary.xml.gz'));
+    expect(generations.length).toBeLessThan(paths.length);
   });
 
   it('writes to a remote repo are refused with 405', async () => {

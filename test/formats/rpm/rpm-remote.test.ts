@@ -110,6 +110,14 @@ describe.skipIf(!HAVE_RPMBUILD || !HAVE_CREATEREPO)('rpm remote repo', () => {
     for (const href of hrefsOf(fresh)) expect((await fetch(`${srv.url}/rr/${href}`)).status, href).toBe(200);
   });
 
+  it('repomd.xml.asc is passed through from the upstream, with the TTL rules', async () => {
+    writeFileSync(join(updir, 'repodata/repomd.xml.asc'), '-----BEGIN PGP SIGNATURE-----\nfake\n-----END PGP SIGNATURE-----\n');
+    const res = await fetch(`${srv.url}/rr/repodata/repomd.xml.asc`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('BEGIN PGP SIGNATURE');
+    expect((await srv.svc.meta.files.get('rr', 'repodata/repomd.xml.asc'))?.source).toBe('remote');
+  });
+
   it('a repodata file that does not match the checksum in its name is refused and not cached', async () => {
     const name = `repodata/${'0'.repeat(64)}-primary.xml.gz`;
     overrides.set(name, Buffer.from('not it'));
