@@ -87,7 +87,8 @@ async function merge(parts: MemberRepodata[]): Promise<Record<XmlType, Buffer>> 
       const id = tag(p, /<checksum[^>]*pkgid="YES"[^>]*>([^<]+)</);
       if (seen.has(key) || !files.has(id) || !other.has(id)) continue;
       seen.add(key);
-      out.primary.push(p.replace(/(<location\b[^>]*\shref=")/, `$1${member.name}/`));
+      // A location with xml:base points elsewhere already; dnf fetches it from there.
+      out.primary.push(p.replace(/(<location\b[^>]*\shref=")/, (loc) => (loc.includes('xml:base=') ? loc : `${loc}${member.name}/`)));
       out.filelists.push(files.get(id)!);
       out.other.push(other.get(id)!);
     }
