@@ -5,6 +5,7 @@ import { generic } from './generic/index.js';
 import { helm } from './helm/index.js';
 import { npm } from './npm/index.js';
 import { pypi } from './pypi/index.js';
+import { rpm } from './rpm/index.js';
 
 /** The formats this build serves. Adding one is a folder and a line here. */
 export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
@@ -14,6 +15,7 @@ export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
   docker,
   npm,
   pypi,
+  rpm,
 };
 
 export function formatHandler(name: string): FormatHandler | undefined {

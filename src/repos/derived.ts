@@ -9,8 +9,19 @@ export interface DerivedDoc {
   /** Its path among the repo's files. */
   path: string;
   contentType: string;
-  /** The whole document from the repo's rows: the same rows give the same bytes, so ETag and 304 hold between writes. */
-  render(svc: Services, repo: RepoDef): Promise<Buffer>;
+  /**
+   * The whole document from the repo's rows: the same rows give the same bytes, so ETag and 304 hold
+   * between writes. With `parts`, a set of documents: the parts are stored first, then the document
+   * that names them (rpm's repomd.xml), so its row is the one switch. Parts should have names that
+   * change with their content, so readers of the previous generation keep finding theirs.
+   */
+  render(svc: Services, repo: RepoDef): Promise<Buffer | { body: Buffer; parts: DerivedPart[] }>;
+}
+
+export interface DerivedPart {
+  path: string;
+  contentType: string;
+  body: Buffer;
 }
 
 interface Runs {
@@ -58,9 +69,15 @@ export class DerivedDocs {
 
   private regenerate(svc: Services, repo: RepoDef, doc: DerivedDoc): Promise<FileRec> {
     return svc.coord.withLock(`derived:${repo.name}:${doc.path}`, async () => {
-      const body = await doc.render(svc, repo);
+      const rendered = await doc.render(svc, repo);
+      const { body, parts } = Buffer.isBuffer(rendered) ? { body: rendered, parts: [] } : rendered;
       const current = await svc.meta.files.get(repo.name, doc.path);
       if (current && current.digest === sha256(body)) return current;
+      for (const part of parts) {
+        const had = await svc.meta.files.get(repo.name, part.path);
+        if (had?.digest === sha256(part.body)) continue;
+        await ingestBuffer(svc, part.body, (m, w) => writeLocalRow(m, repo, part.path, w.digest, w.size, { contentType: part.contentType, meta: { kind: 'derived' } }));
+      }
       let rec!: FileRec;
       await ingestBuffer(svc, body, async (m, w) => {
         rec = await writeLocalRow(m, repo, doc.path, w.digest, w.size, { contentType: doc.contentType, meta: { kind: 'derived' } });

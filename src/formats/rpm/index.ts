@@ -1,0 +1,121 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { pipeline } from 'node:stream';
+import { AppError } from '../../lib/errors.js';
+import { safeRepoPath } from '../../lib/paths.js';
+import { collect } from '../../lib/streams.js';
+import { localFile, writeLocalRow, writeTarget } from '../../repos/local.js';
+import { resolveFile } from '../../repos/resolve.js';
+import type { Served } from '../../repos/types.js';
+import { MAX_DEPTH } from '../../repos/virtual.js';
+import type { Services } from '../../repos/services.js';
+import { sendDocument, sendServed } from '../../server/send.js';
+import { ingestStream } from '../../storage/ingest.js';
+import type { RepoDef } from '../../storage/meta/types.js';
+import type { FormatHandler, GcContext, RequestCtx } from '../types.js';
+import { RpmHeaderTap } from './header.js';
+import { remotePackage, remoteRepodataFile, remoteRepomd, repomdChecksums } from './remote.js';
+import { localRepodata, REPOMD_PATH, XML_TYPE } from './repodata.js';
+import { virtualRepomd } from './virtual.js';
+
+const RPM_TYPE = 'application/x-rpm';
+
+/**
+ * yum/dnf repositories under /REPO/ (the baseurl): packages at any path, and `repodata/`, which
+ * a local repo derives from the headers parsed at upload and a virtual one from its members'
+ * repodata (repomd.xml switched last in both).
+ */
+export const rpm: FormatHandler = {
+  name: 'rpm',
+
+  async handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
+    const path = safeRepoPath(ctx.rest);
+    const m = req.method;
+    const isPackage = path.endsWith('.rpm') && !path.startsWith('repodata/');
+    if (m === 'GET' || m === 'HEAD') {
+      const contentType = isPackage ? RPM_TYPE : path.endsWith('.xml') ? XML_TYPE : undefined;
+      if (ctx.repo.kind === 'remote' && path === REPOMD_PATH) {
+        const { served, body } = await remoteRepomd(svc, ctx.repo);
+        return sendDocument(req, reply, served, body, XML_TYPE);
+      }
+      return sendServed(req, reply, await rpmFile(svc, ctx.repo, path), svc, { contentType });
+    }
+    if (m === 'PUT' && isPackage) {
+      const target = await writeTarget(svc, ctx.repo);
+      return reply.code(201).send(await savePackage(req, svc, target, path));
+    }
+    if (m === 'DELETE' && isPackage) {
+      const target = await writeTarget(svc, ctx.repo);
+      if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
+      await svc.meta.files.remove(target.name, path);
+      await svc.derived.refresh(svc, target, localRepodata);
+      return reply.code(204).send();
+    }
+    if (m === 'PUT' || m === 'DELETE') throw new AppError('BAD_REQUEST', `only .rpm packages outside repodata/ can be written (got ${path})`);
+    throw new AppError('METHOD_NOT_ALLOWED', `${m} is not supported here`);
+  },
+
+  gc: rpmGc,
+};
+
+/**
+ * Any file of an rpm repo, by kind. Local: its row (repomd.xml derived first if the repo never had
+ * one). Remote: verified as remote.ts describes. Virtual: its own derived repodata, and packages
+ * at `<member>/<path>` (the locations its primary.xml gives) from that member.
+ */
+async function rpmFile(svc: Services, repo: RepoDef, path: string, depth = 0): Promise<Served> {
+  if (repo.kind === 'remote') {
+    if (path.endsWith('.rpm')) return remotePackage(svc, repo, path);
+    if (path.startsWith('repodata/repomd.xml')) return resolveFile(svc, repo, { path, mutable: true }); // repomd.xml and its .asc/.key
+    return path.startsWith('repodata/') ? remoteRepodataFile(svc, repo, path) : resolveFile(svc, repo, { path });
+  }
+  if (repo.kind === 'virtual' && !path.startsWith('repodata/')) {
+    if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
+    const slash = path.indexOf('/');
+    const name = path.slice(0, slash);
+    const member = slash > 0 && repo.members?.includes(name) ? await svc.repos.get(name) : null;
+    if (!member) throw new AppError('NOT_FOUND', `${path} not found in ${repo.name}`);
+    return rpmFile(svc, member, path.slice(slash + 1), depth + 1);
+  }
+  if (path === REPOMD_PATH) {
+    if (repo.kind === 'virtual') await virtualRepomd(svc, repo);
+    else await svc.derived.current(svc, repo, localRepodata);
+  }
+  return localFile(svc, repo, { path });
+}
+
+/**
+ * Streams a package into the blob store while its header is parsed on the way: an upload that is
+ * not an RPM fails before anything is published. The parsed fields go into the row, so repodata
+ * is regenerated from rows alone.
+ */
+async function savePackage(req: FastifyRequest, svc: Services, repo: RepoDef, path: string) {
+  if (await svc.meta.files.get(repo.name, path)) throw new AppError('CONFLICT', `${path} already exists in ${repo.name} and cannot be overwritten`);
+  const tap = new RpmHeaderTap();
+  const src = pipeline(req.raw, tap, () => {});
+  const w = await ingestStream(svc, src, { maxSize: svc.config.uploads.max_size || undefined }, (mt, s) =>
+    writeLocalRow(mt, repo, path, s.digest, s.size, { contentType: RPM_TYPE, meta: { kind: 'rpm', rpm: tap.meta }, immutable: true }));
+  await svc.derived.refresh(svc, repo, localRepodata);
+  const p = tap.meta!;
+  return { repo: repo.name, path, name: p.name, epoch: p.epoch, version: p.version, release: p.release, arch: p.arch, sha256: w.digest.slice(7), size: w.size };
+}
+
+/**
+ * Old repodata generations stay served (a client that read the previous repomd.xml still finds
+ * what it names) until gc: then rows that the current repomd.xml does not name and that are older
+ * than gc.grace go, and the core sweep reclaims their blobs.
+ */
+async function rpmGc(ctx: GcContext): Promise<void> {
+  const { svc } = ctx;
+  const cutoff = ctx.now - svc.config.gc.grace;
+  for (const repo of await svc.repos.list()) {
+    if (repo.format !== 'rpm' || repo.kind === 'remote') continue;
+    const current = await svc.meta.files.get(repo.name, REPOMD_PATH);
+    if (!current) continue;
+    const keep = repomdChecksums((await collect(await svc.blob.read(current.digest))).toString('utf8'));
+    for await (const f of svc.meta.files.list(repo.name, 'repodata/')) {
+      if (f.path === REPOMD_PATH || keep.has(f.path) || f.fetchedAt >= cutoff) continue;
+      ctx.report({ action: 'delete-row', repo: repo.name, path: f.path, bytes: f.size });
+      if (!ctx.dryRun) await svc.meta.files.remove(repo.name, f.path);
+    }
+  }
+}

@@ -1,0 +1,111 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../../helpers/server.js';
+import { startUpstream, type FakeUpstream } from '../../helpers/upstream.js';
+import { buildFixtureRpms, dnf, HAVE_CREATEREPO, HAVE_DNF, HAVE_RPMBUILD, packageBlocks, readRepodata, tempDir } from './rpms.js';
+
+const LIB = 'hello-lib-1.2.0-3.noarch.rpm';
+const TOOL = 'hello-tool-2.0-1.noarch.rpm';
+
+let srv: TestServer;
+let upstream: FakeUpstream;
+let dir: string;
+let rpms: Map<string, Buffer>;
+
+const locations = (primary: string) => [...primary.matchAll(/<location href="([^"]+)"/g)].map((m) => m[1]).sort();
+
+beforeAll(async () => {
+  dir = tempDir();
+  const updir = join(dir, 'upstream');
+  mkdirSync(join(updir, 'Packages'), { recursive: true });
+  if (HAVE_RPMBUILD && HAVE_CREATEREPO) {
+    rpms = buildFixtureRpms(dir);
+    for (const f of [LIB, TOOL]) writeFileSync(join(updir, 'Packages', f), rpms.get(f)!);
+    execFileSync('createrepo_c', ['-q', '--no-database', updir], { stdio: 'pipe' });
+  }
+  upstream = await startUpstream((req, res) => {
+    try {
+      const body = readFileSync(join(updir, decodeURIComponent((req.url ?? '/').split('?')[0])));
+      res.writeHead(200, { 'content-length': body.length }).end(body);
+    } catch {
+      res.writeHead(404).end('not found');
+    }
+  });
+  srv = await startServer({ 'remote.metadata_ttl': '1s' });
+  await srv.addRepo({ name: 'vl', format: 'rpm', kind: 'local' });
+  await srv.addRepo({ name: 'vr', format: 'rpm', kind: 'remote', upstream: `${upstream.url}/` });
+  await srv.addRepo({ name: 'vv', format: 'rpm', kind: 'virtual', members: ['vl', 'vr'] });
+  await srv.addRepo({ name: 'vouter', format: 'rpm', kind: 'virtual', members: ['vv'] });
+});
+afterAll(async () => {
+  await srv?.close();
+  await upstream?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function put(repo: string, path: string, body: Buffer): Promise<void> {
+  const res = await fetch(`${srv.url}/${repo}/${path}`, { method: 'PUT', body: new Uint8Array(body) });
+  expect(res.status).toBe(201);
+}
+
+describe.skipIf(!HAVE_RPMBUILD || !HAVE_CREATEREPO)('rpm virtual repo', () => {
+  it('merges members: the first member wins on name-epoch-version-release-arch, with its filelists and other entries', async () => {
+    await put('vl', `mine/${LIB}`, rpms.get(LIB)!);
+    const { xml } = await readRepodata(`${srv.url}/vv`);
+    expect(locations(xml.primary)).toEqual([`vl/mine/${LIB}`, `vr/Packages/${TOOL}`]);
+    for (const type of ['filelists', 'other'] as const) {
+      expect([...packageBlocks(xml[type]).keys()].sort(), type).toEqual([...packageBlocks(xml.primary).keys()].sort());
+      expect(xml[type], type).toContain('packages="2"');
+    }
+    // The entries themselves are the members' own (only the location gains the member's name).
+    const local = await readRepodata(`${srv.url}/vl`);
+    const [id] = packageBlocks(local.xml.filelists).keys();
+    expect(packageBlocks(xml.filelists).get(id)).toEqual(packageBlocks(local.xml.filelists).get(id));
+  });
+
+  it('serves packages from the member whose entry it kept', async () => {
+    const a = await fetch(`${srv.url}/vv/vl/mine/${LIB}`);
+    expect(a.status).toBe(200);
+    expect(a.headers.get('x-artifact-repo')).toBe('vl');
+    expect(Buffer.from(await a.arrayBuffer()).equals(rpms.get(LIB)!)).toBe(true);
+    const b = await fetch(`${srv.url}/vv/vr/Packages/${TOOL}`);
+    expect(b.status).toBe(200);
+    expect(b.headers.get('x-artifact-repo')).toBe('vr');
+    expect((await fetch(`${srv.url}/vv/Packages/${TOOL}`)).status).toBe(404);
+    expect((await fetch(`${srv.url}/vv/other/Packages/${TOOL}`)).status).toBe(404);
+  });
+
+  it.skipIf(!HAVE_DNF)('dnf installs a package and its dependency through the virtual repo (and a virtual repo over it)', async () => {
+    for (const repo of ['vv', 'vouter']) {
+      const d = tempDir();
+      try {
+        await dnf(d, `${srv.url}/${repo}/`, ['install', 'hello-tool']);
+        const q = await dnf(d, `${srv.url}/${repo}/`, ['repoquery', '--installed', '--qf', '%{name}-%{version}']);
+        expect(q, repo).toContain('hello-tool-2.0');
+        expect(q, repo).toContain('hello-lib-1.2.0');
+      } finally {
+        rmSync(d, { recursive: true, force: true });
+      }
+    }
+  });
+
+  it('is derived again when a member changes; the previous generation stays readable', async () => {
+    const old = await readRepodata(`${srv.url}/vv`);
+    await put('vl', `extra/${TOOL}`, rpms.get(TOOL)!);
+    const now = await readRepodata(`${srv.url}/vv`);
+    expect(now.repomd).not.toBe(old.repomd);
+    expect(locations(now.xml.primary)).toEqual([`vl/extra/${TOOL}`, `vl/mine/${LIB}`]);
+    for (const href of old.hrefs) expect((await fetch(`${srv.url}/vv/${href}`)).status, href).toBe(200);
+    const outer = await readRepodata(`${srv.url}/vouter`);
+    expect(locations(outer.xml.primary)).toEqual([`vv/vl/extra/${TOOL}`, `vv/vl/mine/${LIB}`]);
+    // Unchanged members: the same bytes again.
+    expect((await readRepodata(`${srv.url}/vv`)).repomd).toBe(now.repomd);
+  });
+
+  it('refuses writes unless it has a default_local member', async () => {
+    const res = await fetch(`${srv.url}/vv/x/${LIB}`, { method: 'PUT', body: new Uint8Array(rpms.get(LIB)!) });
+    expect(res.status).toBe(405);
+  });
+});
