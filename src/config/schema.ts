@@ -23,6 +23,10 @@ export const SECTIONS = {
     port: { type: 'number', default: 8000, doc: 'listen port' },
     verify_on_read: { type: 'boolean', default: true, doc: 're-hash blobs while serving; abort and quarantine on mismatch' },
     log_level: { type: 'string', default: 'info', doc: 'pino level: trace, debug, info, warn, error, silent' },
+    headers_timeout: { type: 'duration', default: '30s', doc: 'a client must send its request headers within this' },
+    request_timeout: { type: 'duration', default: '1h', doc: 'a client must send its whole request (uploads too) within this; 0: no limit' },
+    keep_alive_timeout: { type: 'duration', default: '72s', doc: 'an idle keep-alive connection is closed after this' },
+    max_connections: { type: 'number', default: 4096, doc: 'open client connections; more are refused' },
   },
   database: {
     url: { type: 'string', default: '', doc: 'sqlite://PATH or postgres://user:pass@host/db; empty: sqlite in data_dir' },

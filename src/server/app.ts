@@ -8,6 +8,7 @@ import { errorHandler } from './errors.js';
 
 /** Builds the HTTP app over opened services. Never listens (listen.ts and tests do). */
 export async function buildApp(svc: Services): Promise<FastifyInstance> {
+  const bounds = svc.config.server;
   const app = Fastify({
     loggerInstance: svc.log,
     logController: new LogController({ disableRequestLogging: true }),
@@ -15,6 +16,11 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: 8192 },
     bodyLimit: svc.config.limits.metadata_body,
     return503OnClosing: false,
+    // Slow clients must not hold every socket (server.* bounds). Node checks headers/request timeouts
+    // every connectionsCheckingInterval: keep that well below the shortest of them.
+    requestTimeout: bounds.request_timeout,
+    keepAliveTimeout: bounds.keep_alive_timeout,
+    http: { headersTimeout: bounds.headers_timeout, connectionsCheckingInterval: Math.min(30_000, Math.max(100, bounds.headers_timeout / 4)) },
     // Malformed URLs and the like, rejected before routing: same body shape as every other error.
     frameworkErrors: (err, _req, reply) => {
       const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 400;
@@ -22,6 +28,8 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
       void (reply as FastifyReply).code(status).send(body);
     },
   });
+
+  app.server.maxConnections = bounds.max_connections;
 
   // One line per request, with what served it.
   app.addHook('onResponse', (req, reply, done) => {
