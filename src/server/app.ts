@@ -5,6 +5,7 @@ import { healthApi } from './api/health.js';
 import { repositoriesApi } from './api/repositories.js';
 import { repoDispatch } from './dispatch.js';
 import { errorHandler } from './errors.js';
+import { withHops } from '../upstream/hops.js';
 
 /** Builds the HTTP app over opened services. Never listens (listen.ts and tests do). */
 export async function buildApp(svc: Services): Promise<FastifyInstance> {
@@ -30,6 +31,14 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
   });
 
   app.server.maxConnections = bounds.max_connections;
+
+  app.addHook('onRequest', (req, _reply, done) => {
+    try {
+      withHops(req.headers.via, done);
+    } catch (err) {
+      done(err as Error);
+    }
+  });
 
   // One line per request, with what served it.
   app.addHook('onResponse', (req, reply, done) => {
