@@ -50,6 +50,14 @@ function selfCheck(req: FastifyRequest, svc: Services, app: FastifyInstance): (u
   return (u) => self.has(`${bare(u.hostname)}|${portOf(u)}`);
 }
 
+function sameOrigin(a: string | undefined, b: string | undefined): boolean {
+  try {
+    return new URL(a!).origin === new URL(b!).origin;
+  } catch {
+    return false;
+  }
+}
+
 /** The management API: what `artifactapi repo …` calls. */
 export async function repositoriesApi(app: FastifyInstance, svc: Services): Promise<void> {
   app.get('/api/v1/repositories', async () => (await svc.repos.list()).map(publicRepo));
@@ -64,8 +72,10 @@ export async function repositoriesApi(app: FastifyInstance, svc: Services): Prom
   app.put<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req) => {
     const existing = await svc.repos.get(req.params.name);
     const input = entryFrom(req.body, req.params.name);
-    // Keep stored credentials when an update does not mention them.
-    if (existing && input.options.password === undefined && existing.options.password !== undefined && input.options.username === undefined) {
+    // Keep stored credentials when an update does not mention them, unless it points the repo at
+    // another origin: they belong to the old upstream.
+    if (existing && input.options.password === undefined && existing.options.password !== undefined && input.options.username === undefined
+      && sameOrigin(existing.upstream, input.upstream)) {
       input.options.username = existing.options.username;
       input.options.password = existing.options.password;
     }
