@@ -61,6 +61,7 @@ export const SECTIONS = {
   uploads: {
     session_ttl: { type: 'duration', default: '24h', doc: 'abandoned upload sessions expire after this' },
     max_size: { type: 'size', default: '0', doc: 'largest accepted upload; 0: unlimited' },
+    max_sessions: { type: 'number', default: 256, doc: 'docker: unfinished upload sessions per repo; more are refused with 429; 0: unlimited' },
   },
   limits: {
     metadata_body: { type: 'size', default: '4MiB', doc: 'cap on metadata documents (JSON bodies, indexes, manifests)' },
