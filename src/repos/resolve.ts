@@ -1,4 +1,4 @@
-import { AppError } from '../lib/errors.js';
+import { AppError, statusOf } from '../lib/errors.js';
 import type { RepoDef } from '../storage/meta/types.js';
 import { localFile } from './local.js';
 import { remoteFile } from './remote.js';
@@ -54,9 +54,10 @@ export interface ServedDoc<T> {
 export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource<T>, depth = 0): Promise<ServedDoc<T>> {
   switch (repo.kind) {
     case 'local': {
-      // local() answers null for a name it does not hold; a throw (even a 404 from a lost blob) means it
-      // holds data it cannot read.
+      // local() answers null for a name it does not hold; a 404 or 5xx thrown (a lost blob, a failing
+      // store) means it holds data it cannot read.
       const doc = await src.local(repo).catch((err) => {
+        if (statusOf(err) < 500 && statusOf(err) !== 404) throw err;
         svc.log.error({ repo: repo.name, path: src.ref.path, err }, 'local document unreadable');
         throw new LocalUnreadable(repo.name);
       });

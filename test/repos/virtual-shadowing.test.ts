@@ -66,6 +66,10 @@ describe('dependency confusion through virtual repos (nested, and with an unread
       await srv.addRepo({ name: `${p}-flat-broken`, format: f, kind: 'virtual', members: [`${p}-broken`, `${p}-remote`] });
       await srv.addRepo({ name: `${p}-nested-broken`, format: f, kind: 'virtual', members: [`${p}-remote`, `${p}-flat-broken`] });
     }
+    await srv.addRepo({ name: 'g-local', format: 'generic', kind: 'local' });
+    await srv.addRepo({ name: 'g-remote', format: 'generic', kind: 'remote', upstream: `${up.url}/g/` });
+    await srv.addRepo({ name: 'g-virtual', format: 'generic', kind: 'virtual', members: ['g-local', 'g-remote'] });
+    expect((await fetch(`${srv.url}/g-local/tool.bin`, { method: 'PUT', body: 'private tool.bin' })).status).toBeLessThan(300);
     await npmPublish(srv, 'npm-local', 'corp-lib', '1.0.0', Buffer.from('private corp-lib 1'));
     await npmPublish(srv, 'npm-broken', 'corp-lib', '1.0.0', Buffer.from('private corp-lib 1 (broken repo)'));
     await pypiUpload(srv, 'py-local', 'internal_pkg-1.0.tar.gz', privateSdist, 'internal_pkg', '1.0');
@@ -139,5 +143,13 @@ describe('dependency confusion through virtual repos (nested, and with an unread
       expect((await fetch(`${srv.url}/${repo}/packages/internal-pkg/internal_pkg-9.9.tar.gz`)).status).toBe(404);
     }
     expect(up.count('/f/')).toBe(0);
+  });
+
+  it('generic: a local member whose file blob is lost answers 5xx, never the remote file of that path', async () => {
+    await loseBlob('g-local', 'tool.bin');
+    const r = await fetch(`${srv.url}/g-virtual/tool.bin`);
+    expect(r.status).toBe(500);
+    expect(await r.json()).toEqual({ error: { code: expect.any(String), message: expect.any(String) } });
+    expect(up.count('/g/')).toBe(0);
   });
 });
