@@ -3,6 +3,7 @@ import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Digest } from '../../src/lib/digest.js';
+import { runVerify } from '../../src/maintenance/verify.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { startUpstream, type FakeUpstream } from '../helpers/upstream.js';
 import { uploadForm } from '../formats/pypi/clients.js';
@@ -151,5 +152,19 @@ describe('dependency confusion through virtual repos (nested, and with an unread
     expect(r.status).toBe(500);
     expect(await r.json()).toEqual({ error: { code: expect.any(String), message: expect.any(String) } });
     expect(up.count('/g/')).toBe(0);
+  });
+
+  // Last: verify --repair works on the whole store.
+  it('npm: after verify --repair dropped the lost packument row, the name is still held (tarballs remain): still 5xx', async () => {
+    await srv.addRepo({ name: 'npm-repaired', format: 'npm', kind: 'local' });
+    await srv.addRepo({ name: 'npm-flat-repaired', format: 'npm', kind: 'virtual', members: ['npm-repaired', 'npm-remote'] });
+    await npmPublish(srv, 'npm-repaired', 'corp-lib', '1.0.0', Buffer.from('private corp-lib 1 (repaired repo)'));
+    await loseBlob('npm-repaired', 'corp-lib/-/_packument.json');
+    await runVerify(srv.svc, { repair: true });
+    expect(await srv.svc.meta.files.get('npm-repaired', 'corp-lib/-/_packument.json')).toBeNull();
+    const r = await fetch(`${srv.url}/npm-flat-repaired/corp-lib`);
+    const body = await r.text();
+    expect(r.status, body).toBe(500);
+    expect(body).not.toContain('99.0.0');
   });
 });
