@@ -45,7 +45,7 @@ async function npmPublish(srv: TestServer, repo: string, name: string, version: 
 
 async function pypiUpload(srv: TestServer, repo: string, filename: string, bytes: Buffer, name: string, version: string): Promise<void> {
   const form = uploadForm({ filename, bytes }, { ':action': 'file_upload', protocol_version: '1', name, version, filetype: 'sdist', sha256_digest: sha256(bytes) });
-  const r = await fetch(`${srv.url}/${repo}/`, { method: 'POST', body: form.body, headers: { 'content-type': form.contentType } });
+  const r = await fetch(`${srv.url}/${repo}/`, { method: 'POST', body: new Uint8Array(form.body), headers: { 'content-type': form.contentType } });
   expect(r.status, await r.text()).toBe(200);
 }
 
