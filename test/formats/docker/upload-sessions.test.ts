@@ -11,7 +11,7 @@ describe('docker upload sessions are bounded per repo and reaped', () => {
   const start = (repo: string) => fetch(`${srv!.url}/v2/${repo}/team/app/blobs/uploads/`, { method: 'POST' });
 
   it('refuses a new session past uploads.max_sessions (429), reaps expired ones to make room', async () => {
-    srv = await startServer({ 'uploads.max_sessions': 3, 'uploads.session_ttl': '400ms' });
+    srv = await startServer({ 'uploads.max_sessions': 3, 'uploads.session_ttl': '3s' });
     await srv.addRepo({ name: 'dl', format: 'docker', kind: 'local' });
     await srv.addRepo({ name: 'dl2', format: 'docker', kind: 'local' });
     const ids: string[] = [];
@@ -28,16 +28,20 @@ describe('docker upload sessions are bounded per repo and reaped', () => {
     const full = await start('dl');
     expect(full.status).toBe(429);
     expect(await full.json()).toEqual({ errors: [{ code: 'TOOMANYREQUESTS', message: expect.any(String), detail: null }] });
-    expect((await start('dl2')).status).toBe(202); // the bound is per repo
+    const other = await start('dl2'); // the bound is per repo
+    expect(other.status).toBe(202);
+    const otherId = other.headers.get('docker-upload-uuid')!;
 
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 3100));
     const again = await start('dl');
     expect(again.status).toBe(202);
     for (const id of ids) expect(await srv.svc.meta.sessions.get(id)).toBeNull();
     expect(await srv.svc.blob.parts.list(ids[0])).toEqual([]);
     expect(await srv.svc.meta.sessions.count('dl')).toBe(1);
     // An expired session is unknown to the protocol, even before anything reaps it.
-    const stale = await fetch(`${srv.url}/v2/dl2/team/app/blobs/uploads/${(await srv.svc.meta.sessions.olderThan(Date.now()))[0]?.id ?? 'x'}`);
+    expect(await srv.svc.meta.sessions.get(otherId)).not.toBeNull(); // dl2 was not full: nothing reaped there yet
+    const stale = await fetch(`${srv.url}/v2/dl2/team/app/blobs/uploads/${otherId}`);
     expect(stale.status).toBe(404);
+    expect(await srv.svc.meta.sessions.get(otherId)).toBeNull();
   });
 });
