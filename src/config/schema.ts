@@ -25,6 +25,10 @@ export const SECTIONS = {
     log_level: { type: 'string', default: 'info', doc: 'pino level: trace, debug, info, warn, error, silent' },
     shutdown_timeout: { type: 'duration', default: '30s', doc: 'on SIGTERM/SIGINT, how long in-flight transfers may take to finish' },
     workers: { type: 'number', default: 1, doc: 'worker processes of serve, restarted when they die; 0: serve in the one process, unsupervised' },
+    headers_timeout: { type: 'duration', default: '30s', doc: 'a client must send its request headers within this' },
+    request_timeout: { type: 'duration', default: '1h', doc: 'a client must send its whole request (uploads too) within this; 0: no limit' },
+    keep_alive_timeout: { type: 'duration', default: '72s', doc: 'an idle keep-alive connection is closed after this' },
+    max_connections: { type: 'number', default: 4096, doc: 'open client connections; more are refused' },
   },
   database: {
     url: { type: 'string', default: '', doc: 'sqlite://PATH or postgres://user:pass@host/db; empty: sqlite in data_dir' },
@@ -61,6 +65,7 @@ export const SECTIONS = {
   uploads: {
     session_ttl: { type: 'duration', default: '24h', doc: 'abandoned upload sessions expire after this' },
     max_size: { type: 'size', default: '0', doc: 'largest accepted upload; 0: unlimited' },
+    max_sessions: { type: 'number', default: 256, doc: 'docker: unfinished upload sessions per repo; more are refused with 429; 0: unlimited' },
   },
   limits: {
     metadata_body: { type: 'size', default: '4MiB', doc: 'cap on metadata documents (JSON bodies, indexes, manifests)' },

@@ -36,6 +36,7 @@ export const STATUS_BY_CODE = {
   UPSTREAM_FAILED: 502,
   UNAVAILABLE: 503,
   UPSTREAM_TIMEOUT: 504,
+  LOOP_DETECTED: 508,
 } as const;
 
 export type ErrorCode = keyof typeof STATUS_BY_CODE;

@@ -24,6 +24,15 @@ export class Lru<V> {
     }
   }
 
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** Drops every entry whose key starts with `prefix` (a scan: for rare events). */
+  deletePrefix(prefix: string): void {
+    for (const k of [...this.map.keys()]) if (k.startsWith(prefix)) this.delete(k);
+  }
+
   delete(k: string): void {
     const old = this.map.get(k);
     if (old) {

@@ -42,7 +42,7 @@ export class RepoRegistry {
   }
 
   /** Creates or replaces a repo after validating it against the others. */
-  async put(input: RepoConfig, o: { create?: boolean } = {}): Promise<RepoDef> {
+  async put(input: RepoConfig, o: { create?: boolean; isSelf?: (upstream: URL) => boolean } = {}): Promise<RepoDef> {
     validateRepoName(input.name);
     if (!(FORMATS as readonly string[]).includes(input.format)) {
       throw new AppError('BAD_REQUEST', `unknown format "${input.format}" (one of: ${FORMATS.join(', ')})`);
@@ -63,6 +63,7 @@ export class RepoRegistry {
     if (def.kind === 'remote') {
       if (!input.upstream) throw new AppError('BAD_REQUEST', 'a remote repository needs --upstream');
       def.upstream = normaliseUpstream(input.upstream, def);
+      if (o.isSelf?.(new URL(def.upstream))) throw new AppError('BAD_REQUEST', `upstream ${def.upstream} is this server: a remote repo cannot proxy itself`);
     } else if (input.upstream) throw new AppError('BAD_REQUEST', 'only remote repositories take an upstream');
     if (def.kind === 'virtual') {
       def.members = input.members ?? [];

@@ -1,10 +1,10 @@
-import { AppError } from '../lib/errors.js';
+import { AppError, statusOf } from '../lib/errors.js';
 import type { RepoDef } from '../storage/meta/types.js';
 import { localFile } from './local.js';
 import { remoteFile } from './remote.js';
 import type { Services } from './services.js';
 import type { FileRef, Served } from './types.js';
-import { allMembers, firstMember } from './virtual.js';
+import { allMembers, firstMember, LocalUnreadable } from './virtual.js';
 import { collect } from '../lib/streams.js';
 
 /** A file from any repo: the kind decides how (local rows, remote cache/fill, virtual members in order). */
@@ -64,7 +64,13 @@ export interface ServedDoc<T> {
 export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource<T>, depth = 0): Promise<ServedDoc<T>> {
   switch (repo.kind) {
     case 'local': {
-      const doc = await src.local(repo);
+      // local() answers null for a name it does not hold; a 404 or 5xx thrown (a lost blob, a failing
+      // store) means it holds data it cannot read.
+      const doc = await src.local(repo).catch((err) => {
+        if (statusOf(err) < 500 && statusOf(err) !== 404) throw err;
+        svc.log.error({ repo: repo.name, path: src.ref.path, err }, 'local document unreadable');
+        throw new LocalUnreadable(repo.name);
+      });
       if (doc === null) throw new AppError('NOT_FOUND', `${src.ref.path} not found in ${repo.name}`);
       return { doc, source: 'local', servedBy: repo.name };
     }
@@ -77,8 +83,7 @@ export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource
       return { doc, source: served.source, servedBy: repo.name, staleAge: served.staleAge };
     }
     case 'virtual': {
-      const parts = await allMembers(svc, repo, depth + 1, (m) => resolveDoc(svc, m, src, depth + 1));
-      const kept = src.packageName === undefined ? parts : unshadowed(repo, src.packageName, parts);
+      const kept = await leafDocs(svc, repo, src, depth);
       const doc = src.merge(repo, kept.map((p) => ({ member: p.member, doc: p.value.doc })));
       const sources = kept.flatMap((p) => p.value.parts ?? [{ repo: p.member.name, source: p.value.source }]);
       const source = (['remote', 'cache'] as const).find((x) => sources.some((p) => p.source === x)) ?? 'local';
@@ -109,6 +114,20 @@ function parseOnce<T>(svc: Services, repo: RepoDef, src: DocSource<T>, served: S
   return p;
 }
 
+/**
+ * The documents of a virtual repo's local and remote descendants, in member
+ * order (depth first), shadowed remote ones dropped at every level. Merging
+ * leaves rather than nested merges keeps the dependency-confusion rule true
+ * through nested virtual repos: a name any local descendant holds is never
+ * completed from any remote descendant.
+ */
+async function leafDocs<T>(svc: Services, repo: RepoDef, src: DocSource<T>, depth: number): Promise<{ member: RepoDef; value: ServedDoc<T> }[]> {
+  const parts = await allMembers(svc, repo, depth + 1, async (m) =>
+    m.kind === 'virtual' ? leafDocs(svc, m, src, depth + 1) : [{ member: m, value: await resolveDoc(svc, m, src, depth + 1) }]);
+  const leaves = parts.flatMap((p) => p.value);
+  return src.packageName === undefined ? leaves : unshadowed(repo, src.packageName, leaves);
+}
+
 /** Reads a served file fully into memory, refusing more than limits.metadata_body (413). */
 export async function readCapped(svc: Services, served: Served, cap = svc.config.limits.metadata_body): Promise<Buffer> {
   if (served.size !== undefined && served.size > cap) {
@@ -119,9 +138,10 @@ export async function readCapped(svc: Services, served: Served, cap = svc.config
 }
 
 /**
- * Safe by default against dependency confusion: a name that a local member
- * publishes is never completed from remote members (the public registry),
- * unless the virtual repo allow-lists it in `allow_shadowed`.
+ * Safe by default against dependency confusion: a name that a local repo
+ * publishes is never completed from remote repos (the public registry),
+ * unless the virtual repo allow-lists it in `allow_shadowed`. `parts` are
+ * leaves (local or remote repos, see leafDocs).
  */
 export function unshadowed<P extends { member: RepoDef }>(repo: RepoDef, packageName: string, parts: P[]): P[] {
   const allowed = (repo.options.allow_shadowed as string[] | undefined) ?? [];

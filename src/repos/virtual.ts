@@ -4,6 +4,24 @@ import type { Services } from './services.js';
 
 export const MAX_DEPTH = 8;
 
+/**
+ * A local repo that holds data it cannot read (a lost or quarantined blob, a
+ * failing store). A virtual repo must fail on it rather than answer from its
+ * other members: they may be the public registry offering the same name.
+ */
+export class LocalUnreadable extends AppError {
+  constructor(repo: string) {
+    super('INTERNAL', `${repo} cannot read its own data`);
+  }
+}
+
+/** A member's failure that must end the whole virtual answer (fail closed): a local member's, other than 404. */
+function failsClosed(member: RepoDef, err: unknown): unknown {
+  if (err instanceof LocalUnreadable) return err;
+  if (member.kind !== 'local' || isNotFound(err)) return null;
+  return statusOf(err) >= 500 ? new LocalUnreadable(member.name) : err;
+}
+
 /** 404-like answers let a virtual repo move on to its next member. */
 export function isNotFound(err: unknown): boolean {
   return statusOf(err) === 404;
@@ -11,7 +29,8 @@ export function isNotFound(err: unknown): boolean {
 
 /**
  * Asks each member in order and returns the first answer. A member's 404 moves
- * on; other failures are remembered and, if no member has it, reported as 502.
+ * on; other failures are remembered and, if no member has it, reported as 502;
+ * a local member's failure ends the search (fail closed).
  */
 export async function firstMember<T>(svc: Services, repo: RepoDef, depth: number, ask: (member: RepoDef) => Promise<T>): Promise<T> {
   if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
@@ -23,7 +42,9 @@ export async function firstMember<T>(svc: Services, repo: RepoDef, depth: number
       return await ask(member);
     } catch (err) {
       if (isNotFound(err)) continue;
+      const closed = failsClosed(member, err);
       svc.log.warn({ repo: repo.name, member: name, err: (err as Error).message }, 'virtual member failed');
+      if (closed) throw closed;
       failure ??= err;
     }
   }
@@ -34,6 +55,7 @@ export async function firstMember<T>(svc: Services, repo: RepoDef, depth: number
 /**
  * Asks every member at once (index merges). Returns the answers in member
  * order; 404s are dropped; 404 if all said 404, 502 if the rest all failed.
+ * A local member's failure (here or in a nested virtual) fails the whole merge.
  */
 export async function allMembers<T>(svc: Services, repo: RepoDef, depth: number, ask: (member: RepoDef) => Promise<T>): Promise<{ member: RepoDef; value: T }[]> {
   if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
@@ -41,13 +63,16 @@ export async function allMembers<T>(svc: Services, repo: RepoDef, depth: number,
   const settled = await Promise.allSettled(members.map((m) => ask(m)));
   const out: { member: RepoDef; value: T }[] = [];
   let failures = 0;
+  let closed: unknown = null;
   settled.forEach((r, i) => {
     if (r.status === 'fulfilled') out.push({ member: members[i], value: r.value });
     else if (!isNotFound(r.reason)) {
       failures++;
+      closed ??= failsClosed(members[i], r.reason);
       svc.log.warn({ repo: repo.name, member: members[i].name, err: (r.reason as Error)?.message }, 'virtual member failed');
     }
   });
+  if (closed) throw closed;
   if (out.length === 0) {
     if (failures > 0) throw new AppError('UPSTREAM_FAILED', `every member of ${repo.name} failed`);
     throw new AppError('NOT_FOUND', `not found in any member of ${repo.name}`);

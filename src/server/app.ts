@@ -8,9 +8,11 @@ import { healthApi } from './api/health.js';
 import { repositoriesApi } from './api/repositories.js';
 import { repoDispatch } from './dispatch.js';
 import { errorHandler } from './errors.js';
+import { withHops } from '../upstream/hops.js';
 
 /** Builds the HTTP app over opened services. Never listens (listen.ts and tests do). */
 export async function buildApp(svc: Services): Promise<FastifyInstance> {
+  const bounds = svc.config.server;
   const app = Fastify({
     loggerInstance: svc.log,
     logController: new LogController({ disableRequestLogging: true }),
@@ -18,6 +20,11 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: 8192 },
     bodyLimit: svc.config.limits.metadata_body,
     return503OnClosing: false,
+    // Slow clients must not hold every socket (server.* bounds). Node checks headers/request timeouts
+    // every connectionsCheckingInterval: keep that well below the shortest of them.
+    requestTimeout: bounds.request_timeout,
+    keepAliveTimeout: bounds.keep_alive_timeout,
+    http: { headersTimeout: bounds.headers_timeout, connectionsCheckingInterval: Math.min(30_000, Math.max(100, bounds.headers_timeout / 4)) },
     // Malformed URLs and the like, rejected before routing: same body shape as every other error.
     // Under /v2/ in the registry's shape (a malformed path there is NAME_INVALID).
     frameworkErrors: (err, req, reply) => {
@@ -28,6 +35,16 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
         : { error: { code: status === 400 ? 'BAD_REQUEST' : 'INTERNAL', message } };
       void (reply as FastifyReply).code(status).send(body);
     },
+  });
+
+  app.server.maxConnections = bounds.max_connections;
+
+  app.addHook('onRequest', (req, _reply, done) => {
+    try {
+      withHops(req.headers.via, done);
+    } catch (err) {
+      done(err as Error);
+    }
   });
 
   // One line per request, with what served it.

@@ -4,6 +4,7 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { AppError } from '../lib/errors.js';
 import { Circuit } from './circuit.js';
+import { outgoingVia } from './hops.js';
 
 /** Upstream settings of one remote repo, with [remote] defaults applied (see repos/registry.ts). */
 export interface UpstreamSettings {
@@ -81,7 +82,7 @@ export class UpstreamClient {
       // An `authorization` passed in headers (a docker bearer token from FileRef.upstreamHeaders) counts as explicit.
       const { authorization: headerAuth, ...extra } = o.headers ?? {};
       const explicit = o.authorization ?? headerAuth;
-      const headers: Record<string, string> = { 'user-agent': 'artifactapi', via: '1.1 artifactapi', ...extra };
+      const headers: Record<string, string> = { 'user-agent': 'artifactapi', via: outgoingVia(), ...extra };
       if (o.accept) headers.accept = o.accept;
       if (o.etag) headers['if-none-match'] = o.etag;
       if (o.lastModified) headers['if-modified-since'] = o.lastModified;

@@ -171,6 +171,8 @@ for (const f of factories) {
       await store.sessions.put({ id: 's1', repo: 'x', scope: 'y', startedAt: 1 }); // first write wins
       expect(await store.sessions.get('s1')).toEqual({ id: 's1', repo: 'r', scope: 'img', startedAt: 100 });
       expect((await store.sessions.olderThan(500)).map((s) => s.id)).toEqual(['s1']);
+      expect(await store.sessions.count('r')).toBe(2);
+      expect(await store.sessions.count('x')).toBe(0);
       await store.sessions.remove('s1');
       expect(await store.sessions.get('s1')).toBeNull();
       expect(await store.sessions.get('zz')).toBeNull();

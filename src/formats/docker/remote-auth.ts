@@ -2,18 +2,32 @@ import type { Services } from '../../repos/services.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { AppError } from '../../lib/errors.js';
 import { collect } from '../../lib/streams.js';
+import { sha256 } from '../../lib/digest.js';
+import { Lru } from '../../lib/lru.js';
+import type { UpstreamSettings } from '../../upstream/client.js';
 
 /**
  * The upstream registry's auth: distribution's `WWW-Authenticate: Bearer
- * realm=…,service=…` challenge, learned once per remote repo from `GET /v2/`,
+ * realm=…,service=…` challenge, learned once per upstream origin from `GET /v2/`,
  * then a pull token per image from the realm (anonymous, or with the repo's
  * configured credentials as Basic), cached until shortly before it expires.
+ * A token is only ever reused for the same repo, upstream origin, realm,
+ * service, scope and credentials: one issued for an old upstream is never
+ * sent to a new one. Both caches are bounded.
  */
 interface Challenge { scheme: 'bearer'; realm: string; service?: string }
 
-const challenges = new Map<string, { c: Challenge | null; at: number }>();
-const tokens = new Map<string, { token: string; until: number }>();
+export const MAX_TOKENS = 1024;
+const challenges = new Lru<{ c: Challenge | null; at: number }>(1024 * 1024, 256);
+const tokens = new Lru<{ token: string; until: number }>(8 * 1024 * 1024, MAX_TOKENS);
+/** Each repo's upstream origin + credentials when its tokens were cached: a change drops them. */
+const identities = new Map<string, string>();
 const CHALLENGE_MS = 10 * 60_000;
+
+/** How many upstream tokens are cached (for tests of the bound). */
+export function cachedTokenCount(): number {
+  return tokens.size;
+}
 
 export function parseChallenge(header: string | undefined): Challenge | null {
   if (!header || !/^\s*bearer\s/i.test(header)) return null;
@@ -35,27 +49,36 @@ export function upstreamUrl(svc: Services, repo: RepoDef, image: string, kind: '
   return new URL(`v2/${upstreamImage(repo, image)}/${kind}/${ref}`, base).toString();
 }
 
-async function challengeOf(svc: Services, repo: RepoDef): Promise<Challenge | null> {
-  const hit = challenges.get(repo.name);
+async function challengeOf(svc: Services, settings: UpstreamSettings): Promise<Challenge | null> {
+  const url = new URL('v2/', settings.upstream).toString();
+  const hit = challenges.get(url);
   if (hit && Date.now() - hit.at < CHALLENGE_MS) return hit.c;
-  const settings = svc.repos.upstreamSettings(repo);
-  const r = await svc.upstream.fetchRaw(settings, new URL('v2/', settings.upstream).toString());
+  const r = await svc.upstream.fetchRaw(settings, url);
   r.body.resume();
   const c = r.status === 401 ? parseChallenge(r.headers['www-authenticate']) : null;
-  challenges.set(repo.name, { c, at: Date.now() });
+  challenges.set(url, { c, at: Date.now() }, url.length + (c ? c.realm.length + (c.service?.length ?? 0) : 0) + 64);
   return c;
 }
 
 /** Request headers for the upstream: a bearer token for pulling `image`, or nothing (open or Basic-only upstreams). */
 export async function upstreamAuth(svc: Services, repo: RepoDef, image: string): Promise<Record<string, string>> {
-  const c = await challengeOf(svc, repo);
+  const settings = svc.repos.upstreamSettings(repo);
+  const c = await challengeOf(svc, settings);
   if (!c) return {};
   const scope = `repository:${upstreamImage(repo, image)}:pull`;
-  const key = `${repo.name}\0${scope}`;
+  const identity = `${new URL(settings.upstream).origin}\0${sha256(settings.authorization ?? '')}`;
+  if (identities.get(repo.name) !== identity) {
+    tokens.deletePrefix(`${repo.name}\0`);
+    identities.set(repo.name, identity);
+  }
+  const key = `${repo.name}\0${identity}\0${c.realm}\0${c.service ?? ''}\0${scope}`;
   const hit = tokens.get(key);
   if (hit && hit.until > Date.now()) return { authorization: `Bearer ${hit.token}` };
-  const settings = svc.repos.upstreamSettings(repo);
   const url = new URL(c.realm);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new AppError('UPSTREAM_FAILED', 'upstream token realm is not an http(s) URL');
+  if (settings.authorization && url.protocol === 'http:' && new URL(settings.upstream).protocol === 'https:') {
+    throw new AppError('UPSTREAM_FAILED', 'upstream names a plain-http token realm; refusing to send the configured credentials over it');
+  }
   if (c.service) url.searchParams.set('service', c.service);
   url.searchParams.set('scope', scope);
   // Configured credentials go to the realm the upstream itself named (as docker does); anonymous otherwise.
@@ -71,6 +94,6 @@ export async function upstreamAuth(svc: Services, repo: RepoDef, image: string):
   const token = body.token ?? body.access_token;
   if (!token) throw new AppError('UPSTREAM_FAILED', 'upstream token server gave no token');
   const ttl = Math.max(10, Number(body.expires_in) || 60);
-  tokens.set(key, { token, until: Date.now() + (ttl - 5) * 1000 });
+  tokens.set(key, { token, until: Date.now() + (ttl - 5) * 1000 }, key.length + token.length);
   return { authorization: `Bearer ${token}` };
 }

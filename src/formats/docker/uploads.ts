@@ -70,10 +70,27 @@ export async function startUpload(req: FastifyRequest, reply: FastifyReply, svc:
     });
     return created(reply, t, digest);
   }
+  await boundSessions(svc, target);
   const id = randomUUID();
   await svc.meta.sessions.put({ id, repo: target.name, scope: t.image, startedAt: Date.now() });
   return reply.code(202).header('location', uploadUrl(t, id)).header('range', '0-0').header('docker-upload-uuid', id)
     .header('content-length', '0').send();
+}
+
+/**
+ * At most uploads.max_sessions unfinished sessions per repo, so clients that
+ * never finish cannot pile up rows and parts: expired ones are reaped on the
+ * spot, and if the repo is still full the new session is refused (429).
+ */
+async function boundSessions(svc: Services, repo: RepoDef): Promise<void> {
+  const max = svc.config.uploads.max_sessions;
+  if (!max || (await svc.meta.sessions.count(repo.name)) < max) return;
+  for (const s of await svc.meta.sessions.olderThan(Date.now() - svc.config.uploads.session_ttl)) {
+    if (s.repo === repo.name) await dropSession(svc, s.id);
+  }
+  if ((await svc.meta.sessions.count(repo.name)) >= max) {
+    throw new AppError('TOOMANYREQUESTS', `${repo.name} has ${max} unfinished uploads; finish or cancel some first`);
+  }
 }
 
 /** Cross-repo mount: link the blob the source image already has; no bytes are copied. */

@@ -254,6 +254,18 @@ export async function loadLocal(svc: Services, repo: RepoDef, name: string): Pro
 }
 
 /**
+ * null when a local repo does not hold `name`; but tarballs without their
+ * document mean the document was lost (verify --repair drops rows whose blob
+ * is gone): the name is still held here, so this is an error, not a miss.
+ */
+async function lostDocument(svc: Services, repo: RepoDef, name: string): Promise<null> {
+  for await (const _ of svc.meta.files.list(repo.name, paths.prefix(name))) {
+    throw new AppError('INTERNAL', `${repo.name} holds tarballs of ${name} but not its document`);
+  }
+  return null;
+}
+
+/**
  * Packuments of busy packages are far above a usual metadata cap (the full
  * document of `typescript` or `next` runs to tens of MiB, abbreviated ones to
  * several): allow at least 64 MiB, or limits.metadata_body when higher.
@@ -279,7 +291,7 @@ export function packumentSource(svc: Services, name: string): DocSource<PackDoc>
     },
     packageName: name,
     maxBytes: packumentCap(svc),
-    local: (repo) => loadLocal(svc, repo, name),
+    local: async (repo) => (await loadLocal(svc, repo, name)) ?? lostDocument(svc, repo, name),
     parseUpstream: (_repo, body, key) => parseStored(body, name, key),
     known: (key) => parsed.get(key),
     merge: (_repo, parts) => mergeDocs(name, parts),

@@ -15,6 +15,8 @@ import { canonicalVersion, isValidName, normalizeName, parseDistFilename, type D
 import { parseCoreMetadata, readWheelMetadata } from './wheel-metadata.js';
 
 const FIELD_CAP = 1024 * 1024;
+/** twine sends a few dozen parts (one per classifier, keyword...); thousands are an attack on memory. */
+const MAX_PARTS = 1000;
 
 class Form {
   private readonly fields = new Map<string, string[]>();
@@ -62,8 +64,10 @@ async function receive(req: FastifyRequest, svc: Services, target: RepoDef) {
   const form = new Form();
   let fieldBytes = 0;
   let stored: Stored | undefined;
+  let parts = 0;
   // A refusal after the file was stored leaves its blob unreferenced in the CAS; gc reaps it after the grace period.
   for await (const part of parseMultipart(req.raw, boundary)) {
+    if (++parts > MAX_PARTS) throw new AppError('TOO_LARGE', `more than ${MAX_PARTS} form parts`);
     if (part.filename === undefined) {
       const chunks: Buffer[] = [];
       for await (const c of part.body) {

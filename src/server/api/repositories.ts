@@ -1,4 +1,5 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { networkInterfaces } from 'node:os';
 import { ConfigError, parseRepoEntry } from '../../config/load.js';
 import { AppError } from '../../lib/errors.js';
 import { publicRepo } from '../../repos/registry.js';
@@ -19,12 +20,50 @@ function entryFrom(body: unknown, name?: string) {
   }
 }
 
+const portOf = (u: URL) => u.port || (u.protocol === 'https:' ? '443' : '80');
+const bare = (host: string) => host.replace(/^\[|\]$/g, '').toLowerCase();
+
+/**
+ * Whether an upstream URL points back at this server: the address the API
+ * request itself reached, public_url, or any local address on the port we
+ * listen on. Names that only DNS maps here are caught at run time (hops.ts).
+ */
+function selfCheck(req: FastifyRequest, svc: Services, app: FastifyInstance): (u: URL) => boolean {
+  const self = new Set<string>();
+  const add = (host: string, port: string) => self.add(`${bare(host)}|${port}`);
+  for (const base of [`${req.protocol}://${req.host}`, svc.config.public_url]) {
+    try {
+      const u = new URL(base);
+      add(u.hostname, portOf(u));
+    } catch {
+      // no usable base
+    }
+  }
+  const addr = app.server.address();
+  if (addr && typeof addr === 'object') {
+    const port = String(addr.port);
+    const any = addr.address === '0.0.0.0' || addr.address === '::';
+    const locals = Object.values(networkInterfaces()).flat().map((i) => i!.address);
+    for (const a of any ? locals : [addr.address]) add(a, port);
+    if (any || addr.address.startsWith('127.') || addr.address === '::1') for (const h of ['localhost', '127.0.0.1', '::1']) add(h, port);
+  }
+  return (u) => self.has(`${bare(u.hostname)}|${portOf(u)}`);
+}
+
+function sameOrigin(a: string | undefined, b: string | undefined): boolean {
+  try {
+    return new URL(a!).origin === new URL(b!).origin;
+  } catch {
+    return false;
+  }
+}
+
 /** The management API: what `artifactapi repo …` calls. */
 export async function repositoriesApi(app: FastifyInstance, svc: Services): Promise<void> {
   app.get('/api/v1/repositories', async () => (await svc.repos.list()).map(publicRepo));
 
   app.post('/api/v1/repositories', async (req, reply) => {
-    const def = await svc.repos.put(entryFrom(req.body), { create: true });
+    const def = await svc.repos.put(entryFrom(req.body), { create: true, isSelf: selfCheck(req, svc, app) });
     return reply.code(201).header('location', `/api/v1/repositories/${def.name}`).send(publicRepo(def));
   });
 
@@ -33,12 +72,14 @@ export async function repositoriesApi(app: FastifyInstance, svc: Services): Prom
   app.put<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req) => {
     const existing = await svc.repos.get(req.params.name);
     const input = entryFrom(req.body, req.params.name);
-    // Keep stored credentials when an update does not mention them.
-    if (existing && input.options.password === undefined && existing.options.password !== undefined && input.options.username === undefined) {
+    // Keep stored credentials when an update does not mention them, unless it points the repo at
+    // another origin: they belong to the old upstream.
+    if (existing && input.options.password === undefined && existing.options.password !== undefined && input.options.username === undefined
+      && sameOrigin(existing.upstream, input.upstream)) {
       input.options.username = existing.options.username;
       input.options.password = existing.options.password;
     }
-    return publicRepo(await svc.repos.put(input));
+    return publicRepo(await svc.repos.put(input, { isSelf: selfCheck(req, svc, app) }));
   });
 
   app.delete<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req, reply) => {

@@ -49,6 +49,7 @@ const SQL = {
   sessGet: 'SELECT * FROM upload_sessions WHERE id = $1',
   sessDel: 'DELETE FROM upload_sessions WHERE id = $1',
   sessOld: 'SELECT * FROM upload_sessions WHERE started_at < $1',
+  sessCount: 'SELECT COUNT(*) AS n FROM upload_sessions WHERE repo = $1',
 } as const;
 
 export interface PostgresOptions {
@@ -180,6 +181,7 @@ export class PostgresMetaStore implements MetaStore {
     },
     remove: (id: string) => this.exec(SQL.sessDel, [id]),
     olderThan: async (t: number) => (await this.rows(SQL.sessOld, [t])).map(sessFromRow),
+    count: async (repo: string) => Number((await this.one(SQL.sessCount, [repo]))!.n),
   };
 
   async ping(): Promise<void> {

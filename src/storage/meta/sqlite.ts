@@ -140,6 +140,7 @@ export class SqliteMetaStore implements MetaStore {
     remove: (id: string) => this.write(() => void this.s.sessDel.run(id)),
     olderThan: async (t: number) =>
       (this.s.sessOld.all(t) as Row[]).map(sessFromRow),
+    count: async (repo: string) => Number((this.s.sessCount.get(repo) as { n: number }).n),
   };
 
   async ping(): Promise<void> {
@@ -213,5 +214,6 @@ function prepare(db: Database.Database) {
     sessGet: db.prepare('SELECT * FROM upload_sessions WHERE id = ?'),
     sessDel: db.prepare('DELETE FROM upload_sessions WHERE id = ?'),
     sessOld: db.prepare('SELECT * FROM upload_sessions WHERE started_at < ?'),
+    sessCount: db.prepare('SELECT COUNT(*) AS n FROM upload_sessions WHERE repo = ?'),
   };
 }

@@ -83,6 +83,8 @@ export interface MetaStore {
     get(id: string): Promise<UploadSession | null>;
     remove(id: string): Promise<void>;
     olderThan(t: number): Promise<UploadSession[]>;
+    /** Open sessions of one repo. */
+    count(repo: string): Promise<number>;
   };
   ping(): Promise<void>;
   close(): Promise<void>;
