@@ -13,7 +13,7 @@
 // files of the RSS test, default 1024), KEEP=1 (keep the temp dir).
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, createWriteStream, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -339,7 +339,7 @@ async function helmIndex() {
   }));
   const burst = (Date.now() - t0) / 1000;
   const index = Buffer.from(await (await fetch(`${a.url}/charts/index.yaml`)).arrayBuffer());
-  const listed = (index.toString().match(/^  - /gm) ?? []).length;
+  const listed = (index.toString().match(/^ {2}- /gm) ?? []).length;
   if (listed !== versions) throw new Error(`index.yaml lists ${listed} versions, expected ${versions}`);
   record(`helm: ${versions} chart uploads (32 at a time) until index.yaml lists them all`, burst, NaN, 's', 600, false);
   const files = join(work, 'helm');

@@ -114,7 +114,7 @@ try {
   for (let i = 0; ; i++) {
     try {
       if ((await fetch(`${base}/health`)).ok) break;
-    } catch {}
+    } catch { /* gone already */ }
     if (i > 100 || server.exitCode !== null) throw new Error('server did not start');
     await new Promise((r) => setTimeout(r, 100));
   }

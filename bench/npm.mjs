@@ -67,7 +67,7 @@ async function waitFor(url, child, ms = 60_000) {
     try {
       const r = await fetch(url);
       if (r.status < 500) return;
-    } catch {}
+    } catch { /* gone already */ }
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`${url} did not come up:\n${child.tail()}`);

@@ -30,9 +30,8 @@ function tempFiles(dataDir: string): { dir: string; file: string; size: number }
 
 /** A PUT that sends `first` bytes of `body` now and the rest when `finish()` is called. */
 function startUpload(url: string, body: Buffer, first: number): { req: ClientRequest; finish(): Promise<number> } {
-  let res: Promise<IncomingMessage>;
   const req = request(url, { method: 'PUT', agent: false, headers: { 'content-length': String(body.length) } });
-  res = new Promise((resolve, reject) => req.on('response', resolve).on('error', reject));
+  const res = new Promise<IncomingMessage>((resolve, reject) => req.on('response', resolve).on('error', reject));
   res.catch(() => {});
   req.write(body.subarray(0, first));
   return {

@@ -20,7 +20,7 @@ const v2 = (p: string, init?: RequestInit) => fetch(`${srv.url}/v2/${p}`, init);
 
 async function pushBlob(name: string, body: Buffer): Promise<string> {
   const d = sha(body);
-  const res = await v2(`${name}/blobs/uploads/?digest=${d}`, { method: 'POST', body });
+  const res = await v2(`${name}/blobs/uploads/?digest=${d}`, { method: 'POST', body: new Uint8Array(body) });
   expect(res.status).toBe(201);
   return d;
 }
@@ -106,9 +106,13 @@ describe('docker: bad input gets the registry error', () => {
           sent++;
           if (!sock.write(frame)) return void sock.once('drain', write);
         }
-        if (!sock.destroyed) sock.end(declared ? undefined : '0\r\n\r\n', () => {
+        const ended = () => {
           if (/\r\n\r\n.*\}/s.test(answer)) sock.destroy();
-        });
+        };
+        if (!sock.destroyed) {
+          if (declared) sock.end(ended);
+          else sock.end('0\r\n\r\n', ended);
+        }
       };
       write();
     });

@@ -17,7 +17,7 @@ beforeAll(async () => {
 afterAll(() => closeServer(srv));
 
 async function blob(body: Buffer): Promise<string> {
-  const res = await v2(`g/app/blobs/uploads/?digest=${sha(body)}`, { method: 'POST', body });
+  const res = await v2(`g/app/blobs/uploads/?digest=${sha(body)}`, { method: 'POST', body: new Uint8Array(body) });
   expect(res.status).toBe(201);
   return sha(body);
 }

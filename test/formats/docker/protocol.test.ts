@@ -18,7 +18,7 @@ const v2 = (p: string, init?: RequestInit) => fetch(`${srv.url}/v2/${p}`, init);
 
 async function pushBlob(name: string, body: Buffer): Promise<string> {
   const d = sha(body);
-  const res = await v2(`${name}/blobs/uploads/?digest=${d}`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+  const res = await v2(`${name}/blobs/uploads/?digest=${d}`, { method: 'POST', body: new Uint8Array(body), headers: { 'content-type': 'application/octet-stream' } });
   expect(res.status).toBe(201);
   return d;
 }
@@ -143,7 +143,7 @@ describe('docker registry protocol (local)', () => {
 
   it('validates manifests: JSON, media type, referenced blobs, size cap', async () => {
     const put = (body: string | Buffer, ct = 'application/vnd.oci.image.manifest.v1+json') =>
-      v2('reg/val/manifests/t', { method: 'PUT', body, headers: { 'content-type': ct } });
+      v2('reg/val/manifests/t', { method: 'PUT', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { 'content-type': ct } });
     let r = await put('{not json');
     expect(r.status).toBe(400);
     expect((await r.json()).errors[0].code).toBe('MANIFEST_INVALID');

@@ -34,11 +34,11 @@ export class FakeRegistry {
   private constructor(readonly up: FakeUpstream) {}
 
   static async start(initial: PackedVersion[] = []): Promise<FakeRegistry> {
-    let self!: FakeRegistry;
-    const up = await startUpstream((req, res) => self.serve(req, res));
-    self = new FakeRegistry(up);
-    self.versions.push(...initial);
-    return self;
+    // The handler runs only once requests arrive, after `registry` is set.
+    const up = await startUpstream((req, res) => registry.serve(req, res));
+    const registry = new FakeRegistry(up);
+    registry.versions.push(...initial);
+    return registry;
   }
 
   get url(): string {

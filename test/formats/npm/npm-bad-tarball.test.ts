@@ -18,8 +18,8 @@ type Entry = { name: string; body?: string | Buffer; type?: 'file' | 'symlink' |
 async function tgz(entries: Entry[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => pack.on('end', r));
+  pack.on('data', (c: unknown) => { chunks.push(c as Buffer); });
+  const done = new Promise<void>((r) => pack.on('end', () => r()));
   for (const e of entries) {
     const body = e.body === undefined ? undefined : Buffer.from(e.body);
     await new Promise<void>((res, rej) => pack.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname, size: body?.length ?? 0 }, body ?? Buffer.alloc(0), (err) => (err ? rej(err) : res())));

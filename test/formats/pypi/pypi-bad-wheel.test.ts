@@ -53,7 +53,7 @@ function wheel(version: string, extra: Record<string, string>, metadataTail: str
 function upload(f: { filename: string; bytes: Buffer }, version: string) {
   const sha = createHash('sha256').update(f.bytes).digest('hex');
   const form = uploadForm(f, { ':action': 'file_upload', protocol_version: '1', name: 'evil-pkg', version, filetype: 'bdist_wheel', sha256_digest: sha });
-  return fetch(`${srv.url}/py/`, { method: 'POST', body: form.body, headers: { 'content-type': form.contentType } });
+  return fetch(`${srv.url}/py/`, { method: 'POST', body: new Uint8Array(form.body), headers: { 'content-type': form.contentType } });
 }
 
 async function rows(): Promise<string[]> {

@@ -119,7 +119,7 @@ describe.skipIf(!PYTHON || !which('twine'))('pypi local repository (twine, pip)'
     const fields = { ':action': 'file_upload', protocol_version: '1', name: 'demo-dep', version: '3.0', filetype: 'bdist_wheel', pyversion: 'py3', metadata_version: '2.1' };
     const post = (extra: Record<string, string>) => {
       const f = uploadForm(other.wheel, { ...fields, ...extra });
-      return fetch(`${srv.url}/py/`, { method: 'POST', body: f.body, headers: { 'content-type': f.contentType } });
+      return fetch(`${srv.url}/py/`, { method: 'POST', body: new Uint8Array(f.body), headers: { 'content-type': f.contentType } });
     };
     const wrong = await post({ sha256_digest: sha('something else') });
     expect(wrong.status).toBe(400);
@@ -141,7 +141,7 @@ describe.skipIf(!PYTHON || !which('twine'))('pypi local repository (twine, pip)'
     const { randomBytes } = await import('node:crypto');
     const big = { filename: 'demo_dep-9.0.tar.gz', bytes: randomBytes(48 * 1024 * 1024) };
     const f = uploadForm(big, { ':action': 'file_upload', protocol_version: '1', name: 'demo-dep', version: '9.0', filetype: 'sdist', sha256_digest: sha(big.bytes) });
-    const r = await fetch(`${srv.url}/py/`, { method: 'POST', body: f.body, headers: { 'content-type': f.contentType } });
+    const r = await fetch(`${srv.url}/py/`, { method: 'POST', body: new Uint8Array(f.body), headers: { 'content-type': f.contentType } });
     expect(r.status, await r.clone().text()).toBe(200);
     const got = await fetch(`${srv.url}/py/packages/demo-dep/${big.filename}`);
     expect(got.headers.get('content-length')).toBe(String(big.bytes.length));
@@ -153,7 +153,7 @@ describe.skipIf(!PYTHON || !which('twine'))('pypi local repository (twine, pip)'
     expect(notForm.status).toBe(400);
     await srv.addRepo({ name: 'py-remote', format: 'pypi', kind: 'remote', upstream: 'http://127.0.0.1:9/' });
     const f = uploadForm(dep.wheel, { ':action': 'file_upload', name: 'demo-dep', version: '1.0' });
-    const r = await fetch(`${srv.url}/py-remote/`, { method: 'POST', body: f.body, headers: { 'content-type': f.contentType } });
+    const r = await fetch(`${srv.url}/py-remote/`, { method: 'POST', body: new Uint8Array(f.body), headers: { 'content-type': f.contentType } });
     expect(r.status).toBe(405);
   });
 });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
-import { startUpstream, type FakeUpstream } from '../../helpers/upstream.js';
+import { startUpstream } from '../../helpers/upstream.js';
 import { buildDist, pipInstall, PYTHON, PYTHON_PEP714, pyEval, wheelMetadata, type Dist } from './clients.js';
 import { upstreamIndex, type UpstreamFile } from './upstream-index.js';
 
@@ -156,8 +156,8 @@ describe.skipIf(!PYTHON)('pypi remote repository (pip through a proxied index)',
     expect(conditional[0]).toMatch(/^"[0-9a-f]+"$/);
 
     // Upstream down (index and files): the cached pages and files still install.
-    up.index.handle((_req, res) => res.writeHead(503).end('down'));
-    up.files.handle((req, res) => res.destroy());
+    up.index.handle((_req, res) => { res.writeHead(503).end('down'); });
+    up.files.handle((_req, res) => { res.destroy(); });
     await new Promise((r) => setTimeout(r, 400));
     const stale = await fetch(`${srv.url}/pys/simple/demo-dep/`);
     expect(stale.status).toBe(200);
