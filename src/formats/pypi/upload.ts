@@ -53,7 +53,10 @@ export async function handleUpload(req: FastifyRequest, reply: FastifyReply, ctx
     const rec = await receive(req, svc, target);
     return reply.code(200).send({ ok: true, repo: target.name, ...rec });
   } catch (err) {
-    if (!req.raw.readableEnded) discardRequest(req.raw, reply.raw); // the client, still sending, reads our answer
+    if (!req.raw.readableEnded) {
+      discardRequest(req.raw, reply.raw); // the client, still sending, reads our answer
+      reply.header('connection', 'close'); // and the socket, its body unread, carries no further request
+    }
     if (isAppError(err) && err.status < 500) reply.raw.statusMessage = err.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
     throw err;
   }
