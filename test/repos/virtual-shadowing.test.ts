@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { gzipSync } from 'node:zlib';
+import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Digest } from '../../src/lib/digest.js';
 import { runVerify } from '../../src/maintenance/verify.js';
@@ -32,7 +34,19 @@ function publicRegistry(): (req: IncomingMessage, res: ServerResponse) => void {
   };
 }
 
-async function npmPublish(srv: TestServer, repo: string, name: string, version: string, data: Buffer): Promise<void> {
+/** An npm package tarball (package/package.json + index.js holding `text`), as npm pack makes it. */
+async function npmTarball(name: string, version: string, text: Buffer): Promise<Buffer> {
+  const pack = tar.pack();
+  pack.entry({ name: 'package/package.json' }, JSON.stringify({ name, version }));
+  pack.entry({ name: 'package/index.js' }, text);
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack) chunks.push(c as Buffer);
+  return gzipSync(Buffer.concat(chunks));
+}
+
+async function npmPublish(srv: TestServer, repo: string, name: string, version: string, text: Buffer): Promise<void> {
+  const data = await npmTarball(name, version, text);
   const file = `${name}-${version}.tgz`;
   const body = {
     name, 'dist-tags': { latest: version },
