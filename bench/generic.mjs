@@ -167,6 +167,11 @@ async function burstPut(items, req) {
   }));
 }
 
+/** A memory figure (VmRSS, VmHWM) of a process, in MB. */
+function procMB(pid, field) {
+  return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
+}
+
 function record(name, ours, nginx, unit, target, higherIsBetter = true) {
   // No peer figure (NaN): the target bounds our own figure.
   const ratio = ours / nginx;
@@ -357,7 +362,7 @@ async function helmIndex() {
   await stop(ngx.p);
   const ours = wrk(`${a.url}/charts/index.yaml`, { threads: 1, conns: 8 });
   // wrk runs synchronously: read the high-water mark afterwards instead of sampling.
-  const max = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${a.p.pid}/status`, 'utf8'))?.[1]) / 1024;
+  const max = procMB(a.p.pid, 'VmHWM');
   record(`helm: GET index.yaml of ${versions} versions (${(index.length / 1024 ** 2).toFixed(1)} MiB) req/s`, ours.rps, nIndex.rps, 'req/s', 0.3);
   record('helm: peak server RSS (uploads and GETs)', max, NaN, 'MB', 300, false);
   await stop(a.p);
@@ -398,6 +403,7 @@ async function rpmBurst() {
   log(`rpm: built ${n} RPMs in ${((Date.now() - g0) / 1000).toFixed(1)} s (not timed)`);
   const a = await startArtifactapi('rpm');
   await addRepo(a.url, { name: 'rpms', format: 'rpm', kind: 'local' });
+  const idle = procMB(a.p.pid, 'VmRSS');
   const t0 = Date.now();
   await burstPut(files, (f) => [`${a.url}/rpms/${f}`, readFileSync(join(dir, f))]);
   const uploaded = (Date.now() - t0) / 1000;
@@ -407,7 +413,7 @@ async function rpmBurst() {
     await sleep(100);
   }
   const ready = (Date.now() - t0) / 1000;
-  log(`rpm: last upload answered after ${uploaded.toFixed(1)} s, primary.xml.gz complete after ${ready.toFixed(1)} s`);
+  log(`rpm: last upload answered after ${uploaded.toFixed(1)} s, primary.xml.gz complete after ${ready.toFixed(1)} s; VmHWM ${procMB(a.p.pid, 'VmHWM').toFixed(0)} MB`);
   const c0 = Date.now();
   execFileSync('createrepo_c', ['-q', '--no-database', dir], { stdio: 'pipe' });
   const createrepo = (Date.now() - c0) / 1000;
@@ -422,8 +428,7 @@ async function rpmBurst() {
   record('rpm: GET repodata/repomd.xml req/s', wrk(`${a.url}/rpms/repodata/repomd.xml`).rps, nRepomd.rps, 'req/s', 0.3);
   record(`rpm: GET primary.xml.gz of ${n} packages (ours ${(ours.bytes / 1024).toFixed(0)} KiB, createrepo_c ${(theirs.bytes / 1024).toFixed(0)} KiB) req/s`,
     wrk(`${a.url}/rpms/${ours.href}`).rps, nPrimary.rps, 'req/s', 0.3);
-  const max = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${a.p.pid}/status`, 'utf8'))?.[1]) / 1024;
-  record('rpm: peak server RSS (uploads and GETs)', max, NaN, 'MB', 300, false);
+  record(`rpm: peak server RSS (uploads and GETs; ${idle.toFixed(0)} MB idle before them)`, procMB(a.p.pid, 'VmHWM'), NaN, 'MB', 300, false);
   await stop(a.p);
 }
 
