@@ -4,7 +4,7 @@
 // started by PID. Needs: nginx, wrk, curl on PATH, and a built dist/ (`npx tsc -p .`).
 //
 //   node bench/generic.mjs                 # everything
-//   node bench/generic.mjs small big       # only some: small | big | cold | rss | rss-s3 | helm (helm runs only when named)
+//   node bench/generic.mjs small big       # only some: small | big | cold | rss | rss-s3 | helm | rpm (helm, rpm run only when named)
 //   (rss-s3: the RSS test with [storage] type = "s3" against s3rver, also sampling the data dir's peak size)
 //   BENCH_SECONDS=10 NGINX_WORKERS=1 node bench/generic.mjs
 //
@@ -15,6 +15,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -151,6 +152,24 @@ async function put(url, file) {
 async function addRepo(base, body) {
   const r = await fetch(`${base}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   if (r.status !== 201) throw new Error(`add repo: ${r.status} ${await r.text()}`);
+}
+
+/** PUTs one request per item, 32 at a time; `req` gives each item's URL and body. */
+async function burstPut(items, req) {
+  let next = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    while (next < items.length) {
+      const [url, body] = await req(items[next++]);
+      const r = await fetch(url, { method: 'PUT', body });
+      const text = await r.text();
+      if (r.status !== 201) throw new Error(`PUT ${url}: ${r.status} ${text}`);
+    }
+  }));
+}
+
+/** A memory figure (VmRSS, VmHWM) of a process, in MB. */
+function procMB(pid, field) {
+  return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
 }
 
 function record(name, ours, nginx, unit, target, higherIsBetter = true) {
@@ -329,14 +348,7 @@ async function helmIndex() {
   await addRepo(a.url, { name: 'charts', format: 'helm', kind: 'local' });
   const names = Array.from({ length: versions }, (_, i) => [`chart${i % 100}`, `1.${Math.floor(i / 100)}.0`]);
   const t0 = Date.now();
-  let next = 0;
-  await Promise.all(Array.from({ length: 32 }, async () => {
-    while (next < names.length) {
-      const [name, version] = names[next++];
-      const r = await fetch(`${a.url}/charts/${name}-${version}.tgz`, { method: 'PUT', body: await chartTgz(name, version) });
-      if (r.status !== 201) throw new Error(`helm upload: ${r.status} ${await r.text()}`);
-    }
-  }));
+  await burstPut(names, async ([name, version]) => [`${a.url}/charts/${name}-${version}.tgz`, await chartTgz(name, version)]);
   const burst = (Date.now() - t0) / 1000;
   const index = Buffer.from(await (await fetch(`${a.url}/charts/index.yaml`)).arrayBuffer());
   const listed = (index.toString().match(/^ {2}- /gm) ?? []).length;
@@ -350,9 +362,73 @@ async function helmIndex() {
   await stop(ngx.p);
   const ours = wrk(`${a.url}/charts/index.yaml`, { threads: 1, conns: 8 });
   // wrk runs synchronously: read the high-water mark afterwards instead of sampling.
-  const max = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${a.p.pid}/status`, 'utf8'))?.[1]) / 1024;
+  const max = procMB(a.p.pid, 'VmHWM');
   record(`helm: GET index.yaml of ${versions} versions (${(index.length / 1024 ** 2).toFixed(1)} MiB) req/s`, ours.rps, nIndex.rps, 'req/s', 0.3);
   record('helm: peak server RSS (uploads and GETs)', max, NaN, 'MB', 300, false);
+  await stop(a.p);
+}
+
+/** RPM_PACKAGES distinct noarch RPMs with one file each, from one spec of that many subpackages (one rpmbuild run). */
+function buildRpms(n) {
+  const top = join(work, 'rpmbuild');
+  const spec = ['Name: bench', 'Version: 1.0', 'Release: 1', 'Summary: bench', 'License: MIT', 'BuildArch: noarch', '%description', 'bench', '%install',
+    `mkdir -p %{buildroot}/usr/share/bench && for i in $(seq 0 ${n - 1}); do echo $i > %{buildroot}/usr/share/bench/pkg$i.txt; done`];
+  for (let i = 0; i < n; i++) {
+    spec.push(`%package -n bench-pkg${i}`, `Summary: bench package ${i}`, `%description -n bench-pkg${i}`, `package ${i} of the rpm benchmark`,
+      `%files -n bench-pkg${i}`, `/usr/share/bench/pkg${i}.txt`);
+  }
+  mkdirSync(top, { recursive: true });
+  writeFileSync(join(top, 'bench.spec'), spec.join('\n') + '\n');
+  execFileSync('rpmbuild', ['-bb', '--quiet', '--define', `_topdir ${top}`, join(top, 'bench.spec')], { stdio: 'pipe' });
+  const dir = join(top, 'RPMS', 'noarch');
+  return { dir, files: readdirSync(dir).filter((f) => f.endsWith('.rpm')) };
+}
+
+/** repodata as dnf reads it from `base`: repomd.xml, and primary.xml.gz by its href with the count of packages it lists. */
+async function rpmRepodata(base) {
+  const repomd = await (await fetch(`${base}/repodata/repomd.xml`)).text();
+  const href = /<data type="primary">[\s\S]*?<location href="([^"]+)"/.exec(repomd)?.[1];
+  if (!href) return { href, packages: 0 };
+  const gz = Buffer.from(await (await fetch(`${base}/${href}`)).arrayBuffer());
+  return { href, bytes: gz.length, packages: (gunzipSync(gz).toString().match(/<package /g) ?? []).length };
+}
+
+// rpm: a burst of RPM uploads into a local repo (repodata derived on write), then GETs of
+// repomd.xml and primary.xml.gz against nginx serving a createrepo_c tree of the same RPMs.
+async function rpmBurst() {
+  const n = Number(process.env.RPM_PACKAGES ?? 1000);
+  const g0 = Date.now();
+  const { dir, files } = buildRpms(n);
+  if (files.length !== n) throw new Error(`rpmbuild made ${files.length} RPMs, expected ${n}`);
+  log(`rpm: built ${n} RPMs in ${((Date.now() - g0) / 1000).toFixed(1)} s (not timed)`);
+  const a = await startArtifactapi('rpm');
+  await addRepo(a.url, { name: 'rpms', format: 'rpm', kind: 'local' });
+  const idle = procMB(a.p.pid, 'VmRSS');
+  const t0 = Date.now();
+  await burstPut(files, (f) => [`${a.url}/rpms/${f}`, readFileSync(join(dir, f))]);
+  const uploaded = (Date.now() - t0) / 1000;
+  let ours;
+  while ((ours = await rpmRepodata(`${a.url}/rpms`)).packages !== n) {
+    if (Date.now() - t0 > 600_000) throw new Error(`primary.xml.gz lists ${ours.packages} of ${n} packages after 600 s`);
+    await sleep(100);
+  }
+  const ready = (Date.now() - t0) / 1000;
+  log(`rpm: last upload answered after ${uploaded.toFixed(1)} s, primary.xml.gz complete after ${ready.toFixed(1)} s; VmHWM ${procMB(a.p.pid, 'VmHWM').toFixed(0)} MB`);
+  const c0 = Date.now();
+  execFileSync('createrepo_c', ['-q', '--no-database', dir], { stdio: 'pipe' });
+  const createrepo = (Date.now() - c0) / 1000;
+  record(`rpm: ${n} RPM uploads (32 at a time) until primary.xml.gz lists them all (createrepo_c over the files alone: ${createrepo.toFixed(1)} s)`,
+    ready, NaN, 's', 600, false);
+  const ngx = await startNginx('rpm', `location / { root ${dir}; }`);
+  const theirs = await rpmRepodata(ngx.url);
+  if (theirs.packages !== n) throw new Error(`createrepo_c's primary lists ${theirs.packages} packages, expected ${n}`);
+  const nRepomd = wrk(`${ngx.url}/repodata/repomd.xml`);
+  const nPrimary = wrk(`${ngx.url}/${theirs.href}`);
+  await stop(ngx.p);
+  record('rpm: GET repodata/repomd.xml req/s', wrk(`${a.url}/rpms/repodata/repomd.xml`).rps, nRepomd.rps, 'req/s', 0.3);
+  record(`rpm: GET primary.xml.gz of ${n} packages (ours ${(ours.bytes / 1024).toFixed(0)} KiB, createrepo_c ${(theirs.bytes / 1024).toFixed(0)} KiB) req/s`,
+    wrk(`${a.url}/rpms/${ours.href}`).rps, nPrimary.rps, 'req/s', 0.3);
+  record(`rpm: peak server RSS (uploads and GETs; ${idle.toFixed(0)} MB idle before them)`, procMB(a.p.pid, 'VmHWM'), NaN, 'MB', 300, false);
   await stop(a.p);
 }
 
@@ -365,6 +441,7 @@ try {
   if (want('rss')) await rss();
   if (want('rss-s3')) await rss('s3');
   if (only.includes('helm')) await helmIndex();
+  if (only.includes('rpm')) await rpmBurst();
   console.log('\n| measure | artifactapi | nginx | ratio | target | ok |\n| --- | --- | --- | --- | --- | --- |');
   for (const r of results) {
     console.log(`| ${r.name} | ${fmt(r.ours, r.unit)} | ${Number.isNaN(r.nginx) ? '-' : fmt(r.nginx, r.unit)} | ${Number.isNaN(r.ratio) ? '-' : r.ratio.toFixed(2)} | ${r.target} | ${r.ok ? 'yes' : 'NO'} |`);
