@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
@@ -95,11 +94,12 @@ describe('dependency confusion through virtual repos (nested, and with an unread
     await up?.close();
   });
 
-  /** Loses a local row's blob from the CAS, as a disk fault or `verify` quarantine would. */
+  /** Loses a local row's blob from the blob store (fs or S3), as a disk fault or `verify` quarantine would. */
   async function loseBlob(repo: string, path: string): Promise<void> {
     const rec = await srv.svc.meta.files.get(repo, path);
     expect(rec).not.toBeNull();
-    await unlink(srv.svc.blob.localPath!(rec!.digest as Digest));
+    await srv.svc.blob.delete(rec!.digest as Digest);
+    expect(await srv.svc.blob.stat(rec!.digest as Digest)).toBeNull();
   }
 
   it('npm: a nested virtual never offers the remote versions of a name a local repo in it holds', async () => {
