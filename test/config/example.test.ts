@@ -34,7 +34,7 @@ describe('artifactapi.example.toml', () => {
   it('loads through loadConfig without error', () => {
     const cfg = loadConfig({ file: FILE, env: {}, noDefaultFile: true });
     expect(cfg.source).toBe(FILE);
-    expect(cfg.repos.map((r) => `${r.name}:${r.kind}`)).toEqual(['releases-local:local', 'releases-remote:remote', 'vendor-remote:remote', 'releases:virtual', 'alpine-local:local']);
+    expect(cfg.repos.map((r) => `${r.name}:${r.kind}`)).toEqual(['releases-local:local', 'releases-remote:remote', 'vendor-remote:remote', 'releases:virtual', 'alpine-local:local', 'el9-local:local']);
   });
 
   it('sets every root and section key of the schema to its default, each with a comment above it', () => {

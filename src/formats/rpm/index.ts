@@ -9,12 +9,13 @@ import type { Served } from '../../repos/types.js';
 import { MAX_DEPTH } from '../../repos/virtual.js';
 import type { Services } from '../../repos/services.js';
 import { sendDocument, sendServed } from '../../server/send.js';
-import { ingestStream } from '../../storage/ingest.js';
-import type { RepoDef } from '../../storage/meta/types.js';
+import { ingestBuffer, ingestStream } from '../../storage/ingest.js';
+import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, GcContext, RequestCtx } from '../types.js';
 import { RpmHeaderTap } from './header.js';
 import { remotePackage, remoteRepodataFile, remoteRepomd, repomdChecksums } from './remote.js';
 import { localRepodata, REPOMD_PATH, XML_TYPE } from './repodata.js';
+import { ASC_PATH, KEY_PATH, PGP_KEY_TYPE, PGP_TYPE, repoKey, signaturePath, signBytes, signsRepomd } from './sign.js';
 import { virtualRepomd } from './virtual.js';
 
 const RPM_TYPE = 'application/x-rpm';
@@ -37,15 +38,25 @@ export const rpm: FormatHandler = {
         const { served, body } = await remoteRepomd(svc, ctx.repo);
         return sendDocument(req, reply, served, body, XML_TYPE);
       }
+      if (ctx.repo.kind !== 'remote' && path === KEY_PATH) {
+        const key = await repoKey(ctx.repo);
+        if (!key) throw new AppError('NOT_FOUND', `${ctx.repo.name} has no gpg key`);
+        return sendDocument(req, reply, { source: 'local', servedBy: ctx.repo.name }, key.publicArmored, PGP_KEY_TYPE);
+      }
+      if (ctx.repo.kind !== 'remote' && path === ASC_PATH) {
+        return sendServed(req, reply, await repomdSignature(svc, ctx.repo), svc, { contentType: PGP_TYPE });
+      }
       return sendServed(req, reply, await rpmFile(svc, ctx.repo, path), svc, { contentType });
     }
     if (m === 'PUT' && isPackage) {
       const target = await writeTarget(svc, ctx.repo);
+      await repoKey(target); // a key that cannot be used fails the write before anything changes
       return reply.code(201).send(await savePackage(req, svc, target, path));
     }
     if (m === 'DELETE' && isPackage) {
       const target = await writeTarget(svc, ctx.repo);
       if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
+      await repoKey(target);
       await svc.meta.files.remove(target.name, path);
       await svc.derived.refresh(svc, target, localRepodata);
       return reply.code(204).send();
@@ -76,9 +87,27 @@ async function rpmFile(svc: Services, repo: RepoDef, path: string, depth = 0): P
     if (!member) throw new AppError('NOT_FOUND', `${path} not found in ${repo.name}`);
     return rpmFile(svc, member, path.slice(slash + 1), depth + 1);
   }
-  if (path === REPOMD_PATH) {
-    if (repo.kind === 'virtual') await virtualRepomd(svc, repo);
-    else await svc.derived.current(svc, repo, localRepodata);
+  if (path === REPOMD_PATH) await currentRepomd(svc, repo);
+  return localFile(svc, repo, { path });
+}
+
+function currentRepomd(svc: Services, repo: RepoDef): Promise<FileRec> {
+  return repo.kind === 'virtual' ? virtualRepomd(svc, repo) : svc.derived.current(svc, repo, localRepodata);
+}
+
+/**
+ * The signature of the current repomd.xml of a local or virtual repo: the row named by its digest
+ * and the key, so it always matches the repomd.xml served at the same moment. Normally stored with
+ * the generation; signed here when the key was set (or changed) after the last one.
+ */
+async function repomdSignature(svc: Services, repo: RepoDef): Promise<Served> {
+  const key = await repoKey(repo);
+  if (!key) throw new AppError('NOT_FOUND', `${repo.name} has no gpg key, so ${ASC_PATH} is not signed`);
+  const repomd = await currentRepomd(svc, repo);
+  const path = signaturePath(repomd.digest, key.fingerprint);
+  if (!(await svc.meta.files.get(repo.name, path))) {
+    const asc = await signBytes(key, await collect(await svc.blob.read(repomd.digest)));
+    await ingestBuffer(svc, asc, (m, w) => writeLocalRow(m, repo, path, w.digest, w.size, { contentType: PGP_TYPE, meta: { kind: 'derived' } }));
   }
   return localFile(svc, repo, { path });
 }
@@ -113,7 +142,7 @@ async function rpmGc(ctx: GcContext): Promise<void> {
     if (!current) continue;
     const keep = repomdChecksums((await collect(await svc.blob.read(current.digest))).toString('utf8'));
     for await (const f of svc.meta.files.list(repo.name, 'repodata/')) {
-      if (f.path === REPOMD_PATH || keep.has(f.path) || f.fetchedAt >= cutoff) continue;
+      if (f.path === REPOMD_PATH || keep.has(f.path) || signsRepomd(f.path, current.digest) || f.fetchedAt >= cutoff) continue;
       ctx.report({ action: 'delete-row', repo: repo.name, path: f.path, bytes: f.size });
       if (!ctx.dryRun) await svc.meta.files.remove(repo.name, f.path);
     }

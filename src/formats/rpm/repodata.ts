@@ -3,6 +3,7 @@ import { hexOf, sha256 } from '../../lib/digest.js';
 import type { DerivedDoc, DerivedPart } from '../../repos/derived.js';
 import type { Services } from '../../repos/services.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
+import { withSignature } from './sign.js';
 import { DEP_KINDS, primaryFiles, type Dep, type RpmFile, type RpmMeta } from './header.js';
 
 export const REPOMD_PATH = 'repodata/repomd.xml';
@@ -150,6 +151,6 @@ export const localRepodata: DerivedDoc = {
   async render(svc, repo) {
     const pkgs = await localPkgs(svc, repo);
     const timestamp = pkgs.reduce((t, p) => Math.max(t, p.time), 0);
-    return renderRepomd(renderXml(pkgs), timestamp);
+    return withSignature(repo, renderRepomd(renderXml(pkgs), timestamp));
   },
 };

@@ -8,6 +8,7 @@ import type { Served } from '../../repos/types.js';
 import { allMembers } from '../../repos/virtual.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import { remoteRepodataFile, remoteRepomd, repomdChecksums } from './remote.js';
+import { withSignature } from './sign.js';
 import { localRepodata, renderRepomd, REPOMD_PATH, XML_TYPE, XML_TYPES, xmlDoc, type XmlType } from './repodata.js';
 
 /** Cap on one uncompressed repodata document read for merging (a distribution's filelists runs to a few hundred MiB). */
@@ -107,7 +108,7 @@ function virtualDoc(depth: number): DerivedDoc {
     async render(svc, repo) {
       const parts = await membersOf(svc, repo, depth);
       const stamps = parts.flatMap((p) => [...p.repomd.toString('utf8').matchAll(/<timestamp>(\d+)<\/timestamp>/g)].map((m) => Number(m[1])));
-      return renderRepomd(await merge(parts), stamps.reduce((a, b) => Math.max(a, b), 0));
+      return withSignature(repo, renderRepomd(await merge(parts), stamps.reduce((a, b) => Math.max(a, b), 0)));
     },
   };
 }

@@ -59,11 +59,11 @@ export function packageBlocks(doc: string): Map<string, string[]> {
   return out;
 }
 
-/** dnf in its own install root, with one repo at `baseurl` (CLIENTS.md); async, as the server runs in this process. */
-export async function dnf(dir: string, baseurl: string, args: string[]): Promise<string> {
+/** dnf in its own install root, with one repo at `baseurl` (CLIENTS.md); async, as the server runs in this process. `repoConf`: more lines of the .repo file. */
+export async function dnf(dir: string, baseurl: string, args: string[], repoConf = 'repo_gpgcheck=0\n'): Promise<string> {
   const repos = join(dir, 'repos.d');
   mkdirSync(repos, { recursive: true });
-  writeFileSync(join(repos, 'test.repo'), `[test]\nname=test\nbaseurl=${baseurl}\ngpgcheck=0\nrepo_gpgcheck=0\nmetadata_expire=0\n`);
+  writeFileSync(join(repos, 'test.repo'), `[test]\nname=test\nbaseurl=${baseurl}\ngpgcheck=0\nmetadata_expire=0\n${repoConf}`);
   const { stdout } = await promisify(execFile)('dnf', ['-y', '--noplugins', `--installroot=${join(dir, 'root')}`, `--setopt=reposdir=${repos}`,
     `--setopt=cachedir=${join(dir, 'cache')}`, '--releasever=1', '--disablerepo=*', '--enablerepo=test', ...args], { encoding: 'utf8', timeout: 120_000 });
   return stdout;
