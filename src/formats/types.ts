@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FormatName } from '../config/schema.js';
 import type { Services } from '../repos/services.js';
 import type { RepoDef } from '../storage/meta/types.js';
+import type { Route } from '../server/pipeline.js';
 
 /** What a format handler is told about the request it handles under /REPO/. */
 export interface RequestCtx {
@@ -28,10 +29,15 @@ export interface GcContext {
  */
 export interface FormatHandler {
   readonly name: FormatName;
-  /** Every request under /REPO/ of a repo of this format. */
-  handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services): Promise<unknown>;
+  /**
+   * The format's routes under /REPO/, as data (server/pipeline.ts): the core matches them, knows
+   * (repos, action, format) and runs the auth/audit hooks before and after the handler.
+   */
+  routes?: Route[];
+  /** Legacy: one handler for every request under /REPO/ (the Operation is derived from the method). */
+  handle?(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services): Promise<unknown>;
   /** Extra routes outside /REPO/ (docker's /v2/), registered in their own scope. */
-  routes?(app: FastifyInstance, svc: Services): void | Promise<void>;
+  register?(app: FastifyInstance, svc: Services): void | Promise<void>;
   /** Error body in the protocol's own shape; default `{"error":{"code","message"}}`. */
   errorBody?(code: string, message: string, status: number): unknown;
   /** gc: drop the format's own unreferenced rows (untagged manifests...) before blobs are swept. */

@@ -6,6 +6,7 @@ import type { UpstreamClient } from '../upstream/client.js';
 import type { AccessLog, Fills, NegativeCache } from './remote.js';
 import type { DerivedDocs } from './derived.js';
 import type { RepoRegistry } from './registry.js';
+import type { PipelineHooks } from '../server/pipeline.js';
 
 /** Everything a format or kind resolver needs, built once by server/listen.ts (or a test). */
 export interface Services extends Stores {
@@ -19,5 +20,7 @@ export interface Services extends Stores {
   parsedDocs: Lru<unknown>;
   /** Documents derived on write (helm index.yaml). */
   derived: DerivedDocs;
+  /** Core hooks every operation passes through (auth before, audit after, listing filters). */
+  pipeline: PipelineHooks;
   log: FastifyBaseLogger;
 }

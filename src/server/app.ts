@@ -89,7 +89,7 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
   await app.register(async (scope) => healthApi(scope, svc));
   await app.register(async (scope) => repositoriesApi(scope, svc));
   for (const handler of Object.values(FORMAT_HANDLERS)) {
-    if (handler.routes) await app.register(async (scope) => handler.routes!(scope, svc));
+    if (handler.register) await app.register(async (scope) => handler.register!(scope, svc));
   }
   await app.register(async (scope) => repoDispatch(scope, svc));
   return app;

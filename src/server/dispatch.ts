@@ -5,6 +5,7 @@ import type { RequestCtx } from '../formats/types.js';
 import { RESERVED_NAMES } from '../repos/registry.js';
 import type { Services } from '../repos/services.js';
 import { defaultErrorBody, errorHandler } from './errors.js';
+import { runOperation } from './pipeline.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -55,7 +56,7 @@ export async function repoDispatch(app: FastifyInstance, svc: Services): Promise
       get baseUrl() { return baseUrlOf(req, svc.config.public_url); },
       get repoUrl() { return `${baseUrlOf(req, svc.config.public_url)}/${repo.name}`; },
     };
-    return handler.handle(req, reply, ctx, svc);
+    return runOperation(handler, req, reply, svc, ctx);
   };
   app.all('/:repo', handle);
   app.all('/:repo/*', handle);

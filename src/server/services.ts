@@ -9,6 +9,7 @@ import { FORMAT_HANDLERS } from '../formats/index.js';
 import { openStores } from '../storage/open.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { ConfigError, parseRepoEntry } from '../config/load.js';
+import { newPipelineHooks } from './pipeline.js';
 
 /** Buffered stdout (8 KiB) for the hot path, flushed at least every second so a quiet server's lines are not held back. */
 export function createLogger(config: Config, destination?: pino.DestinationStream) {
@@ -37,6 +38,7 @@ export async function createServices(config: Config, log = createLogger(config))
     access,
     derived: new DerivedDocs(),
     parsedDocs: new Lru<unknown>(PARSED_DOCS_BUDGET),
+    pipeline: newPipelineHooks(),
     log: log as unknown as Services['log'],
     async close() {
       await access.flush();

@@ -12,7 +12,7 @@ export const docker: FormatHandler = {
   async handle(_req: FastifyRequest, _reply: FastifyReply, ctx: RequestCtx, _svc: Services) {
     throw new AppError('NOT_FOUND', `docker repositories are served under /v2/${ctx.repo.name}/`);
   },
-  routes: dockerRoutes,
+  register: dockerRoutes,
   errorBody: dockerErrorBody,
   gc: dockerGc,
 };

@@ -1,13 +1,11 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
 import { parseDigest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import { matchesAny } from '../../lib/glob.js';
 import { safeRepoPath } from '../../lib/paths.js';
 import { putLocalFile, writeTarget } from '../../repos/local.js';
 import { resolveFile } from '../../repos/resolve.js';
-import type { Services } from '../../repos/services.js';
 import { sendServed } from '../../server/send.js';
-import type { FormatHandler, RequestCtx } from '../types.js';
+import type { FormatHandler } from '../types.js';
 
 /**
  * Paths a generic remote treats as mutable metadata (TTL + revalidation) unless the repo sets `mutable`:
@@ -26,17 +24,17 @@ export const DEFAULT_MUTABLE = [
 /** Plain files at any path: the model for every other format. */
 export const generic: FormatHandler = {
   name: 'generic',
-
-  async handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
-    const path = safeRepoPath(ctx.rest);
-    switch (req.method) {
-      case 'GET':
-      case 'HEAD': {
+  routes: [
+    {
+      method: 'GET', path: /^.+$/, action: 'read',
+      async handle({ req, reply, svc, ctx, path }) {
         const mutable = ctx.repo.kind !== 'local' && matchesAny(path, (ctx.repo.options.mutable as string[] | undefined) ?? DEFAULT_MUTABLE);
-        const served = await resolveFile(svc, ctx.repo, { path, mutable });
-        return sendServed(req, reply, served, svc);
-      }
-      case 'PUT': {
+        return sendServed(req, reply, await resolveFile(svc, ctx.repo, { path, mutable }), svc);
+      },
+    },
+    {
+      method: 'PUT', path: /^.+$/, action: 'write',
+      async handle({ req, reply, svc, ctx, path }) {
         const target = await writeTarget(svc, ctx.repo);
         const checksum = req.headers['x-checksum-sha256'];
         const length = req.headers['content-length'];
@@ -50,17 +48,18 @@ export const generic: FormatHandler = {
         return reply.code(201).header('location', `${ctx.baseUrl}/${target.name}/${path}`).send({
           repo: target.name, path, digest: rec.digest, sha256: rec.digest.slice(7), size: rec.size,
         });
-      }
-      case 'DELETE': {
+      },
+    },
+    {
+      method: 'DELETE', path: /^.+$/, action: 'delete',
+      async handle({ reply, svc, ctx, path }) {
         const target = await writeTarget(svc, ctx.repo);
         if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
         await svc.meta.files.remove(target.name, path);
         return reply.code(204).send();
-      }
-      default:
-        throw new AppError('METHOD_NOT_ALLOWED', `${req.method} is not supported here`);
-    }
-  },
+      },
+    },
+  ],
 };
 
 /** Content types worth keeping from an upload (curl and friends label raw bodies as forms). */
