@@ -1,7 +1,6 @@
 import { parseDigest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import { matchesAny } from '../../lib/glob.js';
-import { safeRepoPath } from '../../lib/paths.js';
 import { putLocalFile, writeTarget } from '../../repos/local.js';
 import { resolveFile } from '../../repos/resolve.js';
 import { sendServed } from '../../server/send.js';
