@@ -9,7 +9,7 @@ import type { Served } from '../../repos/types.js';
 import { sendDocument, sendServed } from '../../server/send.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
-import { boundaryOf, parseMultipart } from '../pypi/multipart.js';
+import { boundaryOf, parseMultipart } from '../../lib/multipart.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import { chartFileName, isChartName, readChartYaml } from './chart.js';
 import {

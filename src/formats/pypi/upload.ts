@@ -10,7 +10,7 @@ import { ingestBuffer, ingestStream, type Written } from '../../storage/ingest.j
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { RequestCtx } from '../types.js';
 import { METADATA_SUFFIX, packagePath, type LocalFileMeta } from './docs.js';
-import { boundaryOf, parseMultipart } from './multipart.js';
+import { boundaryOf, parseMultipart } from '../../lib/multipart.js';
 import { canonicalVersion, isValidName, normalizeName, parseDistFilename, type DistFile } from './names.js';
 import { parseCoreMetadata, readWheelMetadata } from './wheel-metadata.js';
 

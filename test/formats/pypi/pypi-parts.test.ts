@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { negotiate, parseProjectPage } from '../../../src/formats/pypi/index-doc.js';
-import { parseMultipart } from '../../../src/formats/pypi/multipart.js';
+import { parseMultipart } from '../../../src/lib/multipart.js';
 import { canonicalVersion, normalizeName, parseDistFilename } from '../../../src/formats/pypi/names.js';
 
 async function* chunked(buf: Buffer, sizes: () => number): AsyncGenerator<Buffer> {

@@ -1,4 +1,4 @@
-import { AppError } from '../../lib/errors.js';
+import { AppError } from './errors.js';
 
 /**
  * A small streaming multipart/form-data parser (RFC 7578). Parts come out one
