@@ -21,9 +21,10 @@ const BAD_FILE_CHARS = /["'*:;<>?\\`|\u0000-\u001f\u007f]/;
 const RESERVED = /^(CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])(\..*)?$/i;
 
 function filePathError(name: string): string | null {
+  if (name.split('/').includes('..')) return 'escapes the module directory (..)';
   if (name === '' || name.startsWith('/') || posix.normalize(name) !== name) return 'not a clean relative path';
   for (const e of name.split('/')) {
-    if (e === '' || e === '.' || e === '..') return 'has an empty, "." or ".." element';
+    if (e === '' || e === '.') return 'has an empty or "." element';
     if (BAD_FILE_CHARS.test(e)) return 'has a character not allowed in module file names';
     if (e.endsWith('.') || RESERVED.test(e)) return 'has an element Windows cannot hold';
   }
