@@ -3,8 +3,8 @@ import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:cryp
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32, deflateRawSync } from 'node:zlib';
 import type { UpstreamHandler } from '../../helpers/upstream.js';
+import { makeZip } from '../../helpers/zip.js';
 
 /** Test-side module tooling: zips as golang.org/x/mod/zip writes them, h1: hashes, a GOPROXY upstream and a checksum database. */
 
@@ -15,58 +15,14 @@ const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest();
 export interface ZipFileSpec {
   name: string;
   body: Buffer | string;
-  /** Unix mode written into the external attributes (default 0o644 regular file). */
+  /** Unix mode written into the external attributes (default: none, as zips made elsewhere than Unix). */
   mode?: number;
 }
 
-/** A zip archive of the given entries (deflated), with unix external attributes. */
+/** A zip archive of the given entries (test/helpers/zip.ts), with unix modes where given. */
 export function zipOf(entries: ZipFileSpec[]): Buffer {
-  const locals: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const data = Buffer.isBuffer(e.body) ? e.body : Buffer.from(e.body);
-    const deflated = deflateRawSync(data);
-    const name = Buffer.from(e.name);
-    const crc = crc32(data);
-    const lh = Buffer.alloc(30);
-    lh.writeUInt32LE(0x04034b50, 0);
-    lh.writeUInt16LE(20, 4);
-    lh.writeUInt16LE(0x0800, 6);
-    lh.writeUInt16LE(8, 8);
-    lh.writeUInt16LE(0, 10);
-    lh.writeUInt16LE(0x21, 12);
-    lh.writeUInt32LE(crc, 14);
-    lh.writeUInt32LE(deflated.length, 18);
-    lh.writeUInt32LE(data.length, 22);
-    lh.writeUInt16LE(name.length, 26);
-    lh.writeUInt16LE(0, 28);
-    const ch = Buffer.alloc(46);
-    ch.writeUInt32LE(0x02014b50, 0);
-    ch.writeUInt16LE((3 << 8) | 20, 4);
-    ch.writeUInt16LE(20, 6);
-    ch.writeUInt16LE(0x0800, 8);
-    ch.writeUInt16LE(8, 10);
-    ch.writeUInt16LE(0, 12);
-    ch.writeUInt16LE(0x21, 14);
-    ch.writeUInt32LE(crc, 16);
-    ch.writeUInt32LE(deflated.length, 20);
-    ch.writeUInt32LE(data.length, 24);
-    ch.writeUInt16LE(name.length, 28);
-    ch.writeUInt32LE(((e.mode ?? 0o100644) << 16) >>> 0, 38);
-    ch.writeUInt32LE(offset, 42);
-    locals.push(lh, name, deflated);
-    central.push(ch, name);
-    offset += lh.length + name.length + deflated.length;
-  }
-  const cd = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, cd, end]);
+  const modes = Object.fromEntries(entries.filter((e) => e.mode !== undefined).map((e) => [e.name, e.mode!]));
+  return makeZip(Object.fromEntries(entries.map((e) => [e.name, e.body])), { modes });
 }
 
 /** dirhash.Hash1 over (name, content) pairs: go's `h1:`. */
