@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -202,5 +202,26 @@ export async function goEnv(proxy: string, extra: NodeJS.ProcessEnv = {}): Promi
       return at;
     },
     close: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+/** What `go mod download`, `go build` and the built program did: codes, error lines (not "go: downloading"), the program's output. */
+export interface BuildOutcome {
+  download: { code: number; stderr: string };
+  build: { code: number; errors: string[] };
+  output: string;
+}
+
+/** Writes the app, runs `go mod download` and `go build` in it, then the binary (when it was built). */
+export async function downloadAndBuild(go: GoEnv, app: { goMod: string; main: string }): Promise<BuildOutcome & { dir: string }> {
+  const dir = await go.writeApp(app);
+  const dl = await go.go(['mod', 'download'], dir);
+  // go mod download fetches what go.mod names; the build fetches the zips of the rest of the chain.
+  const build = await go.go(['build', '-o', 'app', '.'], dir);
+  const output = build.code === 0 ? execFileSync(join(dir, 'app')).toString() : '';
+  return {
+    dir, output,
+    download: { code: dl.code, stderr: dl.stderr },
+    build: { code: build.code, errors: build.stderr.split('\n').filter((l) => l && !l.startsWith('go: downloading ')) },
   };
 }

@@ -1,9 +1,7 @@
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { which } from '../../helpers/which.js';
-import { chain, escapePath, goEnv, modVersion, zipOf, type GoEnv, type ZipFileSpec } from './gomod.js';
+import { chain, downloadAndBuild, escapePath, goEnv, modVersion, zipOf, type GoEnv, type ZipFileSpec } from './gomod.js';
 
 const HAS_GO = which('go');
 
@@ -35,14 +33,7 @@ describe('goproxy local', () => {
     }
     const go = await goEnv(`${server.url}/go-local`);
     envs.push(go);
-    const dir = await go.writeApp(app);
-    const dl = await go.go(['mod', 'download'], dir);
-    expect(dl.stderr).toBe('');
-    expect(dl.code).toBe(0);
-    const build = await go.go(['build', '-o', 'app', '.'], dir);
-    expect(build.stderr.split('\n').filter((l) => l && !l.startsWith('go: downloading '))).toEqual([]);
-    expect(build.code).toBe(0);
-    expect(execFileSync(join(dir, 'app')).toString()).toBe(output);
+    expect(await downloadAndBuild(go, app)).toMatchObject({ download: { code: 0, stderr: '' }, build: { code: 0, errors: [] }, output });
 
     const base = `${server.url}/go-local/example.com/greet`;
     const list = await fetch(`${base}/@v/list`);

@@ -1,10 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { startUpstream, type FakeUpstream } from '../../helpers/upstream.js';
 import { which } from '../../helpers/which.js';
-import { chain, goEnv, goProxyHandler, type GoEnv } from './gomod.js';
+import { chain, downloadAndBuild, goEnv, goProxyHandler, type GoEnv } from './gomod.js';
 
 const HAS_GO = which('go');
 
@@ -37,15 +35,7 @@ describe('goproxy remote', () => {
   it.skipIf(!HAS_GO)('go mod download and go build a dependency chain through the remote, then from the cache with the upstream gone', async () => {
     const go = await goEnv(`${server.url}/go-remote`);
     envs.push(go);
-    const dir = await go.writeApp(app);
-    const dl = await go.go(['mod', 'download', '-x'], dir);
-    expect(dl.stderr).not.toMatch(/error|404|502/i);
-    expect(dl.code).toBe(0);
-    const build = await go.go(['build', '-o', 'app', '.'], dir);
-    // go mod download fetched what go.mod names; the build fetches the zips of the rest of the chain.
-    expect(build.stderr.split('\n').filter((l) => l && !l.startsWith('go: downloading '))).toEqual([]);
-    expect(build.code).toBe(0);
-    expect(execFileSync(join(dir, 'app')).toString()).toBe(output);
+    expect(await downloadAndBuild(go, app)).toMatchObject({ download: { code: 0, stderr: '' }, build: { code: 0, errors: [] }, output });
     // go asked for the case-encoded module as %21upper; it came from the upstream once.
     expect(upstream.count('/example.com/!upper/@v/v1.0.0.zip')).toBe(1);
     expect(upstream.count('/example.com/hello/@v/v1.0.0.zip')).toBe(1);
@@ -53,21 +43,14 @@ describe('goproxy remote', () => {
     await upstream.close();
     const again = await goEnv(`${server.url}/go-remote`);
     envs.push(again);
-    const dir2 = await again.writeApp(app);
-    expect((await again.go(['mod', 'download'], dir2)).code).toBe(0);
-    const build2 = await again.go(['build', '-o', 'app', '.'], dir2);
-    expect(build2.code).toBe(0);
-    expect(execFileSync(join(dir2, 'app')).toString()).toBe(output);
+    expect(await downloadAndBuild(again, app)).toMatchObject({ download: { code: 0, stderr: '' }, build: { code: 0, errors: [] }, output });
   });
 
   it.skipIf(!HAS_GO)('GOPROXY=A,B: a remote whose upstream says 404 passes go on to B; one whose upstream fails stops go', async () => {
     const go = await goEnv(`${server.url}/go-empty,${server.url}/go-remote`);
     envs.push(go);
-    const dir = await go.writeApp(app);
-    expect((await go.go(['mod', 'download'], dir)).code).toBe(0);
+    expect(await downloadAndBuild(go, app)).toMatchObject({ download: { code: 0, stderr: '' }, build: { code: 0, errors: [] }, output });
     expect(empty.count('/example.com/hello/@v/v1.0.0.mod')).toBe(1);
-    expect((await go.go(['build', '-o', 'app', '.'], dir)).code).toBe(0);
-    expect(execFileSync(join(dir, 'app')).toString()).toBe(output);
 
     const stopped = await goEnv(`${server.url}/go-failing,${server.url}/go-remote`);
     envs.push(stopped);

@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { startUpstream, type FakeUpstream } from '../../helpers/upstream.js';
 import { which } from '../../helpers/which.js';
-import { chain, goEnv, goProxyHandler, modVersion, testSumdb, type GoEnv, type TestSumdb } from './gomod.js';
+import { chain, downloadAndBuild, goEnv, goProxyHandler, modVersion, testSumdb, type GoEnv, type TestSumdb } from './gomod.js';
 
 const HAS_GO = which('go');
 const NAME = 'sum.test.example';
@@ -35,31 +35,20 @@ describe('goproxy checksum database through the proxy', () => {
   it.skipIf(!HAS_GO)('GOSUMDB verifies through the proxy (signed tree note, lookups, tiles), then from the cache with the upstream gone', async () => {
     const go = await sumEnv();
     envs.push(go);
-    const dir = await go.writeApp(app);
-    const dl = await go.go(['mod', 'download'], dir);
-    expect(dl.stderr).toBe('');
-    expect(dl.code).toBe(0);
-    const build = await go.go(['build', '-o', 'app', '.'], dir);
-    expect(build.code).toBe(0);
-    expect(execFileSync(join(dir, 'app')).toString()).toBe(output);
+    const first = await downloadAndBuild(go, app);
+    expect(first).toMatchObject({ download: { code: 0, stderr: '' }, build: { code: 0, errors: [] }, output });
     // go asked the proxy, which asked its upstream: supported, a lookup per module, the tile.
     expect(upstream.count(`/sumdb/${NAME}/supported`)).toBe(1);
     expect(upstream.count(`/sumdb/${NAME}/lookup/example.com/hello@v1.0.0`)).toBe(1);
     expect(upstream.count(`/sumdb/${NAME}/lookup/example.com/!upper@v1.0.0`)).toBe(1);
     expect(upstream.count(`/sumdb/${NAME}/tile/8/0/000.p/${mods.length}`)).toBe(1);
-    const sum = (await import('node:fs/promises')).readFile(join(dir, 'go.sum'), 'utf8');
-    expect(await sum).toContain(`example.com/hello v1.0.0 ${hello.zipHash}\n`);
+    expect(await readFile(join(first.dir, 'go.sum'), 'utf8')).toContain(`example.com/hello v1.0.0 ${hello.zipHash}\n`);
 
     // Lookups and tiles are immutable: a fresh go gets them from the cache.
     await upstream.close();
     const again = await sumEnv();
     envs.push(again);
-    const dir2 = await again.writeApp(app);
-    const dl2 = await again.go(['mod', 'download'], dir2);
-    expect(dl2.stderr).toBe('');
-    expect(dl2.code).toBe(0);
-    expect((await again.go(['build', '-o', 'app', '.'], dir2)).code).toBe(0);
-    expect(execFileSync(join(dir2, 'app')).toString()).toBe(output);
+    expect(await downloadAndBuild(again, app)).toMatchObject({ download: { code: 0, stderr: '' }, build: { code: 0, errors: [] }, output });
   });
 
   it('sumdb paths: supported, latest, lookup, tile pass through; anything else 404; a local repo has no sumdb', async () => {

@@ -1,10 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { startUpstream, type FakeUpstream } from '../../helpers/upstream.js';
 import { which } from '../../helpers/which.js';
-import { chain, escapePath, goEnv, goProxyHandler, modVersion, type GoEnv } from './gomod.js';
+import { chain, downloadAndBuild, escapePath, goEnv, goProxyHandler, modVersion, type GoEnv } from './gomod.js';
 
 const HAS_GO = which('go');
 
@@ -44,14 +42,7 @@ describe('goproxy virtual', () => {
   it.skipIf(!HAS_GO)('go mod download and go build through a virtual over a local and two remotes', async () => {
     const go = await goEnv(`${server.url}/go-all`);
     envs.push(go);
-    const dir = await go.writeApp(app);
-    const dl = await go.go(['mod', 'download'], dir);
-    expect(dl.stderr).toBe('');
-    expect(dl.code).toBe(0);
-    const build = await go.go(['build', '-o', 'app', '.'], dir);
-    expect(build.stderr.split('\n').filter((l) => l && !l.startsWith('go: downloading '))).toEqual([]);
-    expect(build.code).toBe(0);
-    expect(execFileSync(join(dir, 'app')).toString()).toBe(output);
+    expect(await downloadAndBuild(go, app)).toMatchObject({ download: { code: 0, stderr: '' }, build: { code: 0, errors: [] }, output });
     // hello from the local member (A is asked its list, for the merge, never a file), greet v1.1.0 from A, never B's.
     expect(a.count('/example.com/hello/@v/v')).toBe(0);
     expect(b.count('/example.com/greet/@v/v1.1.0.zip')).toBe(0);
