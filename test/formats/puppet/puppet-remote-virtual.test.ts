@@ -33,8 +33,9 @@ beforeAll(async () => {
   forge.add({ name: 'acme-web', version: '1.0.0', metadata: metadataOf('acme-web', '1.0.0', [{ name: 'acme-core', version_requirement: '>= 1.0.0 < 3.0.0' }]), tgz: tgz.web });
   forge.add({ name: 'acme-legacy', version: '0.1.0', metadata: metadataOf('acme-legacy', '0.1.0'), tgz: tgz.legacy, sha256: null });
   forge.add({ name: 'acme-evil', version: '1.0.0', metadata: metadataOf('acme-evil', '1.0.0'), tgz: tgz.evil, sha256: sha256hex(Buffer.from('something else')) });
-  srv = await startServer({ 'remote.metadata_ttl': '2s', 'remote.upstream_timeout': '1s' });
+  srv = await startServer({ 'remote.metadata_ttl': '5m', 'remote.upstream_timeout': '1s' });
   await srv.addRepo({ name: 'pr', format: 'puppet', kind: 'remote', upstream: forge.url });
+  await srv.addRepo({ name: 'prttl', format: 'puppet', kind: 'remote', upstream: forge.url, metadata_ttl: '1s' });
   await srv.addRepo({ name: 'pvl', format: 'puppet', kind: 'local' });
   await srv.addRepo({ name: 'pv', format: 'puppet', kind: 'virtual', members: ['pvl', 'pr'] });
   await srv.addRepo({ name: 'pl1', format: 'puppet', kind: 'local' });
@@ -187,17 +188,19 @@ describe('puppet virtual repo', () => {
 
 describe('puppet remote repo with the upstream down', () => {
   it('serves cached documents and tarballs stale; 502 for what was never fetched', async () => {
+    expect((await fetch(`${srv.url}/prttl/v3/releases?module=acme-core`)).status).toBe(200);
+    expect((await fetch(`${srv.url}/prttl/v3/files/acme-core-1.2.0.tar.gz`).then((r) => r.arrayBuffer()))).toBeTruthy();
     forge.down = true;
     try {
-      await new Promise((r) => setTimeout(r, 2100));
-      const list = await getJson(`${srv.url}/pr/v3/releases?module=acme-core`);
+      await new Promise((r) => setTimeout(r, 1100));
+      const list = await getJson(`${srv.url}/prttl/v3/releases?module=acme-core`);
       expect(list.res.status).toBe(200);
       expect(list.res.headers.get('x-artifact-stale')).toBe('true');
       expect(versions(list.body)).toEqual(['1.2.0', '1.0.0']);
-      const file = await fetch(`${srv.url}/pr/v3/files/acme-core-1.2.0.tar.gz`);
+      const file = await fetch(`${srv.url}/prttl/v3/files/acme-core-1.2.0.tar.gz`);
       expect(file.status).toBe(200);
       expect(Buffer.from(await file.arrayBuffer()).equals(tgz.core12)).toBe(true);
-      const never = await fetch(`${srv.url}/pr/v3/releases?module=acme-never`);
+      const never = await fetch(`${srv.url}/prttl/v3/releases?module=acme-never`);
       expect(never.status).toBe(502);
       expect((await never.json()).error.code).toBe('UPSTREAM_FAILED');
     } finally {
