@@ -4,15 +4,15 @@ import { AppError } from '../../lib/errors.js';
 import { collectRequest } from '../../lib/streams.js';
 import { writeTarget } from '../../repos/local.js';
 import { forward } from '../../repos/forward.js';
-import { resolveDoc, resolveFile, type ServedDoc } from '../../repos/resolve.js';
+import { resolveListed, type ListedFile } from '../../repos/listed.js';
+import { resolveDoc, type ServedDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
-import { MAX_DEPTH } from '../../repos/virtual.js';
 import { docHeaders, sendDoc, sendServed } from '../../server/send.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import {
-  ABBREVIATED_TYPE, hashesOf, packumentSource, renderPackument, renderVersion, versionOfFile, wantsAbbreviated, type PackDoc,
+  ABBREVIATED_TYPE, hashesOf, type Dist, packumentSource, renderPackument, renderVersion, versionOfFile, wantsAbbreviated, type PackDoc,
 } from './index-doc.js';
 import { parseRoute, paths } from './names.js';
 import { addDistTag, deletePackage, deleteTarball, putPackage, removeDistTag } from './publish.js';
@@ -122,44 +122,32 @@ async function sendVersion(reply: FastifyReply, ctx: RequestCtx, svc: Services, 
 }
 
 /**
- * A tarball from any kind. Local: its row. Remote: the cache, else fetched
- * from the URL the upstream packument gives and verified against that
- * version's dist.integrity/shasum before it is kept. Virtual: from the member
- * whose version the merged packument lists (so what the merged document
- * shows is what downloads, and a shadowed remote never serves it).
+ * A tarball as the package's packument lists it (repos/listed.ts). Remote: fetched from the URL
+ * the upstream packument gives and verified against that version's dist.integrity/shasum before
+ * it is kept. Virtual: from the member whose version the merged packument lists.
  */
-export async function tarball(svc: Services, repo: RepoDef, name: string, file: string, depth = 0): Promise<Served> {
-  const path = paths.tarball(name, file);
-  switch (repo.kind) {
-    case 'local':
-      return resolveFile(svc, repo, { path });
-    case 'remote': {
-      if (await svc.meta.files.get(repo.name, path)) return resolveFile(svc, repo, { path });
-      const { doc, version } = await findTarball(svc, repo, name, file, depth);
-      const dist = doc.json.versions[version].dist!;
+export function tarballFile(svc: Services, name: string, file: string): ListedFile<PackDoc, { version: string; dist?: Dist }> {
+  return {
+    doc: packumentSource(svc, name),
+    path: paths.tarball(name, file),
+    what: `${file} of ${name}`,
+    cachedFirst: true,
+    find(doc) {
+      const version = versionOfFile(doc, file);
+      return version === undefined ? undefined : { version, dist: doc.json.versions[version].dist };
+    },
+    origin: (doc, { version }) => doc.origin?.get(version),
+    upstream(repo, { version, dist }) {
       const hashes = hashesOf(dist);
       if (!hashes.sha512 && !hashes.sha1) throw new AppError('UPSTREAM_FAILED', `${name}@${version} has no integrity to verify its tarball against`);
-      return resolveFile(svc, repo, {
-        path, expect: { hashes }, contentType: 'application/octet-stream', locate: (r) => upstreamTarballUrl(svc, r, name, file, dist.tarball),
-      });
-    }
-    case 'virtual': {
-      if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
-      const { doc, version } = await findTarball(svc, repo, name, file, depth);
-      const member = doc.origin?.get(version);
-      const def = member ? await svc.repos.get(member) : null;
-      if (!def) throw new AppError('NOT_FOUND', `${file} is not a tarball of ${name} in ${repo.name}`);
-      return tarball(svc, def, name, file, depth + 1);
-    }
-  }
+      return { expect: { hashes }, contentType: 'application/octet-stream', locate: (r) => upstreamTarballUrl(svc, r, name, file, dist?.tarball) };
+    },
+  };
 }
 
-/** The version whose dist.tarball is `file`, from the package's packument. */
-async function findTarball(svc: Services, repo: RepoDef, name: string, file: string, depth: number): Promise<{ doc: PackDoc; version: string }> {
-  const { doc } = await resolveDoc(svc, repo, packumentSource(svc, name), depth);
-  const version = versionOfFile(doc, file);
-  if (version) return { doc, version };
-  throw new AppError('NOT_FOUND', `${file} is not a tarball of ${name} in ${repo.name}`);
+/** A tarball from any kind of repo. */
+export function tarball(svc: Services, repo: RepoDef, name: string, file: string): Promise<Served> {
+  return resolveListed(svc, repo, tarballFile(svc, name, file));
 }
 
 /** Where the upstream keeps a tarball: its packument's dist.tarball (http/https only), else the registry layout. */
