@@ -9,7 +9,7 @@ import { remoteFile } from '../../repos/remote.js';
 import type { Services } from '../../repos/services.js';
 import type { FileRef, Served } from '../../repos/types.js';
 import { firstMember } from '../../repos/virtual.js';
-import { sendServed, etagOf } from '../../server/send.js';
+import { sendDoc, sendServed, etagOf } from '../../server/send.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import { isTag, keys, validateTag, type Target } from './names.js';
 import { upstreamAuth, upstreamImage, upstreamUrl } from './remote-auth.js';
@@ -187,10 +187,7 @@ export async function getManifest(req: FastifyRequest, reply: FastifyReply, svc:
   if (served.body) {
     // First fetch through a remote: small, so take it whole, then answer like a stored one.
     const body = await readCapped(svc, served);
-    reply.header('x-artifact-source', served.source).header('x-artifact-repo', served.servedBy)
-      .header('content-type', served.rec.contentType ?? MT.dockerManifest).header('docker-content-digest', digest)
-      .header('etag', etagOf(digest)).header('content-length', String(body.length));
-    return reply.send(req.method === 'HEAD' ? undefined : body);
+    return sendDoc(req, reply, served, { body, etag: etagOf(digest) }, served.rec.contentType ?? MT.dockerManifest, { compress: false, headers });
   }
   return sendServed(req, reply, served, svc, { contentType: served.rec.contentType ?? MT.dockerManifest, headers });
 }

@@ -8,7 +8,7 @@ import { resolveListed, type ListedFile } from '../../repos/listed.js';
 import { resolveDoc, type ServedDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
-import { docHeaders, sendDoc, sendServed } from '../../server/send.js';
+import { sendDoc, sendDocument, sendServed } from '../../server/send.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import {
@@ -47,7 +47,7 @@ export const npm: FormatHandler = {
         if (m === 'DELETE') return reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), route.name, route.rev));
         break;
       case 'version':
-        if (read) return sendVersion(reply, ctx, svc, route.name, route.spec);
+        if (read) return sendVersion(req, reply, ctx, svc, route.name, route.spec);
         break;
       case 'tarball':
         if (read && route.rev === undefined) {
@@ -59,13 +59,13 @@ export const npm: FormatHandler = {
       case 'dist-tags':
         if (read && route.tag === undefined) {
           const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name));
-          return withSourceHeaders(reply, served).send(served.doc.json['dist-tags']);
+          return sendJson(req, reply, served, served.doc.json['dist-tags']);
         }
         if (read && route.tag !== undefined) {
           const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name));
           const v = served.doc.json['dist-tags'][route.tag];
           if (!v) throw new AppError('NOT_FOUND', `${route.tag} is not a dist-tag of ${route.name}`);
-          return withSourceHeaders(reply, served).send(JSON.stringify(v));
+          return sendJson(req, reply, served, v);
         }
         if ((m === 'PUT' || m === 'POST') && route.tag !== undefined) {
           return reply.code(201).send(await addDistTag(req, svc, await writeTarget(svc, ctx.repo), route.name, route.tag));
@@ -79,8 +79,9 @@ export const npm: FormatHandler = {
   },
 };
 
-function withSourceHeaders(reply: FastifyReply, served: ServedDoc<PackDoc>): FastifyReply {
-  return docHeaders(reply, served).header('content-type', 'application/json');
+/** A small JSON answer drawn from a packument (dist-tags, one version), through the one document responder. */
+function sendJson(req: FastifyRequest, reply: FastifyReply, served: ServedDoc<PackDoc>, value: unknown) {
+  return sendDocument(req, reply, served, JSON.stringify(value), 'application/json');
 }
 
 /** Headers of an audit or search request that matter to the upstream's answer. */
@@ -109,16 +110,16 @@ async function sendPackument(req: FastifyRequest, reply: FastifyReply, ctx: Requ
   let repo = ctx.repo;
   if (write && repo.kind === 'virtual' && typeof repo.options.default_local === 'string') repo = await writeTarget(svc, repo);
   const served = await resolveDoc(svc, repo, packumentSource(svc, name));
-  return sendDoc(req, reply, served, renderPackument(served.doc, name, ctx.repoUrl, abbreviated), abbreviated ? ABBREVIATED_TYPE : 'application/json');
+  return sendDoc(req, reply, served, renderPackument(svc, served.doc, name, ctx.repoUrl, abbreviated), abbreviated ? ABBREVIATED_TYPE : 'application/json');
 }
 
 /** GET /REPO/<name>/<version|tag>: one version's manifest. */
-async function sendVersion(reply: FastifyReply, ctx: RequestCtx, svc: Services, name: string, spec: string) {
+async function sendVersion(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services, name: string, spec: string) {
   const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, name));
   const j = served.doc.json;
   const version = j.versions[spec] ? spec : j['dist-tags'][spec] ?? semver.maxSatisfying(Object.keys(j.versions), spec);
   if (!version || !j.versions[version]) throw new AppError('NOT_FOUND', `${name}@${spec} is not in ${ctx.repo.name}`);
-  return withSourceHeaders(reply, served).send(renderVersion(served.doc, version, ctx.repoUrl));
+  return sendJson(req, reply, served, renderVersion(served.doc, version, ctx.repoUrl));
 }
 
 /**

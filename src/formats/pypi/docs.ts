@@ -1,4 +1,3 @@
-import { sha256 } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import { httpUrl, resolveListed, type ListedFile } from '../../repos/listed.js';
 import type { DocSource } from '../../repos/resolve.js';
@@ -8,6 +7,7 @@ import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import {
   mergeProjects, mergeRoots, parseProjectPage, parseRootPage, UPSTREAM_ACCEPT, type ProjectDoc, type PyFile, type RootDoc,
 } from './index-doc.js';
+import { normalizeName } from './names.js';
 
 /** Storage layout inside a repo: files under `packages/<project>/`, cached upstream pages under `simple/`. */
 export const packagePath = (project: string, filename: string) => `packages/${project}/${filename}`;
@@ -91,6 +91,10 @@ export function rootSource(svc: Services): DocSource<RootDoc> {
     parseUpstream(_repo, body) {
       return parseRootPage(body);
     },
+    entries: {
+      names: (doc) => doc.projects.map(normalizeName),
+      without: (doc, names) => ({ projects: doc.projects.filter((n) => !names.has(normalizeName(n))) }),
+    },
     merge(_repo, parts) {
       return mergeRoots(parts);
     },
@@ -127,9 +131,3 @@ export function pyFile(svc: Services, project: string, filename: string, metadat
 export function resolvePyFile(svc: Services, repo: RepoDef, project: string, filename: string, metadata: boolean): Promise<Served> {
   return resolveListed(svc, repo, pyFile(svc, project, filename, metadata));
 }
-
-/** Weak validator for a rendered document. */
-export function docEtag(body: string): string {
-  return `"${sha256(body).slice(7, 39)}"`;
-}
-
