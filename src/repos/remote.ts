@@ -44,6 +44,11 @@ export class Fills {
   }
 }
 
+/** Waits for a cache fill of `path` in `repo` still running in this process, if any (its outcome is the filler's to report). */
+export async function fillSettled(svc: Services, repo: string, path: string): Promise<void> {
+  await svc.fills.get(`${repo}:${path}`)?.done.catch(() => undefined);
+}
+
 /** Upstream 404s remembered for negative_ttl. */
 export class NegativeCache {
   private readonly entries = new Map<string, number>();
@@ -170,6 +175,17 @@ async function fetchIntoCache(
     started({ kind: 'cached', rec: again });
     return again;
   }
+  let expectDigest = ref.expect?.digest;
+  if (previous && ref.probe) {
+    const current = await ref.probe(repo);
+    if (current !== null && current === previous.digest) {
+      const refreshed = { ...previous, fetchedAt: Date.now() };
+      await svc.meta.files.put(refreshed);
+      started({ kind: 'cached', rec: refreshed });
+      return refreshed;
+    }
+    expectDigest = current ?? expectDigest;
+  }
   const settings = svc.repos.upstreamSettings(repo);
   const url = ref.locate ? await ref.locate(repo) : new URL(ref.path.split('/').map(encodeURIComponent).join('/'), settings.upstream).toString();
   if (!url) throw new AppError('UPSTREAM_NOT_FOUND', `${ref.path} is not known upstream`);
@@ -207,7 +223,7 @@ async function fetchIntoCache(
   let written: Written;
   try {
     written = await receive(svc.blob, body, growing, {
-      expect: { digest: ref.expect?.digest, size: length ?? ref.expect?.size, hashes: ref.expect?.hashes, check: ref.expect?.check },
+      expect: { digest: expectDigest, size: length ?? ref.expect?.size, hashes: ref.expect?.hashes, check: ref.expect?.check },
       signal: fillTimeout,
     });
   } catch (err) {
@@ -225,7 +241,12 @@ async function fetchIntoCache(
   };
   // Blob and row in one transaction: gc never sees the new blob unreferenced.
   try {
-    await publish(svc, written, (m) => m.files.put(rec));
+    await publish(svc, written, async (m) => {
+      await m.files.put(rec);
+      for (const path of ref.aliases?.(written.digest) ?? []) {
+        if (!(await m.files.get(repo.name, path))) await m.files.put({ ...rec, path, upstreamEtag: undefined });
+      }
+    });
   } catch (err) {
     await svc.blob.discard(written.staged).catch(() => {});
     throw err;

@@ -22,6 +22,15 @@ export interface FileRef {
   whole?: boolean;
   /** Refuse an HTML body where an artifact was expected (default: true unless mutable or the path is .html). */
   rejectHtml?: boolean;
+  /**
+   * Mutable files whose upstream names its current digest cheaply (docker: a manifest HEAD, which
+   * does not count as a pull): asked first when a cached copy is due. The cached copy's digest
+   * makes it fresh again without a download; another digest is what the download must hash to;
+   * null (the upstream does not say) downloads.
+   */
+  probe?: (repo: RepoDef) => Promise<Digest | null>;
+  /** Other paths of the repo that name the same bytes (docker: a tag's manifest by digest), recorded with the file when missing. */
+  aliases?: (digest: Digest) => string[];
 }
 
 export type Source = 'local' | 'remote' | 'cache';

@@ -3,17 +3,16 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isDigest, parseDigest, sha256, type Digest } from '../../lib/digest.js';
 import { AppError, isAppError, statusOf } from '../../lib/errors.js';
 import { putLocalFile, recordLocalFile } from '../../repos/local.js';
-import { ingestBuffer } from '../../storage/ingest.js';
 import { readCapped } from '../../repos/resolve.js';
-import { remoteFile } from '../../repos/remote.js';
+import { fillSettled, remoteFile } from '../../repos/remote.js';
 import type { Services } from '../../repos/services.js';
 import type { FileRef, Served } from '../../repos/types.js';
 import { firstMember } from '../../repos/virtual.js';
 import { sendDoc, sendServed, etagOf } from '../../server/send.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import { isTag, keys, validateTag, type Target } from './names.js';
-import { upstreamAuth, upstreamImage, upstreamUrl } from './remote-auth.js';
-import { collect, collectRequest } from '../../lib/streams.js';
+import { upstreamAuth, upstreamUrl } from './remote-auth.js';
+import { collectRequest } from '../../lib/streams.js';
 
 export const MT = {
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
@@ -103,57 +102,39 @@ function manifestRef(svc: Services, image: string, digest: Digest): FileRef {
 }
 
 /**
- * Remote: a manifest by digest is cached forever (verified first). A tag is a
- * row pointing at a digest; after metadata_ttl it is revalidated with a HEAD
- * (which does not count against Docker Hub's pull limit); if the upstream is
- * down, the cached tag still answers.
+ * A tag of a remote repo as a mutable file of the shared remote path (repos/remote.ts): TTL,
+ * single-flight, stale serving when the upstream fails. When due, it is revalidated with a HEAD
+ * (which does not count against Docker Hub's pull limit); only a moved tag downloads, verified
+ * against the digest the HEAD named, and its manifest is recorded by digest as well.
  */
-async function remoteManifest(svc: Services, repo: RepoDef, image: string, reference: string): Promise<Served> {
-  if (isDigest(reference)) return remoteFile(svc, repo, manifestRef(svc, image, reference));
-  const tag = reference;
-  const cached = await tagRow(svc, repo, image, tag);
-  if (cached && Date.now() - cached.fetchedAt < svc.repos.metadataTtl(repo)) {
-    return remoteFile(svc, repo, manifestRef(svc, image, cached.digest));
-  }
-  let digest: Digest;
-  try {
-    digest = await svc.coord.singleFlight(`docker-tag:${repo.name}:${image}:${tag}`, () => revalidateTag(svc, repo, image, tag, cached));
-  } catch (err) {
-    if (cached && statusOf(err) >= 500) {
-      svc.log.warn({ repo: repo.name, image, tag, err: (err as Error).message }, 'upstream failed; serving cached tag');
-      const served = await remoteFile(svc, repo, manifestRef(svc, image, cached.digest));
-      return { ...served, staleAge: Math.floor((Date.now() - cached.fetchedAt) / 1000) };
-    }
-    throw err;
-  }
-  return remoteFile(svc, repo, manifestRef(svc, image, digest));
+function tagRef(svc: Services, image: string, tag: string): FileRef {
+  return {
+    path: keys.tag(image, tag),
+    mutable: true,
+    whole: true,
+    accept: ACCEPT_ALL,
+    rejectHtml: false,
+    locate: (r) => upstreamUrl(svc, r, image, 'manifests', tag),
+    upstreamHeaders: (r) => upstreamAuth(svc, r, image),
+    probe: async (r) => {
+      const head = await svc.upstream.get(svc.repos.upstreamSettings(r), upstreamUrl(svc, r, image, 'manifests', tag), {
+        method: 'HEAD', accept: ACCEPT_ALL, headers: await upstreamAuth(svc, r, image),
+      });
+      head.body?.destroy();
+      const digest = head.headers['docker-content-digest'];
+      return isDigest(digest) ? digest : null;
+    },
+    aliases: (digest) => [keys.manifest(image, digest)],
+  };
 }
 
-async function revalidateTag(svc: Services, repo: RepoDef, image: string, tag: string, cached: FileRec | null): Promise<Digest> {
-  const settings = svc.repos.upstreamSettings(repo);
-  const url = upstreamUrl(svc, repo, image, 'manifests', tag);
-  const headers = await upstreamAuth(svc, repo, image);
-  const head = await svc.upstream.get(settings, url, { method: 'HEAD', accept: ACCEPT_ALL, headers });
-  let digest = head.headers['docker-content-digest'];
-  let size = Number(head.headers['content-length'] ?? -1);
-  if (!isDigest(digest)) {
-    // An upstream that does not say the digest on HEAD: GET it and hash it ourselves.
-    const r = await svc.upstream.get(settings, url, { accept: ACCEPT_ALL, headers });
-    const body = await collect(r.body!, {
-      max: svc.config.limits.metadata_body,
-      tooLarge: () => new AppError('UPSTREAM_FAILED', 'upstream manifest is too large'),
-    });
-    digest = sha256(body);
-    size = body.length;
-    const now = Date.now();
-    const rec: FileRec = { repo: repo.name, path: keys.manifest(image, digest), digest: digest as Digest, size, contentType: baseType(r.headers['content-type']) || undefined, source: 'remote', fetchedAt: now, lastAccess: now };
-    await ingestBuffer(svc, body, (m) => m.files.put(rec));
-  }
-  const now = Date.now();
-  await svc.meta.files.put(cached && cached.digest === digest
-    ? { ...cached, fetchedAt: now }
-    : { repo: repo.name, path: keys.tag(image, tag), digest: digest as Digest, size, source: 'remote', fetchedAt: now, lastAccess: now, meta: { upstream: upstreamImage(repo, image) } });
-  return digest as Digest;
+/** Remote: a manifest by digest is cached forever (verified first); a tag is a mutable file naming one. */
+async function remoteManifest(svc: Services, repo: RepoDef, image: string, reference: string): Promise<Served> {
+  if (isDigest(reference)) return remoteFile(svc, repo, manifestRef(svc, image, reference));
+  validateTag(reference);
+  const tag = await remoteFile(svc, repo, tagRef(svc, image, reference));
+  const served = await remoteFile(svc, repo, manifestRef(svc, image, tag.rec.digest));
+  return { ...served, source: tag.source === 'remote' ? 'remote' : served.source, staleAge: tag.staleAge };
 }
 
 /**
@@ -285,7 +266,7 @@ async function linkFromMembers(svc: Services, virtual: RepoDef, target: RepoDef,
       if (await linkFromMembers(svc, m, target, key, digest, depth + 1)) return true;
       continue;
     }
-    await svc.fills.get(`${m.name}:${key}`)?.done.catch(() => undefined);
+    await fillSettled(svc, m.name, key);
     const rec = await svc.meta.files.get(m.name, key);
     if (rec && rec.digest === digest && (await svc.blob.stat(digest))) {
       await recordLocalFile(svc, target, key, digest, rec.size, { contentType: rec.contentType, meta: rec.meta });
