@@ -15,8 +15,19 @@ export function resolveFile(svc: Services, repo: RepoDef, ref: FileRef, depth = 
     case 'remote':
       return remoteFile(svc, repo, ref);
     case 'virtual':
-      return firstMember(svc, repo, depth + 1, (m) => resolveFile(svc, m, ref, depth + 1));
+      return narrowed(svc, repo, ref.members).then((from) => firstMember(svc, from, depth + 1, (m) => resolveFile(svc, m, ref, depth + 1)));
   }
+}
+
+/** A virtual repo with only the members `accept` lets through (all of them without it). */
+async function narrowed(svc: Services, repo: RepoDef, accept: FileRef['members']): Promise<RepoDef> {
+  if (!accept) return repo;
+  const keep: string[] = [];
+  for (const name of repo.members ?? []) {
+    const m = await svc.repos.get(name);
+    if (m && accept(m)) keep.push(name);
+  }
+  return { ...repo, members: keep };
 }
 
 /**

@@ -29,6 +29,8 @@ export interface FileRef {
    * null (the upstream does not say) downloads.
    */
   probe?: (repo: RepoDef) => Promise<Digest | null>;
+  /** Virtual repos (at every level) ask only the members this accepts (docker's `?ns=`: the local ones and that registry's remotes). */
+  members?: (member: RepoDef) => boolean;
   /** Other paths of the repo that name the same bytes (docker: a tag's manifest by digest), recorded with the file when missing. */
   aliases?: (digest: Digest) => string[];
 }

@@ -4,10 +4,10 @@ import { isDigest, parseDigest, sha256, type Digest } from '../../lib/digest.js'
 import { AppError, isAppError, statusOf } from '../../lib/errors.js';
 import { putLocalFile, recordLocalFile } from '../../repos/local.js';
 import { readCapped } from '../../repos/resolve.js';
-import { fillSettled, remoteFile } from '../../repos/remote.js';
+import { fillSettled } from '../../repos/remote.js';
+import { resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { FileRef, Served } from '../../repos/types.js';
-import { firstMember } from '../../repos/virtual.js';
 import { sendDoc, sendServed, etagOf } from '../../server/send.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import { isTag, keys, validateTag, type Target } from './names.js';
@@ -43,23 +43,21 @@ function baseType(ct: string | undefined): string {
 
 // ---------------------------------------------------------------- reads
 
-/** A manifest by digest or tag, from any kind of repo. */
-export async function findManifest(svc: Services, repo: RepoDef, image: string, reference: string, ns?: string, depth = 0): Promise<Served> {
+/**
+ * A manifest by digest or tag, from any kind of repo (repos/resolve.ts). A tag is a file whose
+ * bytes are the manifest it names (local: written on push; remote: a mutable file, see tagRef);
+ * the manifest is then read by its digest from the repo that held the tag.
+ */
+export async function findManifest(svc: Services, repo: RepoDef, image: string, reference: string, ns?: string): Promise<Served> {
+  const members = ns ? nsMembers(ns) : undefined;
   try {
-    switch (repo.kind) {
-      case 'local': {
-        const digest = isDigest(reference) ? reference : (await tagRow(svc, repo, image, reference))?.digest;
-        const rec = digest && (await svc.meta.files.get(repo.name, keys.manifest(image, digest)));
-        if (!rec) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${image}:${reference}`);
-        return { rec, source: 'local', servedBy: repo.name, size: rec.size };
-      }
-      case 'remote':
-        return await remoteManifest(svc, repo, image, reference);
-      case 'virtual': {
-        const members = ns ? await preferNs(svc, repo, ns) : repo;
-        return await firstMember(svc, members, depth + 1, (m) => findManifest(svc, m, image, reference, ns, depth + 1));
-      }
-    }
+    if (isDigest(reference)) return await resolveFile(svc, repo, { ...manifestRef(svc, image, reference), members });
+    validateTag(reference);
+    const tag = await resolveFile(svc, repo, { ...tagRef(svc, image, reference), members });
+    const holder = tag.servedBy === repo.name ? repo : await svc.repos.get(tag.servedBy);
+    if (!holder) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${image}:${reference}`);
+    const served = await resolveFile(svc, holder, manifestRef(svc, image, tag.rec.digest));
+    return { ...served, source: tag.source === 'remote' ? 'remote' : served.source, staleAge: tag.staleAge };
   } catch (err) {
     if (statusOf(err) === 404 && !(isAppError(err) && err.code === 'MANIFEST_UNKNOWN')) {
       throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${image}:${reference}`);
@@ -69,20 +67,13 @@ export async function findManifest(svc: Services, repo: RepoDef, image: string, 
 }
 
 /**
- * containerd's `?ns=registry-1.docker.io`: the members that may answer are the
- * local ones and the remote ones whose upstream is that registry (Docker Hub aliases count as one).
+ * containerd's `?ns=registry-1.docker.io`: the members that may answer are the local (and
+ * virtual) ones and the remote ones whose upstream is that registry (Docker Hub aliases count as one).
  */
-export async function preferNs(svc: Services, repo: RepoDef, ns: string): Promise<RepoDef> {
+export function nsMembers(ns: string): (m: RepoDef) => boolean {
   const hub = (h: string) => (['docker.io', 'registry-1.docker.io', 'index.docker.io'].includes(h) ? 'docker.io' : h);
   const want = hub(ns.toLowerCase());
-  const keep: string[] = [];
-  for (const name of repo.members ?? []) {
-    const m = await svc.repos.get(name);
-    if (!m) continue;
-    if (m.kind === 'remote' && hub(new URL(m.upstream!).host.toLowerCase()) !== want && hub(new URL(m.upstream!).hostname.toLowerCase()) !== want) continue;
-    keep.push(name);
-  }
-  return { ...repo, members: keep };
+  return (m) => m.kind !== 'remote' || hub(new URL(m.upstream!).host.toLowerCase()) === want || hub(new URL(m.upstream!).hostname.toLowerCase()) === want;
 }
 
 async function tagRow(svc: Services, repo: RepoDef, image: string, tag: string): Promise<FileRec | null> {
@@ -126,15 +117,6 @@ function tagRef(svc: Services, image: string, tag: string): FileRef {
     },
     aliases: (digest) => [keys.manifest(image, digest)],
   };
-}
-
-/** Remote: a manifest by digest is cached forever (verified first); a tag is a mutable file naming one. */
-async function remoteManifest(svc: Services, repo: RepoDef, image: string, reference: string): Promise<Served> {
-  if (isDigest(reference)) return remoteFile(svc, repo, manifestRef(svc, image, reference));
-  validateTag(reference);
-  const tag = await remoteFile(svc, repo, tagRef(svc, image, reference));
-  const served = await remoteFile(svc, repo, manifestRef(svc, image, tag.rec.digest));
-  return { ...served, source: tag.source === 'remote' ? 'remote' : served.source, staleAge: tag.staleAge };
 }
 
 /**
