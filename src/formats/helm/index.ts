@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
 import { safeRepoPath } from '../../lib/paths.js';
+import { storedDerived } from '../../repos/derived.js';
 import { recordLocalFile, writeTarget } from '../../repos/local.js';
 import { httpUrl, resolveListed, type ListedFile } from '../../repos/listed.js';
 import { resolveDoc } from '../../repos/resolve.js';
@@ -72,11 +73,9 @@ function forced(req: FastifyRequest): boolean {
 }
 
 async function sendIndex(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
-  if (ctx.repo.kind === 'local') {
-    // Stored bytes: streamed like any file, with the digest as ETag, Range and 304.
-    const rec = await svc.derived.current(svc, ctx.repo, localIndexDoc);
-    return sendServed(req, reply, { rec, source: 'local', servedBy: ctx.repo.name, size: rec.size }, svc, { contentType: INDEX_TYPE });
-  }
+  // Local: the stored bytes, streamed like any file.
+  const stored = await storedDerived(svc, ctx.repo, localIndexDoc);
+  if (stored) return sendServed(req, reply, stored, svc, { contentType: INDEX_TYPE });
   const served = await resolveDoc(svc, ctx.repo, indexSource(svc));
   const body = Buffer.from(withServerInfo(renderIndex(served.doc, (e) => `${ctx.repoUrl}/${e.file}`), repoPath(svc, ctx.repo)));
   return sendDocument(req, reply, served, body, INDEX_TYPE);

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import semver from 'semver';
 import { AppError } from '../../lib/errors.js';
 import { collectRequest } from '../../lib/streams.js';
-import { writeTarget } from '../../repos/local.js';
+import { readTarget, writeTarget } from '../../repos/local.js';
 import { forward } from '../../repos/forward.js';
 import { resolveListed, type ListedFile } from '../../repos/listed.js';
 import { resolveDoc, type ServedDoc } from '../../repos/resolve.js';
@@ -107,8 +107,7 @@ async function sendForwarded(req: FastifyRequest, reply: FastifyReply, ctx: Requ
 async function sendPackument(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services, name: string) {
   const write = /[?&]write=true(&|$)/.test(req.url);
   const abbreviated = !write && wantsAbbreviated(req.headers.accept);
-  let repo = ctx.repo;
-  if (write && repo.kind === 'virtual' && typeof repo.options.default_local === 'string') repo = await writeTarget(svc, repo);
+  const repo = write ? await readTarget(svc, ctx.repo) : ctx.repo;
   const served = await resolveDoc(svc, repo, packumentSource(svc, name));
   return sendDoc(req, reply, served, renderPackument(svc, served.doc, name, ctx.repoUrl, abbreviated), abbreviated ? ABBREVIATED_TYPE : 'application/json');
 }
