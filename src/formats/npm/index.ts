@@ -8,7 +8,7 @@ import { resolveListed, type ListedFile } from '../../repos/listed.js';
 import { resolveDoc, type ServedDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
-import { sendDoc, sendDocument, sendServed } from '../../server/send.js';
+import { originHeaders, sendDoc, sendDocument, sendServed } from '../../server/send.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import {
@@ -94,7 +94,7 @@ async function sendForwarded(req: FastifyRequest, reply: FastifyReply, ctx: Requ
   const body = req.method === 'POST' ? await collectRequest(req.raw, svc.config.limits.metadata_body, 'audit request') : undefined;
   const query = req.url.indexOf('?');
   const r = await forward(svc, ctx.repo, { method: req.method as 'GET' | 'POST', path: ctx.rest + (query === -1 ? '' : req.url.slice(query)), body, headers });
-  reply.code(r.status).header('x-artifact-source', 'remote').header('x-artifact-repo', r.servedBy);
+  originHeaders(reply.code(r.status), { source: 'remote', servedBy: r.servedBy });
   for (const h of ['content-type', 'content-encoding', 'content-length']) if (r.headers[h]) reply.header(h, r.headers[h]);
   return reply.send(r.body);
 }
