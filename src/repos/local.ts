@@ -73,3 +73,10 @@ export async function writeTarget(svc: Services, repo: RepoDef): Promise<RepoDef
   assertWritable(repo);
   return repo;
 }
+
+/** The repo a read that precedes a write should see (npm's `?write=true`): a virtual repo's `default_local` member, else the repo itself. */
+export async function readTarget(svc: Services, repo: RepoDef): Promise<RepoDef> {
+  if (repo.kind !== 'virtual' || typeof repo.options.default_local !== 'string') return repo;
+  const target = await svc.repos.get(repo.options.default_local);
+  return target?.kind === 'local' ? target : repo;
+}

@@ -44,6 +44,11 @@ export class Fills {
   }
 }
 
+/** Waits for a cache fill of `path` in `repo` still running in this process, if any (its outcome is the filler's to report). */
+export async function fillSettled(svc: Services, repo: string, path: string): Promise<void> {
+  await svc.fills.get(`${repo}:${path}`)?.done.catch(() => undefined);
+}
+
 /** Upstream 404s remembered for negative_ttl. */
 export class NegativeCache {
   private readonly entries = new Map<string, number>();
@@ -173,6 +178,17 @@ async function fetchIntoCache(
     started({ kind: 'cached', rec: again });
     return again;
   }
+  let expectDigest = ref.expect?.digest;
+  if (previous && ref.probe) {
+    const current = await ref.probe(repo);
+    if (current !== null && current === previous.digest) {
+      const refreshed = { ...previous, fetchedAt: Date.now() };
+      await svc.meta.files.put(refreshed);
+      started({ kind: 'cached', rec: refreshed });
+      return refreshed;
+    }
+    expectDigest = current ?? expectDigest;
+  }
   const settings = svc.repos.upstreamSettings(repo);
   const url = ref.locate ? await ref.locate(repo) : new URL(ref.path.split('/').map(encodeURIComponent).join('/'), settings.upstream).toString();
   if (!url) throw new AppError('UPSTREAM_NOT_FOUND', `${ref.path} is not known upstream`);
@@ -210,7 +226,7 @@ async function fetchIntoCache(
   let written: Written;
   try {
     written = await receive(svc.blob, body, growing, {
-      expect: { digest: ref.expect?.digest, size: length ?? ref.expect?.size, hashes: ref.expect?.hashes, check: ref.expect?.check },
+      expect: { digest: expectDigest, size: length ?? ref.expect?.size, hashes: ref.expect?.hashes, check: ref.expect?.check },
       signal: fillTimeout,
     });
   } catch (err) {
@@ -226,9 +242,16 @@ async function fetchIntoCache(
     upstreamEtag: reply.headers.etag, upstreamLastModified: reply.headers['last-modified'], fetchedAt: now, lastAccess: now,
     ...(previous?.digest === written.digest ? sameBytes(previous, reply.headers) : {}),
   };
+  // With a whole-body check the row waits for it (below); aliases go in with the row either way.
+  const recordRows = async (m: MetaStore) => {
+    await m.files.put(rec);
+    for (const path of ref.aliases?.(written.digest) ?? []) {
+      if (!(await m.files.get(repo.name, path))) await m.files.put({ ...rec, path, upstreamEtag: undefined });
+    }
+  };
   // Blob and row in one transaction: gc never sees the new blob unreferenced.
   try {
-    await publish(svc, written, ref.verify ? undefined : (m) => m.files.put(rec));
+    await publish(svc, written, ref.verify ? undefined : recordRows);
   } catch (err) {
     await svc.blob.discard(written.staged).catch(() => {});
     throw err;
@@ -241,7 +264,7 @@ async function fetchIntoCache(
       svc.log.warn({ repo: repo.name, path: ref.path, err: (err as Error).message }, 'upstream body refused; nothing cached');
       throw err;
     }
-    await svc.meta.files.put(rec);
+    await svc.meta.tx(recordRows);
   }
   svc.negative.delete(key);
   return rec;

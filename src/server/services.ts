@@ -21,8 +21,12 @@ export function createLogger(config: Config, destination?: pino.DestinationStrea
   }, destination ?? pino.destination({ dest: 1, sync: false, minLength: 8192, periodicFlush: 1000 }));
 }
 
-/** Weight budget of parsed upstream documents: a 16 MiB index still fits (one entry may take a quarter). */
-const PARSED_DOCS_BUDGET = 128 * 1024 * 1024;
+/**
+ * Weight budget of parsed and rendered documents of every format (npm's packuments and their
+ * rendered forms, pypi pages, helm and apk indexes, rpm checksums): one entry may take a quarter,
+ * so a 20 MiB packument (counted 3x parsed) still fits.
+ */
+const PARSED_DOCS_BUDGET = 256 * 1024 * 1024;
 
 /** Opens the stores and everything built on them; applies repos declared in the config file. */
 export async function createServices(config: Config, log = createLogger(config)): Promise<Services> {
@@ -43,7 +47,7 @@ export async function createServices(config: Config, log = createLogger(config))
     negative: new NegativeCache(),
     access,
     derived: new DerivedDocs(),
-    parsedDocs: new Lru<unknown>(PARSED_DOCS_BUDGET),
+    parsedDocs: new Lru<unknown>(PARSED_DOCS_BUDGET, 30_000),
     pipeline,
     audit,
     metrics,

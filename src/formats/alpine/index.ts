@@ -3,16 +3,16 @@ import type { Readable } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
 import { safeRepoPath } from '../../lib/paths.js';
 import { writeLocalRow, writeTarget } from '../../repos/local.js';
+import { resolveListed, type ListedFile } from '../../repos/listed.js';
 import { resolveDoc, resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
-import type { Served } from '../../repos/types.js';
 import { sendDocument, sendServed } from '../../server/send.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import { ApkScanner } from './apk.js';
 import {
-  findEntry, indexSource, INDEX_FILE, INDEX_TYPE, isArch, localIndexDoc, packageFields, renderSigned,
+  findEntry, indexSource, type Entry, INDEX_FILE, INDEX_TYPE, isArch, localIndexDoc, packageFields, renderSigned,
 } from './index-doc.js';
 import { signingKey } from './keys.js';
 
@@ -45,7 +45,7 @@ export const alpine: FormatHandler = {
       const dir = `${branch}/${repoName}/${arch}`;
       if (file === INDEX_FILE && read) return sendIndex(req, reply, ctx.repo, svc, dir);
       if (file.endsWith('.apk')) {
-        if (read) return sendServed(req, reply, await apkFile(svc, ctx.repo, dir, file), svc, { contentType: APK_TYPE });
+        if (read) return sendServed(req, reply, await resolveListed(svc, ctx.repo, apkFile(svc, dir, file)), svc, { contentType: APK_TYPE });
         if (m === 'PUT') return reply.code(201).send(await savePackage(svc, await writeTarget(svc, ctx.repo), req.raw, dir, arch, file));
         if (m === 'DELETE') return reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), dir, file));
       }
@@ -78,25 +78,24 @@ async function sendKey(req: FastifyRequest, reply: FastifyReply, repo: RepoDef, 
 }
 
 /**
- * A package for every kind. Local: its row. Remote: only one the upstream's index lists, checked
- * while it streams in against the entry's size and `C:` (a mismatch is never cached nor sent
- * complete). Virtual: from the member whose entry the merged index kept, so shadowed versions
- * are never served.
+ * A package as its directory's index lists it (repos/listed.ts). Remote: only one the upstream's
+ * index lists, checked while it streams in against the entry's size and `C:` (a mismatch is never
+ * cached nor sent complete). Virtual: from the member whose entry the merged index kept.
  */
-async function apkFile(svc: Services, repo: RepoDef, dir: string, file: string): Promise<Served> {
-  const path = `${dir}/${file}`;
-  if (repo.kind === 'local') return resolveFile(svc, repo, { path });
-  const entry = findEntry((await resolveDoc(svc, repo, indexSource(svc, dir))).doc, file);
-  if (!entry) throw new AppError('NOT_FOUND', `${file} is not in the index of ${repo.name}/${dir}`);
-  if (repo.kind === 'virtual') {
-    const member = entry.member ? await svc.repos.get(entry.member) : null;
-    if (!member) throw new AppError('NOT_FOUND', `${file} is not in the index of ${repo.name}/${dir}`);
-    return apkFile(svc, member, dir, file);
-  }
-  const check = new ApkScanner(`upstream ${file}`, (info) => {
-    if (info.checksum !== entry.checksum) throw new AppError('DIGEST_INVALID', `${file}: control checksum ${info.checksum} differs from the index's ${entry.checksum}`);
-  }, 'DIGEST_INVALID');
-  return resolveFile(svc, repo, { path, rejectHtml: true, contentType: APK_TYPE, expect: { size: entry.size, check } });
+function apkFile(svc: Services, dir: string, file: string): ListedFile<Entry[], Entry> {
+  return {
+    doc: indexSource(svc, dir),
+    path: `${dir}/${file}`,
+    what: `${file} of the index of ${dir}`,
+    find: (entries) => findEntry(entries, file),
+    origin: (_entries, entry) => entry.member,
+    upstream(_repo, entry) {
+      const check = new ApkScanner(`upstream ${file}`, (info) => {
+        if (info.checksum !== entry.checksum) throw new AppError('DIGEST_INVALID', `${file}: control checksum ${info.checksum} differs from the index's ${entry.checksum}`);
+      }, 'DIGEST_INVALID');
+      return { contentType: APK_TYPE, expect: { size: entry.size, check } };
+    },
+  };
 }
 
 /**

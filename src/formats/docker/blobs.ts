@@ -6,7 +6,7 @@ import type { Services } from '../../repos/services.js';
 import type { FileRef, Served } from '../../repos/types.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { sendServed } from '../../server/send.js';
-import { preferNs } from './manifests.js';
+import { nsMembers } from './manifests.js';
 import { keys, type Target } from './names.js';
 import { upstreamAuth, upstreamUrl } from './remote-auth.js';
 
@@ -28,8 +28,7 @@ export function blobRef(svc: Services, image: string, digest: Digest): FileRef {
 
 export async function findBlob(svc: Services, repo: RepoDef, image: string, digest: Digest, ns?: string): Promise<Served> {
   try {
-    const from = ns && repo.kind === 'virtual' ? await preferNs(svc, repo, ns) : repo;
-    return await resolveFile(svc, from, blobRef(svc, image, digest));
+    return await resolveFile(svc, repo, { ...blobRef(svc, image, digest), members: ns ? nsMembers(ns) : undefined });
   } catch (err) {
     if (statusOf(err) === 404) throw new AppError('BLOB_UNKNOWN', `blob unknown to registry: ${digest}`);
     throw err;

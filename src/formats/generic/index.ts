@@ -27,7 +27,8 @@ export const generic: FormatHandler = {
     {
       method: 'GET', path: /^.+$/, action: 'read',
       async handle({ req, reply, svc, ctx, path }) {
-        const mutable = ctx.repo.kind !== 'local' && matchesAny(path, (ctx.repo.options.mutable as string[] | undefined) ?? DEFAULT_MUTABLE);
+        // Only remote repos (directly or as members) look at `mutable`; a local row is served as it is.
+        const mutable = matchesAny(path, (ctx.repo.options.mutable as string[] | undefined) ?? DEFAULT_MUTABLE);
         return sendServed(req, reply, await resolveFile(svc, ctx.repo, { path, mutable }), svc);
       },
     },

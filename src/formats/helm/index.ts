@@ -2,10 +2,11 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
 import { safeRepoPath } from '../../lib/paths.js';
+import { storedDerived } from '../../repos/derived.js';
 import { recordLocalFile, writeTarget } from '../../repos/local.js';
-import { resolveDoc, resolveFile } from '../../repos/resolve.js';
+import { httpUrl, resolveListed, type ListedFile } from '../../repos/listed.js';
+import { resolveDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
-import type { Served } from '../../repos/types.js';
 import { sendDocument, sendServed } from '../../server/send.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
@@ -55,7 +56,7 @@ export const helm: FormatHandler = {
     const file = FILE_RE.exec(rest);
     if (file) {
       const [, chart, prov] = file;
-      if (read) return sendServed(req, reply, await chartFile(svc, ctx.repo, chart, Boolean(prov)), svc, { contentType: prov ? 'text/plain' : CHART_TYPE });
+      if (read) return sendServed(req, reply, await resolveListed(svc, ctx.repo, chartFile(svc, chart, Boolean(prov))), svc, { contentType: prov ? 'text/plain' : CHART_TYPE });
       if (m === 'PUT' && !prov) {
         const target = await writeTarget(svc, ctx.repo);
         return reply.code(201).send(await saveChart(svc, target, req.raw, { force: forced(req), fileName: chart }));
@@ -72,11 +73,9 @@ function forced(req: FastifyRequest): boolean {
 }
 
 async function sendIndex(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
-  if (ctx.repo.kind === 'local') {
-    // Stored bytes: streamed like any file, with the digest as ETag, Range and 304.
-    const rec = await svc.derived.current(svc, ctx.repo, localIndexDoc);
-    return sendServed(req, reply, { rec, source: 'local', servedBy: ctx.repo.name, size: rec.size }, svc, { contentType: INDEX_TYPE });
-  }
+  // Local: the stored bytes, streamed like any file.
+  const stored = await storedDerived(svc, ctx.repo, localIndexDoc);
+  if (stored) return sendServed(req, reply, stored, svc, { contentType: INDEX_TYPE });
   const served = await resolveDoc(svc, ctx.repo, indexSource(svc));
   const body = Buffer.from(withServerInfo(renderIndex(served.doc, (e) => `${ctx.repoUrl}/${e.file}`), repoPath(svc, ctx.repo)));
   return sendDocument(req, reply, served, body, INDEX_TYPE);
@@ -92,26 +91,22 @@ function entryJson(e: Entry, ctx: RequestCtx): Record<string, unknown> {
 }
 
 /**
- * A package (or its .prov) for every kind. Local: its row. Remote: found through the upstream's
- * index (whatever host its URL names), verified against the entry's digest. Virtual: from the
- * member whose entry the merged index kept, so shadowed versions are never served.
+ * A package (or its .prov) as the repo's index lists it (repos/listed.ts). Remote: located through
+ * the upstream's index (whatever host its URL names), verified against the entry's digest.
+ * Virtual: from the member whose entry the merged index kept.
  */
-async function chartFile(svc: Services, repo: RepoDef, file: string, prov: boolean, depth = 0): Promise<Served> {
-  const path = prov ? `${file}.prov` : file;
-  if (repo.kind === 'local') return resolveFile(svc, repo, { path });
-  const entry = findEntry((await resolveDoc(svc, repo, indexSource(svc))).doc, file);
-  if (!entry) throw new AppError('NOT_FOUND', `${file} is not in the index of ${repo.name}`);
-  if (repo.kind === 'virtual') {
-    const member = entry.member ? await svc.repos.get(entry.member) : null;
-    if (!member) throw new AppError('NOT_FOUND', `${file} is not in the index of ${repo.name}`);
-    return chartFile(svc, member, file, prov, depth + 1);
-  }
-  const base = new URL(INDEX_PATH, svc.repos.upstreamSettings(repo).upstream);
-  const url = new URL(entry.upstreamUrl!, base).toString();
-  return resolveFile(svc, repo, {
-    path, locate: () => (prov ? `${url}.prov` : url), rejectHtml: true,
-    expect: !prov && entry.digest ? { digest: `sha256:${entry.digest}` } : undefined,
-  });
+function chartFile(svc: Services, file: string, prov: boolean): ListedFile<HelmIndex, Entry> {
+  return {
+    doc: indexSource(svc),
+    path: prov ? `${file}.prov` : file,
+    what: `${file}${prov ? '.prov' : ''} of the index`,
+    find: (index) => findEntry(index, file),
+    origin: (_index, entry) => entry.member,
+    upstream(repo, entry) {
+      const url = httpUrl(entry.upstreamUrl, file, new URL(INDEX_PATH, svc.repos.upstreamSettings(repo).upstream).toString());
+      return { locate: () => (prov ? `${url}.prov` : url), expect: !prov && entry.digest ? { digest: `sha256:${entry.digest}` } : undefined };
+    },
+  };
 }
 
 interface Saved {

@@ -123,7 +123,7 @@ export function moduleSource(svc: Services, name: string): DocSource<ModuleRelea
     },
     merge(repo, parts) {
       const lists = parts.map((p) => ({ member: p.member, entries: p.doc.releases }));
-      return { name, releases: mergeEntries(repo, lists, (r) => r.name, (r) => r.version).sort(byVersionDesc) };
+      return { name, releases: mergeEntries(lists, (r) => r.name, (r) => r.version).sort(byVersionDesc) };
     },
   };
 }

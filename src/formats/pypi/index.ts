@@ -2,9 +2,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../../lib/errors.js';
 import { resolveDoc, type ServedDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
-import { sendDoc, sendServed } from '../../server/send.js';
+import { sendDocument, sendServed } from '../../server/send.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
-import { docEtag, METADATA_SUFFIX, projectSource, resolvePyFile, rootSource } from './docs.js';
+import { METADATA_SUFFIX, projectSource, resolvePyFile, rootSource } from './docs.js';
 import { contentTypeOf, negotiate, renderProject, renderRoot } from './index-doc.js';
 import { checkFilename, isValidName, normalizeName } from './names.js';
 import { handleUpload } from './upload.js';
@@ -29,8 +29,7 @@ function redirect(reply: FastifyReply, location: string) {
 
 /** A rendered simple-index document with the contract headers, conditional GET and gzip (server/send.ts). */
 function sendPage(req: FastifyRequest, reply: FastifyReply, served: ServedDoc<unknown>, body: string, contentType: string) {
-  reply.header('cache-control', 'max-age=60');
-  return sendDoc(req, reply, served, { body: Buffer.from(body), etag: docEtag(body) }, contentType);
+  return sendDocument(req, reply, served, body, contentType, { headers: { 'cache-control': 'max-age=60' } });
 }
 
 /**
