@@ -32,9 +32,7 @@ export interface FormatHandler {
    * The format's routes under /REPO/, as data (server/pipeline.ts): the core matches them, knows
    * (repos, action, format) and runs the auth/audit hooks before and after the handler.
    */
-  routes?: Route[];
-  /** Legacy (being removed): one handler for every request under /REPO/. */
-  handle?(req: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply, ctx: RequestCtx, svc: Services): Promise<unknown>;
+  routes: Route[];
   /**
    * How the path after `/REPO/` (or the entry prefix) decodes before non-raw routes match it;
    * default lib/paths safeRepoPath (percent-decoded, traversal refused with INVALID_PATH).

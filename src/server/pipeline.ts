@@ -134,10 +134,6 @@ const NO_REPO = Object.freeze({}) as RequestCtx;
 
 /** `/REPO/…`: the repo is known from the URL; finds the route and runs it through the hooks. */
 export function runOperation(format: FormatHandler, req: FastifyRequest, reply: FastifyReply, svc: Services, ctx: RequestCtx): Promise<unknown> {
-  if (!format.routes) {
-    const op: Operation = { format: format.name, action: actionOfMethod(req.method), repo: ctx.repo, touches: [{ repo: ctx.repo, action: actionOfMethod(req.method) }], subject: ctx.rest || undefined };
-    return runWithHooks(op, { req, reply, svc }, () => format.handle!(req, reply, ctx, svc));
-  }
   return dispatch(format, format.routes, req, reply, svc, ctx.rest, async () => ctx);
 }
 
