@@ -5,7 +5,7 @@ import type { Services } from '../repos/services.js';
 import { healthApi } from './api/health.js';
 import { repositoriesApi } from './api/repositories.js';
 import { entryOf, errorShapes, repoDispatch } from './dispatch.js';
-import { defaultErrorBody, errorHandler } from './errors.js';
+import { defaultErrorBody, errorHandlerFor } from './errors.js';
 import { withHops } from '../upstream/hops.js';
 
 /** Builds the HTTP app over opened services. Never listens (listen.ts and tests do). */
@@ -83,7 +83,7 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
   });
   app.addHook('onClose', async () => clearInterval(idleSweeper));
 
-  app.setErrorHandler(errorHandler(errorShapes(svc)));
+  app.setErrorHandler(errorHandlerFor(errorShapes(svc)));
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'not found' } }));
 
   await app.register(async (scope) => healthApi(scope, svc));

@@ -25,12 +25,17 @@ export interface ErrorShape {
   challenge?(req: FastifyRequest): string | undefined;
 }
 
+/** The error handler for one fixed body shape (a scope that serves one protocol). */
+export function errorHandler(body: ErrorShape['body'] = defaultErrorBody) {
+  return errorHandlerFor(() => ({ body }));
+}
+
 /**
  * One error handler, parameterised by the protocol's error shape (per request: the format that
  * serves it). 5xx are logged once with the error; 4xx at debug. Never a stack trace to clients.
- * Every 401 carries a challenge.
+ * Every 401 carries a challenge (unless the handler set its own).
  */
-export function errorHandler(shapeOf: (req: FastifyRequest) => ErrorShape = () => ({ body: defaultErrorBody })) {
+export function errorHandlerFor(shapeOf: (req: FastifyRequest) => ErrorShape) {
   return (err: FastifyError | AppError | Error, req: FastifyRequest, reply: FastifyReply) => {
     const shape = shapeOf(req);
     let status = statusOf(err);
@@ -44,7 +49,7 @@ export function errorHandler(shapeOf: (req: FastifyRequest) => ErrorShape = () =
     }
     reply.code(status).header('content-type', 'application/json; charset=utf-8');
     if (status === 503) reply.header('retry-after', '1');
-    if (status === 401) reply.header('www-authenticate', shape.challenge?.(req) ?? BASIC_CHALLENGE);
+    if (status === 401 && !reply.hasHeader('www-authenticate')) reply.header('www-authenticate', shape.challenge?.(req) ?? BASIC_CHALLENGE);
     return reply.send(shape.body(code, publicMessage(err), status));
   };
 }

@@ -39,8 +39,6 @@ export interface Call {
   params: string[];
   query: URLSearchParams;
   op: Operation;
-  /** Every repo the caller may see (the `visible` hooks applied): what a listing across repos starts from. */
-  visibleRepos(): Promise<RepoDef[]>;
 }
 
 export type Method = 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
@@ -152,7 +150,6 @@ async function dispatch(
   const call: Call = {
     req, reply, svc, ctx: NO_REPO, path, params, op,
     query: new URLSearchParams((req.raw.url ?? '').split('?')[1] ?? ''),
-    visibleRepos: async () => (await svc.repos.list()).filter((r) => visibleTo(svc, op, r)),
   };
   if (route.repo !== false) {
     call.ctx = await locate(call);
@@ -193,6 +190,11 @@ export async function runWithHooks<C extends { req: FastifyRequest; reply: Fasti
       }
     }
   }
+}
+
+/** Every repo the caller of `op` may see: what a listing across repos (`_catalog`, `repo list`) starts from. */
+export async function visibleRepos(svc: Services, op: Operation): Promise<RepoDef[]> {
+  return (await svc.repos.list()).filter((r) => visibleTo(svc, op, r));
 }
 
 /** Whether every visibility hook lets the caller see `repo` in a listing. */

@@ -2,7 +2,7 @@ import { isDigest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import { writeTarget } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
-import type { Call, Entry, Operation, Route } from '../../server/pipeline.js';
+import { visibleRepos, type Call, type Entry, type Operation, type Route } from '../../server/pipeline.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { deleteBlob, getBlob } from './blobs.js';
 import { catalog, listTags, referrers } from './listings.js';
@@ -37,7 +37,7 @@ const routes: Route[] = [
   },
   {
     method: 'GET', path: /^_catalog$/, repo: false, action: 'read',
-    handle: async (c) => catalog(c.req, c.reply, c.svc, await c.visibleRepos()),
+    handle: async (c) => catalog(c.req, c.reply, c.svc, await visibleRepos(c.svc, c.op)),
   },
   {
     method: 'POST', path: new RegExp(`^${NAME}/blobs/uploads/?$`), action: 'write',

@@ -5,7 +5,7 @@ import { AppError } from '../../lib/errors.js';
 import { publicRepo } from '../../repos/registry.js';
 import type { Services } from '../../repos/services.js';
 import type { RepoDef } from '../../storage/meta/types.js';
-import { runWithHooks, visibleTo, type Action, type Operation } from '../pipeline.js';
+import { runWithHooks, visibleRepos, type Action, type Operation } from '../pipeline.js';
 
 function entryFrom(body: unknown, name?: string) {
   if (!body || typeof body !== 'object' || Array.isArray(body)) throw new AppError('BAD_REQUEST', 'expected a JSON object');
@@ -75,7 +75,7 @@ export async function repositoriesApi(app: FastifyInstance, svc: Services): Prom
 
   app.get('/api/v1/repositories', async (req, reply) => {
     const op = apiOp('read');
-    return run(req, reply, op, async () => (await svc.repos.list()).filter((r) => visibleTo(svc, op, r)).map(publicRepo));
+    return run(req, reply, op, async () => (await visibleRepos(svc, op)).map(publicRepo));
   });
 
   app.post('/api/v1/repositories', async (req, reply) => {
