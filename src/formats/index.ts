@@ -5,6 +5,7 @@ import { generic } from './generic/index.js';
 import { helm } from './helm/index.js';
 import { npm } from './npm/index.js';
 import { pypi } from './pypi/index.js';
+import { goproxy } from './goproxy/index.js';
 import { rpm } from './rpm/index.js';
 
 /** The formats this build serves. Adding one is a folder and a line here. */
@@ -16,6 +17,7 @@ export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
   npm,
   pypi,
   rpm,
+  goproxy,
 };
 
 export function formatHandler(name: string): FormatHandler | undefined {
