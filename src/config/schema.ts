@@ -4,7 +4,8 @@
  * rejects unknown keys by dotted path. artifactapi.example.toml documents the
  * same keys (a test keeps the two in step).
  */
-export type KeyType = 'string' | 'number' | 'boolean' | 'duration' | 'size' | 'string[]';
+/** `trust`: true, false, or a list of addresses/CIDRs (fastify's trustProxy). */
+export type KeyType = 'string' | 'number' | 'boolean' | 'duration' | 'size' | 'string[]' | 'trust';
 
 export interface KeySpec {
   type: KeyType;
@@ -29,6 +30,7 @@ export const SECTIONS = {
     request_timeout: { type: 'duration', default: '1h', doc: 'a client must send its whole request (uploads too) within this; 0: no limit' },
     keep_alive_timeout: { type: 'duration', default: '72s', doc: 'an idle keep-alive connection is closed after this' },
     max_connections: { type: 'number', default: 4096, doc: 'open client connections; more are refused' },
+    trust_proxy: { type: 'trust', default: false, doc: 'believe X-Forwarded-For/-Proto/-Host: false, true (any peer), or the proxy addresses/CIDRs' },
   },
   database: {
     url: { type: 'string', default: '', doc: 'sqlite://PATH or postgres://user:pass@host/db; empty: sqlite in data_dir' },
@@ -118,7 +120,7 @@ export const FORMATS = ['generic', 'docker', 'helm', 'pypi', 'npm', 'rpm', 'alpi
 export type FormatName = (typeof FORMATS)[number];
 
 type SectionValues<S> = { -readonly [K in keyof S]: S[K] extends { type: 'number' | 'duration' | 'size' } ? number
-  : S[K] extends { type: 'boolean' } ? boolean : S[K] extends { type: 'string[]' } ? string[] : string };
+  : S[K] extends { type: 'boolean' } ? boolean : S[K] extends { type: 'string[]' } ? string[] : S[K] extends { type: 'trust' } ? boolean | string[] : string };
 
 export interface RepoConfig {
   name: string;

@@ -1,7 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
-import { safeRepoPath } from '../../lib/paths.js';
 import { storedDerived } from '../../repos/derived.js';
 import { recordLocalFile, writeTarget } from '../../repos/local.js';
 import { httpUrl, resolveListed, type ListedFile } from '../../repos/listed.js';
@@ -29,20 +28,20 @@ const FILE_RE = /^(?:charts\/)?([^/]+\.tgz)(\.prov)?$/;
 export const helm: FormatHandler = {
   name: 'helm',
 
-  async handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
-    const rest = safeRepoPath(ctx.rest);
-    const m = req.method;
-    const read = m === 'GET' || m === 'HEAD';
-    if (rest === INDEX_PATH && read) return sendIndex(req, reply, ctx, svc);
-    if (rest === 'api/charts' || rest === 'api/charts/') {
-      if (m === 'POST') return reply.code(201).send(await postCharts(req, ctx, svc));
-      if (read) return reply.send(await apiListing(svc, ctx, (index) => Object.fromEntries([...index].map(([n, l]) => [n, l.map((e) => entryJson(e, ctx))]))));
-    }
-    const api = /^api\/charts\/([^/]+)(?:\/([^/]+))?$/.exec(rest);
-    if (api) {
-      const [, name, version] = api;
-      if (m === 'DELETE' && version) return reply.send(await deleteChart(svc, await writeTarget(svc, ctx.repo), name, version));
-      if (read) {
+  routes: [
+    { method: 'GET', path: /^index\.yaml$/, action: 'read', handle: ({ req, reply, ctx, svc }) => sendIndex(req, reply, ctx, svc) },
+    { method: 'POST', path: /^api\/charts\/?$/, action: 'write', handle: async ({ req, reply, ctx, svc }) => reply.code(201).send(await postCharts(req, ctx, svc)) },
+    {
+      method: 'GET', path: /^api\/charts\/?$/, action: 'read',
+      handle: async ({ reply, ctx, svc }) => reply.send(await apiListing(svc, ctx, (index) => Object.fromEntries([...index].map(([n, l]) => [n, l.map((e) => entryJson(e, ctx))])))),
+    },
+    {
+      method: 'DELETE', path: /^api\/charts\/([^/]+)\/([^/]+)$/, action: 'delete',
+      handle: async ({ reply, ctx, svc, params: [name, version] }) => reply.send(await deleteChart(svc, await writeTarget(svc, ctx.repo), name, version)),
+    },
+    {
+      method: 'GET', path: /^api\/charts\/([^/]+)(?:\/([^/]+))?$/, action: 'read',
+      async handle({ reply, ctx, svc, params: [name, version] }) {
         const body = await apiListing(svc, ctx, (index) => {
           const list = index.get(name) ?? [];
           if (!version) return list.length ? list.map((e) => entryJson(e, ctx)) : undefined;
@@ -51,20 +50,21 @@ export const helm: FormatHandler = {
         });
         if (body === undefined) throw new AppError('NOT_FOUND', version ? `chart ${name} ${version} not found` : `chart ${name} not found`);
         return reply.send(body);
-      }
-    }
-    const file = FILE_RE.exec(rest);
-    if (file) {
-      const [, chart, prov] = file;
-      if (read) return sendServed(req, reply, await resolveListed(svc, ctx.repo, chartFile(svc, chart, Boolean(prov))), svc, { contentType: prov ? 'text/plain' : CHART_TYPE });
-      if (m === 'PUT' && !prov) {
+      },
+    },
+    {
+      method: 'GET', path: FILE_RE, action: 'read',
+      handle: async ({ req, reply, ctx, svc, params: [chart, prov] }) =>
+        sendServed(req, reply, await resolveListed(svc, ctx.repo, chartFile(svc, chart, Boolean(prov))), svc, { contentType: prov ? 'text/plain' : CHART_TYPE }),
+    },
+    {
+      method: 'PUT', path: /^(?:charts\/)?([^/]+\.tgz)$/, action: 'write',
+      async handle({ req, reply, ctx, svc, params: [chart] }) {
         const target = await writeTarget(svc, ctx.repo);
         return reply.code(201).send(await saveChart(svc, target, req.raw, { force: forced(req), fileName: chart }));
-      }
-    }
-    if (!read && m !== 'POST' && m !== 'PUT' && m !== 'DELETE') throw new AppError('METHOD_NOT_ALLOWED', `${m} is not supported here`);
-    throw new AppError('NOT_FOUND', `${rest} is not part of a helm chart repository`);
-  },
+      },
+    },
+  ],
 };
 
 function forced(req: FastifyRequest): boolean {

@@ -14,7 +14,7 @@ import type { FormatHandler, RequestCtx } from '../types.js';
 import {
   ABBREVIATED_TYPE, hashesOf, type Dist, packumentSource, renderPackument, renderVersion, versionOfFile, wantsAbbreviated, type PackDoc,
 } from './index-doc.js';
-import { parseRoute, paths } from './names.js';
+import { npmPath, paths } from './names.js';
 import { addDistTag, deletePackage, deleteTarball, putPackage, removeDistTag } from './publish.js';
 
 /**
@@ -22,6 +22,9 @@ import { addDistTag, deletePackage, deleteTarball, putPackage, removeDistTag } f
  * tarballs, dist-tags, publish/unpublish. Kinds come from repos/: this file
  * only says what a packument and a tarball are.
  */
+/** A package name in a decoded path: `@scope/name` or `name` (validated by names.ts before routes match). */
+const NAME = '(@[^/]+/[^/]+|[^/@][^/]*)';
+
 export const npm: FormatHandler = {
   name: 'npm',
 
@@ -29,54 +32,68 @@ export const npm: FormatHandler = {
     return { error: message };
   },
 
-  async handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
-    const route = parseRoute(ctx.rest);
-    if (!route) throw new AppError('NOT_FOUND', 'not found');
-    const m = req.method;
-    const read = m === 'GET' || m === 'HEAD';
-    switch (route.kind) {
-      case 'forward':
-        if (m !== route.method) break;
-        return sendForwarded(req, reply, ctx, svc);
-      case 'ping':
-        if (!read) break;
-        return reply.send({});
-      case 'package':
-        if (read) return sendPackument(req, reply, ctx, svc, route.name);
-        if (m === 'PUT') return reply.code(201).send(await putPackage(req, svc, await writeTarget(svc, ctx.repo), route.name, route.rev));
-        if (m === 'DELETE') return reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), route.name, route.rev));
-        break;
-      case 'version':
-        if (read) return sendVersion(req, reply, ctx, svc, route.name, route.spec);
-        break;
-      case 'tarball':
-        if (read && route.rev === undefined) {
-          const served = await tarball(svc, ctx.repo, route.name, route.file);
-          return sendServed(req, reply, served, svc, { contentType: 'application/octet-stream' });
-        }
-        if (m === 'DELETE') return reply.send(await deleteTarball(svc, await writeTarget(svc, ctx.repo), route.name, route.file, route.rev));
-        break;
-      case 'dist-tags':
-        if (read && route.tag === undefined) {
-          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name));
-          return sendJson(req, reply, served, served.doc.json['dist-tags']);
-        }
-        if (read && route.tag !== undefined) {
-          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name));
-          const v = served.doc.json['dist-tags'][route.tag];
-          if (!v) throw new AppError('NOT_FOUND', `${route.tag} is not a dist-tag of ${route.name}`);
-          return sendJson(req, reply, served, v);
-        }
-        if ((m === 'PUT' || m === 'POST') && route.tag !== undefined) {
-          return reply.code(201).send(await addDistTag(req, svc, await writeTarget(svc, ctx.repo), route.name, route.tag));
-        }
-        if (m === 'DELETE' && route.tag !== undefined) {
-          return reply.send(await removeDistTag(svc, await writeTarget(svc, ctx.repo), route.name, route.tag));
-        }
-        break;
-    }
-    throw new AppError('METHOD_NOT_ALLOWED', `${m} is not supported here`);
-  },
+  decodePath: npmPath,
+  routes: [
+    // Registry endpoints under `-/` first: `-` is never a package name.
+    { method: 'GET', path: /^-\/ping$/, action: 'read', handle: async ({ reply }) => reply.send({}) },
+    {
+      method: 'POST', path: /^-\/npm\/v1\/security\/(?:advisories\/bulk|audits\/quick|audits)$/, action: 'read',
+      handle: ({ req, reply, ctx, svc }) => sendForwarded(req, reply, ctx, svc),
+    },
+    { method: 'GET', path: /^-\/v1\/search$/, action: 'read', handle: ({ req, reply, ctx, svc }) => sendForwarded(req, reply, ctx, svc) },
+    {
+      method: 'GET', path: new RegExp(`^-/package/${NAME}/dist-tags$`), action: 'read',
+      async handle({ req, reply, ctx, svc, params: [name] }) {
+        const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, name));
+        return sendJson(req, reply, served, served.doc.json['dist-tags']);
+      },
+    },
+    {
+      method: 'GET', path: new RegExp(`^-/package/${NAME}/dist-tags/([^/]+)$`), action: 'read',
+      async handle({ req, reply, ctx, svc, params: [name, tag] }) {
+        const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, name));
+        const v = served.doc.json['dist-tags'][tag];
+        if (!v) throw new AppError('NOT_FOUND', `${tag} is not a dist-tag of ${name}`);
+        return sendJson(req, reply, served, v);
+      },
+    },
+    {
+      method: ['PUT', 'POST'], path: new RegExp(`^-/package/${NAME}/dist-tags/([^/]+)$`), action: 'write',
+      handle: async ({ req, reply, ctx, svc, params: [name, tag] }) => reply.code(201).send(await addDistTag(req, svc, await writeTarget(svc, ctx.repo), name, tag)),
+    },
+    {
+      method: 'DELETE', path: new RegExp(`^-/package/${NAME}/dist-tags/([^/]+)$`), action: 'delete',
+      handle: async ({ reply, ctx, svc, params: [name, tag] }) => reply.send(await removeDistTag(svc, await writeTarget(svc, ctx.repo), name, tag)),
+    },
+    // The package: `NAME` or `NAME/-rev/REV` (the revision a write must match).
+    {
+      method: 'GET', path: new RegExp(`^${NAME}(?:/-rev/([^/]+))?$`), action: 'read',
+      handle: ({ req, reply, ctx, svc, params: [name] }) => sendPackument(req, reply, ctx, svc, name),
+    },
+    {
+      method: 'PUT', path: new RegExp(`^${NAME}(?:/-rev/([^/]+))?$`), action: 'write',
+      handle: async ({ req, reply, ctx, svc, params: [name, rev] }) => reply.code(201).send(await putPackage(req, svc, await writeTarget(svc, ctx.repo), name, rev || undefined)),
+    },
+    {
+      method: 'DELETE', path: new RegExp(`^${NAME}(?:/-rev/([^/]+))?$`), action: 'delete',
+      handle: async ({ reply, ctx, svc, params: [name, rev] }) => reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), name, rev || undefined)),
+    },
+    {
+      method: 'GET', path: new RegExp(`^${NAME}/-/([^/]+)$`), action: 'read',
+      async handle({ req, reply, ctx, svc, params: [name, file] }) {
+        const served = await tarball(svc, ctx.repo, name, file);
+        return sendServed(req, reply, served, svc, { contentType: 'application/octet-stream' });
+      },
+    },
+    {
+      method: 'DELETE', path: new RegExp(`^${NAME}/-/([^/]+)(?:/-rev/([^/]+))?$`), action: 'delete',
+      handle: async ({ reply, ctx, svc, params: [name, file, rev] }) => reply.send(await deleteTarball(svc, await writeTarget(svc, ctx.repo), name, file, rev || undefined)),
+    },
+    {
+      method: 'GET', path: new RegExp(`^${NAME}/([^/]+)$`), action: 'read',
+      handle: ({ req, reply, ctx, svc, params: [name, spec] }) => sendVersion(req, reply, ctx, svc, name, spec),
+    },
+  ],
 };
 
 /** A small JSON answer drawn from a packument (dist-tags, one version), through the one document responder. */
