@@ -176,22 +176,19 @@ export class S3BlobStore implements BlobStore {
     return sink;
   }
 
-  /** Outside the metadata transaction: uploads a local temp file, or copies a staging object into place. */
+  /**
+   * Outside the metadata transaction (the publisher re-checks gc's deletion state after it, see
+   * storage/ingest.ts): confirms the object is there, else uploads a local temp file or copies a
+   * staging object into place. Written in place and gone (a gc deleted it meanwhile): nothing to copy from.
+   */
   async stage(s: Staged, d: Digest, size: number): Promise<void> {
-    if (this.isFinal(s, d) || (await this.stat(d))) return;
+    if (await this.stat(d)) return;
+    if (this.isFinal(s, d)) throw new AppError('UNAVAILABLE', `blob ${d} was removed while it was being published; retry`);
     await this.place(s, d, size);
   }
 
-  /** Inside the transaction: normally just a HEAD (stage did the work); redoes it if a gc removed an old copy meanwhile. */
-  async commit(s: Staged, d: Digest, size: number): Promise<void> {
-    if (await this.stat(d)) {
-      await this.discard(s);
-      return;
-    }
-    if (this.isFinal(s, d)) throw new AppError('UNAVAILABLE', `blob ${d} was removed while it was being published; retry`);
-    await this.place(s, d, size);
-    await this.discard(s);
-  }
+  /** Inside the transaction, so no network call: `stage` did the work; the staging copy is discarded after. */
+  async commit(_s: Staged, _d: Digest, _size: number): Promise<void> {}
 
   /** Drops staged content; an object written in place under a digest stays (it may be shared; gc reaps it if unreferenced). */
   async discard(s: Staged): Promise<void> {

@@ -61,4 +61,15 @@ CREATE TABLE upload_sessions (
     sql: 'SELECT 1;',
     postgres: 'CREATE INDEX files_repo_path_c ON files (repo, path COLLATE "C");',
   },
+  {
+    version: 5,
+    name: 'blob_deletions',
+    // gc deletes bytes outside the metadata transaction: a row says a deletion is under way
+    // (state 'deleting', its token), then that it ended ('gone', kept as a tombstone). See storage/ingest.ts.
+    sql: `
+ALTER TABLE blobs ADD COLUMN state TEXT;
+ALTER TABLE blobs ADD COLUMN del_token TEXT;
+ALTER TABLE blobs ADD COLUMN deleted_at BIGINT;
+`,
+  },
 ];
