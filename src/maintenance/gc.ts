@@ -1,8 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
-import { dirname } from 'node:path';
 import type { Digest } from '../lib/digest.js';
-import { liveTempFiles, sweepDeadTempDirs } from '../lib/temp-dirs.js';
 import { FORMAT_HANDLERS } from '../formats/index.js';
 import type { GcContext } from '../formats/types.js';
 import type { Services } from '../repos/services.js';
@@ -59,8 +56,7 @@ export async function runGc(svc: Services, o: { dryRun?: boolean; now?: number }
   await sweepOrphans(ctx, stagingCutoff);
   // Tombstones of finished deletions: a publisher compares tokens within one publish, never a day.
   if (!dryRun) await svc.meta.blobs.purgeGone(now - TOMBSTONE_AGE);
-  await sweepTemp(ctx, dirname(svc.blob.tempDir), stagingCutoff);
-  for await (const left of svc.blob.sweepStaging?.(stagingCutoff, dryRun) ?? []) {
+  for await (const left of svc.blob.sweepStaging(stagingCutoff, dryRun)) {
     ctx.report({ action: 'delete-temp', path: left.name, bytes: left.bytes });
   }
 
@@ -142,16 +138,5 @@ async function sweepOrphans(ctx: GcContext, cutoff: number): Promise<void> {
     }, { lock: [b.digest] });
     if (deleted && !ctx.dryRun) await deleteMarked(svc, b.digest, token);
     if (deleted) ctx.report({ action: 'delete-orphan', digest: b.digest, bytes: b.size });
-  }
-}
-
-/** Temp files nobody has written to within the grace: abandoned spools of killed processes. */
-/** Temp dirs of dead processes at once; files of live ones (and loose ones) idle since `cutoff`. */
-async function sweepTemp(ctx: GcContext, root: string, cutoff: number): Promise<void> {
-  for (const dead of await sweepDeadTempDirs(root, ctx.dryRun)) ctx.report({ action: 'delete-temp', path: dead.path, bytes: dead.bytes });
-  for (const f of await liveTempFiles(root)) {
-    if (f.mtimeMs >= cutoff) continue;
-    if (!ctx.dryRun) await fsp.rm(f.path, { force: true });
-    ctx.report({ action: 'delete-temp', path: f.path, bytes: f.bytes });
   }
 }

@@ -27,8 +27,8 @@ export class Fills {
   constructor(private readonly blob: BlobStore) {}
 
   start(key: string, run: (growing: Growing, started: (s: Awaited<Fill['started']>) => void) => Promise<FileRec>): Fill {
-    // A local store lets waiters tail the temp file; others (S3) keep a window in memory.
-    const growing = this.blob.localPath ? new GrowingFile() : new GrowingWindow();
+    // The store says where waiters follow the bytes: a temp file they tail (fs), or a window in memory (S3).
+    const growing = this.blob.openFill();
     let resolveStarted!: (s: Awaited<Fill['started']>) => void;
     let rejectStarted!: (e: unknown) => void;
     const started = new Promise<Awaited<Fill['started']>>((res, rej) => { resolveStarted = res; rejectStarted = rej; });

@@ -128,7 +128,7 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
   if (isHead) return reply.send();
 
   const verify = svc.config.server.verify_on_read;
-  const local = svc.blob.localPath?.(rec.digest);
+  const local = svc.blob.sendFile?.(rec.digest);
   if (!range && rec.size <= SMALL) {
     let buf = smallBlobs.get(rec.digest);
     if (!buf) {

@@ -15,6 +15,7 @@ import {
   findEntry, indexSource, INDEX_FILE, INDEX_TYPE, isArch, localIndexDoc, packageFields, renderSigned,
 } from './index-doc.js';
 import { signingKey } from './keys.js';
+import { removeFile, type Actor } from '../../repos/writes.js';
 
 const APK_TYPE = 'application/octet-stream';
 const KEY_TYPE = 'application/x-pem-file';
@@ -47,7 +48,7 @@ export const alpine: FormatHandler = {
       if (file.endsWith('.apk')) {
         if (read) return sendServed(req, reply, await apkFile(svc, ctx.repo, dir, file), svc, { contentType: APK_TYPE });
         if (m === 'PUT') return reply.code(201).send(await savePackage(svc, await writeTarget(svc, ctx.repo), req.raw, dir, arch, file));
-        if (m === 'DELETE') return reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), dir, file));
+        if (m === 'DELETE') return reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), dir, file, req.operation?.identity));
       }
     }
     if (!read && m !== 'PUT' && m !== 'DELETE') throw new AppError('METHOD_NOT_ALLOWED', `${m} is not supported here`);
@@ -116,12 +117,12 @@ async function savePackage(svc: Services, target: RepoDef, src: Readable, dir: s
   return { saved: true, path, checksum: check.info!.checksum, digest: w.digest.slice(7) };
 }
 
-async function deletePackage(svc: Services, target: RepoDef, dir: string, file: string) {
+async function deletePackage(svc: Services, target: RepoDef, dir: string, file: string, who?: Actor) {
   const path = `${dir}/${file}`;
   const rec = await svc.meta.files.get(target.name, path);
   if (rec?.meta?.kind !== 'apk') throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
   await signingKey(svc, target);
-  await svc.meta.files.remove(target.name, path);
+  await removeFile(svc, who, target.name, path);
   await svc.derived.refresh(svc, target, localIndexDoc(dir));
   return { deleted: true };
 }

@@ -14,6 +14,7 @@ import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import { isTag, keys, validateTag, type Target } from './names.js';
 import { upstreamAuth, upstreamImage, upstreamUrl } from './remote-auth.js';
 import { collect, collectRequest } from '../../lib/streams.js';
+import { putFileRow, putFileRowIn, removeFile, removeFiles } from '../../repos/writes.js';
 
 export const MT = {
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
@@ -147,10 +148,10 @@ async function revalidateTag(svc: Services, repo: RepoDef, image: string, tag: s
     size = body.length;
     const now = Date.now();
     const rec: FileRec = { repo: repo.name, path: keys.manifest(image, digest), digest: digest as Digest, size, contentType: baseType(r.headers['content-type']) || undefined, source: 'remote', fetchedAt: now, lastAccess: now };
-    await ingestBuffer(svc, body, (m) => m.files.put(rec));
+    await ingestBuffer(svc, body, (m) => putFileRowIn(m, undefined, rec));
   }
   const now = Date.now();
-  await svc.meta.files.put(cached && cached.digest === digest
+  await putFileRow(svc, undefined, cached && cached.digest === digest
     ? { ...cached, fetchedAt: now }
     : { repo: repo.name, path: keys.tag(image, tag), digest: digest as Digest, size, source: 'remote', fetchedAt: now, lastAccess: now, meta: { upstream: upstreamImage(repo, image) } });
   return digest as Digest;
@@ -305,14 +306,11 @@ export async function deleteManifest(reply: FastifyReply, svc: Services, t: Targ
     if (!(await svc.meta.files.get(target.name, keys.manifest(t.image, digest)))) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${digest}`);
     const tags: string[] = [];
     for await (const f of svc.meta.files.list(target.name, keys.tags(t.image))) if (f.digest === digest) tags.push(f.path);
-    await svc.meta.tx(async (m) => {
-      for (const p of tags) await m.files.remove(target.name, p);
-      await m.files.remove(target.name, keys.manifest(t.image, digest));
-    });
+    await removeFiles(svc, reply.request.operation?.identity, target.name, [...tags, keys.manifest(t.image, digest)]);
     return reply.code(202).send();
   }
   const row = await tagRow(svc, target, t.image, reference);
   if (!row) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${t.image}:${reference}`);
-  await svc.meta.files.remove(target.name, keys.tag(t.image, reference));
+  await removeFile(svc, reply.request.operation?.identity, target.name, keys.tag(t.image, reference));
   return reply.code(202).send();
 }

@@ -44,7 +44,7 @@ export const npm: FormatHandler = {
       case 'package':
         if (read) return sendPackument(req, reply, ctx, svc, route.name);
         if (m === 'PUT') return reply.code(201).send(await putPackage(req, svc, await writeTarget(svc, ctx.repo), route.name, route.rev));
-        if (m === 'DELETE') return reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), route.name, route.rev));
+        if (m === 'DELETE') return reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), route.name, route.rev, req.operation?.identity));
         break;
       case 'version':
         if (read) return sendVersion(reply, ctx, svc, route.name, route.spec);
@@ -54,7 +54,7 @@ export const npm: FormatHandler = {
           const served = await tarball(svc, ctx.repo, route.name, route.file);
           return sendServed(req, reply, served, svc, { contentType: 'application/octet-stream' });
         }
-        if (m === 'DELETE') return reply.send(await deleteTarball(svc, await writeTarget(svc, ctx.repo), route.name, route.file, route.rev));
+        if (m === 'DELETE') return reply.send(await deleteTarball(svc, await writeTarget(svc, ctx.repo), route.name, route.file, route.rev, req.operation?.identity));
         break;
       case 'dist-tags':
         if (read && route.tag === undefined) {

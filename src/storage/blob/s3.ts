@@ -11,7 +11,9 @@ import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js
 import { AppError } from '../../lib/errors.js';
 import { byteRange } from '../../lib/streams.js';
 import type { ByteRange } from '../../lib/range.js';
-import { OwnedTempDir } from '../../lib/temp-dirs.js';
+import { GrowingWindow, type Growing } from '../../lib/tail.js';
+import { OwnedTempDir, sweepLocalTemp } from '../../lib/temp-dirs.js';
+import { dirname } from 'node:path';
 import type { BlobStat, BlobStore, BlobWriter, Part, PartStore, Staged, StagingLeftover } from './types.js';
 
 export interface S3Options {
@@ -245,8 +247,18 @@ export class S3BlobStore implements BlobStore {
     };
   }
 
-  /** Staging objects and unfinished multipart uploads of killed processes. */
+  openFill(): Growing {
+    return new GrowingWindow();
+  }
+
+  /** Nowhere to move it aside in a bucket: deleted (the next request refetches remote content). */
+  async quarantine(d: Digest, _dir: string): Promise<void> {
+    await this.delete(d);
+  }
+
+  /** Local temp files (spools) of killed processes, staging objects and unfinished multipart uploads. */
   async *sweepStaging(before: number, dryRun: boolean): AsyncIterable<StagingLeftover> {
+    yield* sweepLocalTemp(dirname(this.tempDir), before, dryRun);
     for await (const o of this.objects(STAGING)) {
       if (o.modified.getTime() >= before) continue;
       if (!dryRun) await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: o.key }));
