@@ -75,11 +75,10 @@ describe.skipIf(!POSTGRES_URL)(`per-digest locks on Postgres + S3${POSTGRES_URL 
   it('publishes of different digests, and a gc sweep of a third, do not wait for each other', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    let held = false;
+    let held = true;
     const a = randomBytes(1000);
     // Publish A holds its transaction (inside it, after its digest's lock is taken) until released.
     const first = publishWithRow(blob, a, 'a', gate.then(() => { held = false; }));
-    held = true;
     await sleep(300);
     const b = randomBytes(1000);
     const c = await oldUnreferenced(randomBytes(500));
