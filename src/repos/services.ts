@@ -8,6 +8,8 @@ import type { DerivedDocs } from './derived.js';
 import type { Caches } from './caches.js';
 import type { RepoRegistry } from './registry.js';
 import type { PipelineHooks } from '../server/pipeline.js';
+import type { AuditTrail } from '../audit/trail.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 /** Everything a format or kind resolver needs, built once by server/listen.ts (or a test). */
 export interface Services extends Stores {
@@ -25,5 +27,8 @@ export interface Services extends Stores {
   derived: DerivedDocs;
   /** Core hooks every operation passes through (auth before, audit after, listing filters). */
   pipeline: PipelineHooks;
+  /** Every write, delete and admin operation (a pipeline after-hook), batched into the metadata store. */
+  audit: AuditTrail;
+  metrics: Metrics;
   log: FastifyBaseLogger;
 }

@@ -5,6 +5,8 @@
  * and `{MAX}` (the two-argument maximum: SQLite's MAX, Postgres' GREATEST). `sqlFor` turns the set
  * into one dialect's text; the adapters only decide how to run it.
  */
+import { toPostgres } from './sql.js';
+
 export type Dialect = 'sqlite' | 'postgres';
 
 const FILE_COLS = 'repo, path, digest, size, content_type, source, upstream_etag, upstream_last_modified, fetched_at, last_access, meta';
@@ -64,11 +66,7 @@ export function sqlFor(dialect: Dialect): Record<StatementName, string> {
   const out = {} as Record<StatementName, string>;
   for (const [name, text] of Object.entries(STATEMENTS) as [StatementName, string][]) {
     let t = text.replaceAll('{C}', dialect === 'postgres' ? ' COLLATE "C"' : '').replaceAll('{MAX}', dialect === 'postgres' ? 'GREATEST' : 'MAX');
-    if (dialect === 'postgres') {
-      let n = 0;
-      // `?` never appears inside a literal in this set; typed so comparisons against COLLATE "C" columns resolve.
-      t = t.replace(/\?/g, () => `$${++n}`);
-    }
+    if (dialect === 'postgres') t = toPostgres(t); // `?` never appears inside a literal in this set
     out[name] = t;
   }
   return out;
