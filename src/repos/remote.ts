@@ -3,7 +3,7 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import { hashInto, spool, type SpoolOptions } from '../lib/spool.js';
 import { GrowingFile, GrowingWindow, type Growing } from '../lib/tail.js';
 import type { BlobStore } from '../storage/blob/types.js';
-import { publish, type Written } from '../storage/ingest.js';
+import { deletionState, publish, type Written } from '../storage/ingest.js';
 import type { FileRec, MetaStore, RepoDef } from '../storage/meta/types.js';
 import type { Services } from './services.js';
 import type { FileRef, Served } from './types.js';
@@ -27,8 +27,8 @@ export class Fills {
   constructor(private readonly blob: BlobStore) {}
 
   start(key: string, run: (growing: Growing, started: (s: Awaited<Fill['started']>) => void) => Promise<FileRec>): Fill {
-    // A local store lets waiters tail the temp file; others (S3) keep a window in memory.
-    const growing = this.blob.localPath ? new GrowingFile() : new GrowingWindow();
+    // The store says where waiters follow the bytes: a temp file they tail (fs), or a window in memory (S3).
+    const growing = this.blob.openFill();
     let resolveStarted!: (s: Awaited<Fill['started']>) => void;
     let rejectStarted!: (e: unknown) => void;
     const started = new Promise<Awaited<Fill['started']>>((res, rej) => { resolveStarted = res; rejectStarted = rej; });
@@ -225,7 +225,7 @@ async function fetchIntoCache(
   const fillTimeout = AbortSignal.timeout((repo.options.fill_timeout as number | undefined) ?? svc.config.remote.fill_timeout);
   let written: Written;
   try {
-    written = await receive(svc.blob, body, growing, {
+    written = await receive(svc.blob, svc.meta, body, growing, {
       expect: { digest: expectDigest, size: length ?? ref.expect?.size, hashes: ref.expect?.hashes, check: ref.expect?.check },
       signal: fillTimeout,
     });
@@ -295,16 +295,18 @@ export function modifiedAt(rec: FileRec): number {
  * they tail (GrowingFile), or straight into the store's writer with a window in memory
  * (GrowingWindow). Nothing unverified is ever visible; on failure nothing is left behind.
  */
-async function receive(blob: BlobStore, body: Readable, growing: Growing, o: SpoolOptions): Promise<Written> {
+async function receive(blob: BlobStore, meta: MetaStore, body: Readable, growing: Growing, o: SpoolOptions): Promise<Written> {
   if (growing instanceof GrowingFile) {
     const s = await spool(body, blob.tempDir, { ...o, onProgress: (n, p) => growing.progress(n, p) });
     return { staged: { file: s.path }, digest: s.digest, size: s.size };
   }
   const window = growing as GrowingWindow;
+  // Read before the first byte: with a known digest the store writes in place (see storage/ingest.ts).
+  const before = o.expect?.digest ? await deletionState(meta, o.expect.digest) : undefined;
   const writer = blob.writer(o.expect?.digest);
   const tap = new Transform({ transform(chunk: Buffer, _enc, cb) { window.push(chunk); cb(null, chunk); } });
   try {
-    return { staged: writer.staged, ...(await hashInto(pipeline(body, tap, () => {}), writer.stream, o)) };
+    return { staged: writer.staged, before, ...(await hashInto(pipeline(body, tap, () => {}), writer.stream, o)) };
   } catch (err) {
     await blob.discard(writer.staged).catch(() => {});
     throw err;

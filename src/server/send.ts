@@ -7,7 +7,6 @@ import { gzip } from 'node:zlib';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { hexOf, sha256, type Digest } from '../lib/digest.js';
 import { AppError } from '../lib/errors.js';
-import { Lru } from '../lib/lru.js';
 import { collect } from '../lib/streams.js';
 import { parseRange, type ByteRange } from '../lib/range.js';
 import { byteRange } from '../lib/streams.js';
@@ -21,7 +20,7 @@ const SMALL = 256 * 1024;
 const CHUNK = 1 << 20;
 
 /** Small immutable blobs kept in memory after one verified read: they are addressed by content, so never stale. */
-const smallBlobs = new Lru<Buffer>(64 * 1024 * 1024, 100_000);
+const smallBlobs = (svc: Services) => svc.caches.lru<Buffer>('send.small-blobs', 64 * 1024 * 1024, 100_000);
 
 const validators = new WeakMap<Served['rec'], { etag: string; lastModified: Date; lastModifiedText: string }>();
 
@@ -123,9 +122,9 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
   if (isHead) return reply.send();
 
   const verify = svc.config.server.verify_on_read;
-  const local = svc.blob.localPath?.(rec.digest);
+  const local = svc.blob.sendFile?.(rec.digest);
   if (!range && rec.size <= SMALL) {
-    let buf = smallBlobs.get(rec.digest);
+    let buf = smallBlobs(svc).get(rec.digest);
     if (!buf) {
       try {
         // Remote stores (S3) too: one bounded read, then served from memory like a local file.
@@ -137,7 +136,7 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
         await quarantine(svc, rec.digest);
         throw new AppError('INTERNAL', 'stored content failed verification');
       }
-      smallBlobs.set(rec.digest, buf, buf.length);
+      smallBlobs(svc).set(rec.digest, buf, buf.length);
     }
     // Straight to the socket: fastify's send path costs more than the bytes here.
     reply.hijack();
@@ -253,7 +252,7 @@ function verifying(src: Readable, d: Digest, svc: Services): Readable {
 
 /** Quarantines a blob that failed verification while being served, and forgets its cached bytes. */
 export async function quarantine(svc: Services, d: Digest): Promise<void> {
-  smallBlobs.delete(d);
+  smallBlobs(svc).delete(d);
   await quarantineBlob(svc, d);
 }
 

@@ -3,6 +3,7 @@ import type { Config } from '../config/schema.js';
 import { AccessLog, Fills, NegativeCache } from '../repos/remote.js';
 import { Lru } from '../lib/lru.js';
 import { DerivedDocs } from '../repos/derived.js';
+import { Caches } from '../repos/caches.js';
 import { RepoRegistry } from '../repos/registry.js';
 import type { Services } from '../repos/services.js';
 import { FORMAT_HANDLERS } from '../formats/index.js';
@@ -47,6 +48,7 @@ export async function createServices(config: Config, log = createLogger(config))
     negative: new NegativeCache(),
     access,
     derived: new DerivedDocs(),
+    caches: new Caches(),
     parsedDocs: new Lru<unknown>(PARSED_DOCS_BUDGET, 30_000),
     pipeline,
     audit,

@@ -9,6 +9,7 @@ import { sendServed } from '../../server/send.js';
 import { nsMembers } from './manifests.js';
 import { keys, type Target } from './names.js';
 import { upstreamAuth, upstreamUrl } from './remote-auth.js';
+import { removeFile } from '../../repos/writes.js';
 
 /**
  * A blob of an image as a FileRef every kind understands: local repos keep a
@@ -46,6 +47,6 @@ export async function deleteBlob(reply: FastifyReply, svc: Services, repo: RepoD
   const digest = parseDigest(rawDigest);
   const path = keys.layer(image, digest);
   if (!(await svc.meta.files.get(repo.name, path))) throw new AppError('BLOB_UNKNOWN', `blob unknown to registry: ${digest}`);
-  await svc.meta.files.remove(repo.name, path);
+  await removeFile(svc, reply.request.operation?.identity, repo.name, path);
   return reply.code(202).header('docker-content-digest', digest).send();
 }

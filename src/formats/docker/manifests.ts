@@ -13,6 +13,7 @@ import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import { isTag, keys, validateTag, type Target } from './names.js';
 import { upstreamAuth, upstreamUrl } from './remote-auth.js';
 import { collectRequest } from '../../lib/streams.js';
+import { removeFile, removeFiles } from '../../repos/writes.js';
 
 export const MT = {
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
@@ -265,14 +266,11 @@ export async function deleteManifest(reply: FastifyReply, svc: Services, t: Targ
     if (!(await svc.meta.files.get(target.name, keys.manifest(t.image, digest)))) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${digest}`);
     const tags: string[] = [];
     for await (const f of svc.meta.files.list(target.name, keys.tags(t.image))) if (f.digest === digest) tags.push(f.path);
-    await svc.meta.tx(async (m) => {
-      for (const p of tags) await m.files.remove(target.name, p);
-      await m.files.remove(target.name, keys.manifest(t.image, digest));
-    });
+    await removeFiles(svc, reply.request.operation?.identity, target.name, [...tags, keys.manifest(t.image, digest)]);
     return reply.code(202).send();
   }
   const row = await tagRow(svc, target, t.image, reference);
   if (!row) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${t.image}:${reference}`);
-  await svc.meta.files.remove(target.name, keys.tag(t.image, reference));
+  await removeFile(svc, reply.request.operation?.identity, target.name, keys.tag(t.image, reference));
   return reply.code(202).send();
 }

@@ -5,6 +5,7 @@ import { putLocalFile, writeTarget } from '../../repos/local.js';
 import { resolveFile } from '../../repos/resolve.js';
 import { sendServed } from '../../server/send.js';
 import type { FormatHandler } from '../types.js';
+import { removeFile } from '../../repos/writes.js';
 
 /**
  * Paths a generic remote treats as mutable metadata (TTL + revalidation) unless the repo sets `mutable`:
@@ -52,10 +53,10 @@ export const generic: FormatHandler = {
     },
     {
       method: 'DELETE', path: /^.+$/, action: 'delete',
-      async handle({ reply, svc, ctx, path }) {
+      async handle({ reply, svc, ctx, path, op }) {
         const target = await writeTarget(svc, ctx.repo);
         if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
-        await svc.meta.files.remove(target.name, path);
+        await removeFile(svc, op.identity, target.name, path);
         return reply.code(204).send();
       },
     },

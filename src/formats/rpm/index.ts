@@ -16,6 +16,7 @@ import { remotePackage, remoteRepodataFile, remoteRepomd, repomdChecksums } from
 import { localRepodata, REPOMD_PATH, XML_TYPE } from './repodata.js';
 import { ASC_PATH, KEY_PATH, PGP_KEY_TYPE, PGP_TYPE, repoKey, signaturePath, signBytes, signsRepomd } from './sign.js';
 import { virtualRepomd } from './virtual.js';
+import { removeFile } from '../../repos/writes.js';
 
 const RPM_TYPE = 'application/x-rpm';
 /** Packages: `.rpm` at any path outside repodata/. */
@@ -60,11 +61,11 @@ export const rpm: FormatHandler = {
     },
     {
       method: 'DELETE', path: PACKAGE_RE, action: 'delete',
-      async handle({ reply, ctx, svc, path }) {
+      async handle({ req, reply, ctx, svc, path }) {
         const target = await writeTarget(svc, ctx.repo);
         if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
         await repoKey(target);
-        await svc.meta.files.remove(target.name, path);
+        await removeFile(svc, req.operation?.identity, target.name, path);
         await svc.derived.refresh(svc, target, localRepodata);
         return reply.code(204).send();
       },
@@ -156,7 +157,7 @@ async function rpmGc(ctx: GcContext): Promise<void> {
     for await (const f of svc.meta.files.list(repo.name, 'repodata/')) {
       if (f.path === REPOMD_PATH || keep.has(f.path) || signsRepomd(f.path, current.digest) || f.fetchedAt >= cutoff) continue;
       ctx.report({ action: 'delete-row', repo: repo.name, path: f.path, bytes: f.size });
-      if (!ctx.dryRun) await svc.meta.files.remove(repo.name, f.path);
+      if (!ctx.dryRun) await removeFile(svc, undefined, repo.name, f.path);
     }
   }
 }

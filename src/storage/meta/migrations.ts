@@ -89,4 +89,15 @@ CREATE TABLE upload_sessions (
     sql: AUDIT_TABLE,
     postgres: AUDIT_TABLE.replace('INTEGER PRIMARY KEY AUTOINCREMENT', 'BIGSERIAL PRIMARY KEY'),
   },
+  {
+    version: 5,
+    name: 'blob_deletions',
+    // gc deletes bytes outside the metadata transaction: a row says a deletion is under way
+    // (state 'deleting', its token), then that it ended ('gone', kept as a tombstone). See storage/ingest.ts.
+    sql: `
+ALTER TABLE blobs ADD COLUMN state TEXT;
+ALTER TABLE blobs ADD COLUMN del_token TEXT;
+ALTER TABLE blobs ADD COLUMN deleted_at BIGINT;
+`,
+  },
 ];
