@@ -6,6 +6,7 @@ import { helm } from './helm/index.js';
 import { npm } from './npm/index.js';
 import { pypi } from './pypi/index.js';
 import { rpm } from './rpm/index.js';
+import { terraform } from './terraform/index.js';
 
 /** The formats this build serves. Adding one is a folder and a line here. */
 export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
@@ -16,6 +17,7 @@ export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
   npm,
   pypi,
   rpm,
+  terraform,
 };
 
 export function formatHandler(name: string): FormatHandler | undefined {
