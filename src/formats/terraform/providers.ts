@@ -210,7 +210,7 @@ export async function saveProvider(svc: Services, repo: RepoDef, p: ProviderAddr
   const path = zipPath(p, version, os, arch);
   if (await svc.meta.files.get(repo.name, path)) throw new AppError('CONFLICT', `${path} already exists in ${repo.name} and cannot be overwritten`);
   const w = await ingestStream(svc, src, { maxSize: svc.config.uploads.max_size || undefined });
-  const facts = await zipFacts(svc, w.digest, w.size, 'provider package');
+  const facts = await zipFacts(svc, w.digest, w.size, 'provider package', { h1: true });
   const meta: ProviderRow = { kind: 'provider', version, os, arch, protocols, ...(facts.h1 ? { h1: facts.h1 } : {}) };
   await recordLocalFile(svc, repo, path, w.digest, w.size, { contentType: ZIP_TYPE, meta: { ...meta }, immutable: true });
   await svc.derived.refresh(svc, repo, sumsDoc(p, version));

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
-import { getBytes, gpgKey, HAVE_GPG, keyIdOf, makeZip, moduleTgz, providerZip, replayMirror, replayProviderInit, sha256hex } from './terraform.js';
+import { expectedH1, getBytes, gpgKey, HAVE_GPG, keyIdOf, makeZip, moduleTgz, providerZip, replayMirror, replayProviderInit, sha256hex } from './terraform.js';
 
 const ENV = 'ARTIFACTAPI_TEST_TF_GPG_KEY';
 let srv: TestServer;
@@ -81,20 +81,24 @@ describe.skipIf(!HAVE_GPG)('terraform local repo', () => {
     expect(() => gpgVerify(key.publicKey, oldSig.body, after.sums)).toThrow();
   });
 
-  it('replays the network mirror protocol: index.json, <version>.json, zip checked against zh:', async () => {
+  it('replays the network mirror protocol: index.json, <version>.json, zip checked against h1: and zh:', async () => {
     const r = await replayMirror({ mirror: `${srv.url}/tf`, hostname: 'registry.example.org', ns: 'acme', type: 'thing', version: '1.2.0', platform: 'darwin_arm64' });
     expect(r.versions).toEqual({ '1.2.0': {}, '1.0.0': {} });
     expect(r.zip.equals(darwin)).toBe(true);
     expect(r.archive.url).toBe(`${srv.url}/tf/v1/providers/acme/thing/1.2.0/darwin_arm64.zip`);
     const doc = await (await fetch(`${srv.url}/tf/registry.example.org/acme/thing/1.2.0.json`)).json();
     expect(Object.keys(doc.archives).sort()).toEqual(['darwin_arm64', 'linux_amd64', 'windows_amd64']);
-    expect(doc.archives.linux_amd64.hashes).toContain(`zh:${sha256hex(linux)}`);
+    expect(doc.archives.linux_amd64.hashes).toEqual([expectedH1(linux), `zh:${sha256hex(linux)}`]);
+    expect(r.archive.hashes).toEqual([expectedH1(darwin), `zh:${sha256hex(darwin)}`]);
   });
 
   it('refuses bad uploads with a clear error and keeps what it had', async () => {
     const bad = await put('v1/providers/acme/thing/1.3.0/linux_amd64.zip', Buffer.from('not a zip at all, just text'));
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error).toEqual({ code: 'BAD_REQUEST', message: 'provider package is not a zip archive' });
+    expect((await bad.json()).error).toEqual({ code: 'BAD_REQUEST', message: 'invalid provider package: not a zip file (no end of central directory)' });
+    const evil = await put('v1/providers/acme/thing/1.3.0/linux_amd64.zip', makeZip({ '../../terraform-provider-thing': 'x' }));
+    expect(evil.status).toBe(400);
+    expect((await evil.json()).error.message).toBe('provider package has a member outside its directory: "../../terraform-provider-thing"');
     const semverBad = await put('v1/providers/acme/thing/v1.3/linux_amd64.zip', linux);
     expect(semverBad.status).toBe(400);
     expect((await semverBad.json()).error.message).toBe('version "v1.3" is not SemVer 2 (e.g. 1.2.3)');

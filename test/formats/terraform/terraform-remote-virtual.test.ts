@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import {
-  detachedSig, getBytes, gpgKey, gpgVerify, HAVE_GPG, keyIdOf, makeZip, moduleTgz, providerZip, replayMirror, replayProviderInit, sha256hex,
+  detachedSig, expectedH1, getBytes, gpgKey, gpgVerify, HAVE_GPG, keyIdOf, makeZip, moduleTgz, providerZip, replayMirror, replayProviderInit, sha256hex,
 } from './terraform.js';
 
 const ENV = 'ARTIFACTAPI_TEST_TF_VIRTUAL_KEY';
@@ -152,8 +152,12 @@ describe.skipIf(!HAVE_GPG)('terraform remote repo', () => {
     expect(hit('/files/terraform-provider-demo_4.0.0_linux_amd64.zip')).toBe(2);
   });
 
-  it('serves the network mirror for the upstream host: zh: from the signed data; another host is 404', async () => {
+  it('serves the network mirror for the upstream host: zh: from the signed data, h1: once the zip is cached; another host is 404', async () => {
     const r = await replayMirror({ mirror: `${srv.url}/tfr`, hostname: upHost, ns: 'hashicorp', type: 'demo', version: '2.0.0', platform: 'darwin_arm64' });
+    // Both platforms of 2.0.0 were fetched above, so both are cached and hashed.
+    expect(r.archive.hashes).toEqual([expectedH1(zips.get('2.0.0/darwin_arm64')!), `zh:${sha256hex(zips.get('2.0.0/darwin_arm64')!)}`]);
+    const v1 = await (await fetch(`${srv.url}/tfr/${upHost}/hashicorp/demo/1.0.0.json`)).json();
+    expect(v1.archives.linux_amd64.hashes).toEqual([`zh:${sha256hex(zips.get('1.0.0/linux_amd64')!)}`]);
     expect(Object.keys(r.versions).sort()).toEqual(['1.0.0', '2.0.0', '3.0.0', '4.0.0']);
     expect(r.zip.equals(zips.get('2.0.0/darwin_arm64')!)).toBe(true);
     const other = await fetch(`${srv.url}/tfr/registry.terraform.io/hashicorp/demo/index.json`);

@@ -3,61 +3,18 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32, gzipSync } from 'node:zlib';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import * as openpgp from 'openpgp';
 import tar from 'tar-stream';
 import { which } from '../../helpers/which.js';
+import { makeZip } from '../../helpers/zip.js';
 
-export const HAVE_GPG = which('gpg');
+export { makeZip };
+
+export const HAVE_GPG = which('gpg') && which('unzip');
 
 export const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-/** A zip archive (stored, no compression) of these files, built here: provider packages and module zips. */
-export function makeZip(files: Record<string, string | Buffer>): Buffer {
-  const locals: Buffer[] = [];
-  const centrals: Buffer[] = [];
-  let offset = 0;
-  for (const [name, content] of Object.entries(files)) {
-    const data = Buffer.isBuffer(content) ? content : Buffer.from(content);
-    const nameBuf = Buffer.from(name);
-    const crc = crc32(data);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(0, 6);
-    local.writeUInt16LE(0, 8);
-    local.writeUInt32LE(0, 10);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(nameBuf.length, 26);
-    local.writeUInt16LE(0, 28);
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE(0x031e, 4);
-    central.writeUInt16LE(20, 6);
-    central.writeUInt16LE(0, 8);
-    central.writeUInt16LE(0, 10);
-    central.writeUInt32LE(0, 12);
-    central.writeUInt32LE(crc, 16);
-    central.writeUInt32LE(data.length, 20);
-    central.writeUInt32LE(data.length, 24);
-    central.writeUInt16LE(nameBuf.length, 28);
-    central.writeUInt32LE((0o100755 << 16) >>> 0, 38);
-    central.writeUInt32LE(offset, 42);
-    locals.push(local, nameBuf, data);
-    centrals.push(central, nameBuf);
-    offset += 30 + nameBuf.length + data.length;
-  }
-  const cd = Buffer.concat(centrals);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(Object.keys(files).length, 8);
-  end.writeUInt16LE(Object.keys(files).length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, cd, end]);
-}
 
 /** A provider package as terraform expects it: one executable `terraform-provider-<type>_v<version>`. */
 export function providerZip(type: string, version: string, marker = ''): Buffer {
@@ -188,5 +145,33 @@ export async function replayMirror(o: { mirror: string; hostname: string; ns: st
   if (zip.status !== 200) throw new Error(`zip: ${zip.status}`);
   const zh = archive.hashes.find((h) => h.startsWith('zh:'));
   if (zh !== `zh:${sha256hex(zip.body)}`) throw new Error(`zh: hash ${zh} does not match the zip`);
+  const h1 = archive.hashes.find((h) => h.startsWith('h1:'));
+  if (h1 !== undefined && h1 !== expectedH1(zip.body)) throw new Error(`h1: hash ${h1} does not match the zip's contents`);
   return { versions, archive, zip: zip.body };
+}
+
+/**
+ * The `h1:` terraform computes for a provider package, found independently of the server's zip
+ * reader: `unzip` it, then Go's dirhash.Hash1 over the unpacked tree (HashDir with no prefix).
+ */
+export function expectedH1(zip: Buffer): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tf-h1-'));
+  try {
+    writeFileSync(join(dir, 'p.zip'), zip);
+    execFileSync('unzip', ['-q', join(dir, 'p.zip'), '-d', join(dir, 'x')]);
+    const names: string[] = [];
+    const walk = (rel: string) => {
+      for (const n of readdirSync(join(dir, 'x', rel))) {
+        const r = rel ? `${rel}/${n}` : n;
+        if (statSync(join(dir, 'x', r)).isDirectory()) walk(r);
+        else names.push(r);
+      }
+    };
+    walk('');
+    names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const summary = names.map((n) => `${sha256hex(readFileSync(join(dir, 'x', n)))}  ${n}\n`).join('');
+    return `h1:${createHash('sha256').update(summary).digest('base64')}`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
