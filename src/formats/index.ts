@@ -5,6 +5,7 @@ import { generic } from './generic/index.js';
 import { helm } from './helm/index.js';
 import { npm } from './npm/index.js';
 import { pypi } from './pypi/index.js';
+import { goproxy } from './goproxy/index.js';
 import { rpm } from './rpm/index.js';
 import { terraform } from './terraform/index.js';
 
@@ -18,6 +19,7 @@ export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
   pypi,
   rpm,
   terraform,
+  goproxy,
 };
 
 export function formatHandler(name: string): FormatHandler | undefined {
