@@ -111,9 +111,9 @@ export const REPO_KEYS = {
   signing_key_file: { type: 'string', default: undefined, doc: 'alpine local/virtual: PEM RSA private key that signs APKINDEX (default: generated and stored)' },
   signing_key_env: { type: 'string', default: undefined, doc: 'alpine local/virtual: read the PEM signing key from this env var (wins over signing_key_file)' },
   key_name: { type: 'string', default: undefined, doc: 'alpine: signing key name (<name>.rsa.pub); default <repo>-<fingerprint>' },
-  gpg_key_file: { type: 'string', default: undefined, doc: 'rpm local/virtual: armored OpenPGP private key that signs repodata/repomd.xml (repomd.xml.asc)' },
-  gpg_key_env: { type: 'string', default: undefined, doc: 'rpm local/virtual: read the armored OpenPGP private key from this env var (wins over gpg_key_file)' },
-  gpg_passphrase_env: { type: 'string', default: undefined, doc: 'rpm: env var holding the passphrase of a protected gpg key' },
+  gpg_key_file: { type: 'string', default: undefined, doc: 'rpm local/virtual, terraform local: armored OpenPGP private key that signs repodata/repomd.xml (rpm) or each provider version\'s SHA256SUMS (terraform)' },
+  gpg_key_env: { type: 'string', default: undefined, doc: 'rpm, terraform: read the armored OpenPGP private key from this env var (wins over gpg_key_file)' },
+  gpg_passphrase_env: { type: 'string', default: undefined, doc: 'rpm, terraform: env var holding the passphrase of a protected gpg key' },
 } satisfies Record<string, KeySpec>;
 
 export const FORMATS = ['generic', 'docker', 'helm', 'pypi', 'npm', 'rpm', 'alpine', 'puppet', 'terraform', 'goproxy'] as const;

@@ -8,6 +8,7 @@ import { puppet } from './puppet/index.js';
 import { pypi } from './pypi/index.js';
 import { goproxy } from './goproxy/index.js';
 import { rpm } from './rpm/index.js';
+import { terraform } from './terraform/index.js';
 
 /** The formats this build serves. Adding one is a folder and a line here. */
 export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
@@ -19,6 +20,7 @@ export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
   pypi,
   puppet,
   rpm,
+  terraform,
   goproxy,
 };
 

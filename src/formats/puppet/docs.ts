@@ -100,6 +100,8 @@ function parseJson(body: Buffer, what: string): unknown {
 /** Every release of one module, for each kind (see repos/resolve.ts). */
 export function moduleSource(svc: Services, name: string): DocSource<ModuleReleases> {
   return {
+    // A module a local member publishes hides remote releases of it (repos/resolve.ts).
+    packageName: name,
     ref: {
       path: `v3/modules/${name}/releases.json`, mutable: true, contentType: JSON_TYPE, accept: JSON_TYPE,
       locate: (repo) => upstreamUrl(svc, repo, `/v3/releases?module=${name}&limit=${MAX_LIMIT}&sort_by=version`),

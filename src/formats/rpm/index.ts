@@ -14,7 +14,8 @@ import type { FormatHandler, GcContext } from '../types.js';
 import { RpmHeaderTap } from './header.js';
 import { remotePackage, remoteRepodataFile, remoteRepomd, repomdChecksums } from './remote.js';
 import { localRepodata, REPOMD_PATH, XML_TYPE } from './repodata.js';
-import { ASC_PATH, KEY_PATH, PGP_KEY_TYPE, PGP_TYPE, repoKey, signaturePath, signBytes, signsRepomd } from './sign.js';
+import { PGP_KEY_TYPE, PGP_TYPE, repoKey, signBytes } from '../../lib/pgp.js';
+import { ASC_PATH, KEY_PATH, signaturePath, signsRepomd } from './sign.js';
 import { virtualRepomd } from './virtual.js';
 import { removeFile } from '../../repos/writes.js';
 

@@ -1,68 +1,10 @@
-import { readFile } from 'node:fs/promises';
-import * as openpgp from 'openpgp';
 import { hexOf, sha256, type Digest } from '../../lib/digest.js';
-import { AppError } from '../../lib/errors.js';
+import { PGP_TYPE, repoKey, signBytes } from '../../lib/pgp.js';
 import type { DerivedPart } from '../../repos/derived.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 
 export const ASC_PATH = 'repodata/repomd.xml.asc';
 export const KEY_PATH = 'repodata/repomd.xml.key';
-export const PGP_TYPE = 'application/pgp-signature';
-export const PGP_KEY_TYPE = 'application/pgp-keys';
-
-interface RepoKey {
-  privateKey: openpgp.PrivateKey;
-  fingerprint: string;
-  publicArmored: string;
-}
-
-/** Decrypted keys by the sha256 of their armored text and passphrase, so each is parsed once. */
-const parsed = new Map<string, RepoKey>();
-
-async function armoredKey(repo: RepoDef): Promise<string | null> {
-  const o = repo.options;
-  if (typeof o.gpg_key_env === 'string' && o.gpg_key_env) {
-    const text = process.env[o.gpg_key_env];
-    if (!text) throw new AppError('INTERNAL', `${repo.name}: environment variable ${o.gpg_key_env} (gpg_key_env) is not set`);
-    return text;
-  }
-  if (typeof o.gpg_key_file === 'string' && o.gpg_key_file) {
-    return readFile(o.gpg_key_file, 'utf8').catch(() => {
-      throw new AppError('INTERNAL', `${repo.name}: cannot read gpg_key_file ${o.gpg_key_file}`);
-    });
-  }
-  return null;
-}
-
-/** The repo's OpenPGP signing key (`gpg_key_env` wins over `gpg_key_file`), or null when it has none. */
-export async function repoKey(repo: RepoDef): Promise<RepoKey | null> {
-  const armored = await armoredKey(repo);
-  if (armored === null) return null;
-  const env = repo.options.gpg_passphrase_env;
-  const passphrase = typeof env === 'string' && env ? process.env[env] : undefined;
-  const id = sha256(Buffer.from(`${armored}\0${passphrase ?? ''}`));
-  const hit = parsed.get(id);
-  if (hit) return hit;
-  // openpgp's messages may quote the key; only our own fixed text reaches the client and the log.
-  let privateKey: openpgp.PrivateKey;
-  try {
-    privateKey = await openpgp.readPrivateKey({ armoredKey: armored });
-  } catch {
-    throw new AppError('INTERNAL', `${repo.name}: the gpg key is not an armored OpenPGP private key`);
-  }
-  if (!privateKey.isDecrypted()) {
-    if (passphrase === undefined) throw new AppError('INTERNAL', `${repo.name}: the gpg key is protected; set gpg_passphrase_env`);
-    try {
-      privateKey = await openpgp.decryptKey({ privateKey, passphrase });
-    } catch {
-      throw new AppError('INTERNAL', `${repo.name}: the gpg key does not decrypt with the passphrase from ${env}`);
-    }
-  }
-  const key = { privateKey, fingerprint: privateKey.getFingerprint(), publicArmored: privateKey.toPublic().armor() };
-  if (parsed.size > 100) parsed.clear();
-  parsed.set(id, key);
-  return key;
-}
 
 /**
  * Where the signature of a repomd.xml by a key is stored: named by both, so it is written as a part
@@ -76,12 +18,6 @@ export function signaturePath(repomd: Digest, fingerprint: string): string {
 /** Whether a repodata row is a signature of the repomd.xml with this digest (gc keeps those). */
 export function signsRepomd(path: string, repomd: Digest): boolean {
   return path.startsWith(`repodata/${hexOf(repomd)}-`) && path.endsWith('-repomd.xml.asc');
-}
-
-/** Detached armored signature of exactly these bytes. */
-export async function signBytes(key: RepoKey, bytes: Buffer): Promise<Buffer> {
-  const message = await openpgp.createMessage({ binary: bytes });
-  return Buffer.from(await openpgp.sign({ message, signingKeys: key.privateKey, detached: true, format: 'armored' }));
 }
 
 /**
