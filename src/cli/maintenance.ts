@@ -20,10 +20,11 @@ const humanLines = {
 };
 
 /** gc and verify open the stores directly (same config as serve), not through the API. */
-async function withServices<T>(o: StoreFlags, fn: (svc: Services) => Promise<T>): Promise<T> {
+export async function withServices<T>(o: StoreFlags, fn: (svc: Services) => Promise<T>): Promise<T> {
   const config = loadConfig({ file: o.config, flags: { data_dir: o.dataDir } });
   const log = pino({ level: 'warn' }, humanLines);
-  const svc = await createServices(config, log);
+  // Only serve makes the first admin; a maintenance run on a fresh directory leaves that to it.
+  const svc = await createServices(config, log, { bootstrap: false });
   try {
     return await fn(svc);
   } finally {

@@ -75,6 +75,14 @@ export const SECTIONS = {
   docker: {
     default_repo: { type: 'string', default: '', doc: 'docker repo that serves unprefixed image names (registry mirror)' },
   },
+  auth: {
+    anonymous: { type: 'string', default: 'read', doc: 'what a request without credentials may do where a repo does not say otherwise: none, read, or write (a trusted network only: everything but admin)' },
+    token_key_file: { type: 'string', default: '', doc: 'key that signs docker Bearer tokens (32+ bytes); empty: data_dir/token.key, made on first start (give every instance the same file)' },
+    docker_token_ttl: { type: 'duration', default: '5m', doc: 'lifetime of a docker Bearer token from /v2/token' },
+    login_slow_after: { type: 'number', default: 3, doc: 'failed logins from one address within login_window before each answer is delayed' },
+    login_max_failures: { type: 'number', default: 10, doc: 'failed logins from one address within login_window before it is refused with 429' },
+    login_window: { type: 'duration', default: '5m', doc: 'how long failed logins from one address are remembered' },
+  },
   terraform: {
     default_repo: { type: 'string', default: '', doc: 'repo that /.well-known/terraform.json points at' },
   },
@@ -105,6 +113,7 @@ export const REPO_KEYS = {
   key_name: { type: 'string', default: undefined, doc: 'alpine: signing key name (<name>.rsa.pub); default <repo>-<fingerprint>' },
   gpg_key_file: { type: 'string', default: undefined, doc: 'rpm local/virtual: armored OpenPGP private key that signs repodata/repomd.xml (repomd.xml.asc)' },
   gpg_key_env: { type: 'string', default: undefined, doc: 'rpm local/virtual: read the armored OpenPGP private key from this env var (wins over gpg_key_file)' },
+  anonymous: { type: 'string', default: undefined, doc: 'what requests without credentials may do on this repo (none, read, write); overrides auth.anonymous' },
   gpg_passphrase_env: { type: 'string', default: undefined, doc: 'rpm: env var holding the passphrase of a protected gpg key' },
 } satisfies Record<string, KeySpec>;
 

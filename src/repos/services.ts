@@ -7,6 +7,7 @@ import type { AccessLog, Fills, NegativeCache } from './remote.js';
 import type { DerivedDocs } from './derived.js';
 import type { RepoRegistry } from './registry.js';
 import type { PipelineHooks } from '../server/pipeline.js';
+import type { Auth } from '../auth/auth.js';
 
 /** Everything a format or kind resolver needs, built once by server/listen.ts (or a test). */
 export interface Services extends Stores {
@@ -23,4 +24,6 @@ export interface Services extends Stores {
   /** Core hooks every operation passes through (auth before, audit after, listing filters). */
   pipeline: PipelineHooks;
   log: FastifyBaseLogger;
+  /** Users, tokens, permissions (src/auth/); attached to the app through the pipeline hooks. */
+  auth: Auth;
 }

@@ -9,6 +9,8 @@ import { repositoriesApi } from './api/repositories.js';
 import { repoDispatch } from './dispatch.js';
 import { errorHandler } from './errors.js';
 import { withHops } from '../upstream/hops.js';
+import { identitiesApi } from '../auth/api.js';
+import { installAuth } from '../auth/plugin.js';
 
 /** Builds the HTTP app over opened services. Never listens (listen.ts and tests do). */
 export async function buildApp(svc: Services): Promise<FastifyInstance> {
@@ -52,7 +54,7 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
     // Bytes moved: the upload's size for writes, the response's for reads.
     const bytes = req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH' ? req.headers['content-length'] : reply.getHeader('content-length');
     req.log.info({
-      method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime),
+      method: req.method, url: loggableUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime),
       repo: reply.getHeader('x-artifact-repo') ?? req.artifact?.repo, source: reply.getHeader('x-artifact-source'),
       bytes: bytes !== undefined ? Number(bytes) : undefined,
     }, 'request');
@@ -86,6 +88,9 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
   app.setErrorHandler(errorHandler());
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'not found' } }));
 
+  // Auth first: its onRequest hook must see every route, and /v2/token must be routed before /v2/*.
+  await installAuth(app, svc, svc.auth);
+  await app.register(async (scope) => identitiesApi(scope, svc, svc.auth));
   await app.register(async (scope) => healthApi(scope, svc));
   await app.register(async (scope) => repositoriesApi(scope, svc));
   for (const handler of Object.values(FORMAT_HANDLERS)) {
@@ -93,4 +98,13 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
   }
   await app.register(async (scope) => repoDispatch(scope, svc));
   return app;
+}
+
+/** A URL fit for the log: tokens a client puts in the path (`npm logout`) or query, and userinfo, masked. */
+export function loggableUrl(url: string): string {
+  return url
+    .replace(/(\/-\/user\/token\/)[^/?#]+/g, '$1***')
+    .replace(/aat_[A-Za-z0-9_-]+/g, 'aat_***')
+    .replace(/([?&](?:token|access_token|password|secret)=)[^&#]*/gi, '$1***')
+    .replace(/\/\/[^/@?#]*@/, '//***@');
 }

@@ -33,6 +33,7 @@ export function errorHandler(body: (code: string, message: string, status: numbe
     }
     reply.code(status).header('content-type', 'application/json; charset=utf-8');
     if (status === 503) reply.header('retry-after', '1');
+    if (isAppError(err) && err.headers) reply.headers(err.headers);
     return reply.send(body(code, publicMessage(err), status));
   };
 }

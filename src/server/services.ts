@@ -10,12 +10,19 @@ import { openStores } from '../storage/open.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { ConfigError, parseRepoEntry } from '../config/load.js';
 import { newPipelineHooks } from './pipeline.js';
+import { Auth } from '../auth/auth.js';
+import { openIdentityStore } from '../storage/meta/identities.js';
 
 /** Buffered stdout (8 KiB) for the hot path, flushed at least every second so a quiet server's lines are not held back. */
 export function createLogger(config: Config, destination?: pino.DestinationStream) {
   return pino({
     level: config.server.log_level,
-    redact: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'],
+    // Secrets never reach the log: credentials in headers, and any field named for a secret.
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'headers["proxy-authorization"]',
+        'password', '*.password', 'token', '*.token', 'secret', '*.secret', 'access_token', '*.access_token'],
+      censor: '[redacted]',
+    },
   }, destination ?? pino.destination({ dest: 1, sync: false, minLength: 8192, periodicFlush: 1000 }));
 }
 
@@ -23,11 +30,18 @@ export function createLogger(config: Config, destination?: pino.DestinationStrea
 const PARSED_DOCS_BUDGET = 128 * 1024 * 1024;
 
 /** Opens the stores and everything built on them; applies repos declared in the config file. */
-export async function createServices(config: Config, log = createLogger(config)): Promise<Services> {
+export async function createServices(config: Config, log = createLogger(config), o: { bootstrap?: boolean } = {}): Promise<Services> {
   const stores = await openStores(config);
   const repos = new RepoRegistry(stores.meta, config, Object.keys(FORMAT_HANDLERS));
   const upstream = new UpstreamClient(log.child({ module: 'upstream' }) as unknown as Services['log']);
   const access = new AccessLog(stores.meta);
+  let auth: Auth;
+  try {
+    auth = await Auth.open(await openIdentityStore(config.database.url, { busyTimeout: config.database.busy_timeout }), config, log.child({ module: 'auth' }) as unknown as Services['log'], o);
+  } catch (err) {
+    await stores.close().catch(() => {});
+    throw err;
+  }
   const svc: Services = {
     ...stores,
     config,
@@ -40,9 +54,11 @@ export async function createServices(config: Config, log = createLogger(config))
     parsedDocs: new Lru<unknown>(PARSED_DOCS_BUDGET),
     pipeline: newPipelineHooks(),
     log: log as unknown as Services['log'],
+    auth,
     async close() {
       await access.flush();
       await upstream.close();
+      await auth.close();
       await stores.close();
     },
   };

@@ -4,6 +4,8 @@ import { ConfigError, parseRepoEntry } from '../../config/load.js';
 import { AppError } from '../../lib/errors.js';
 import { publicRepo } from '../../repos/registry.js';
 import type { Services } from '../../repos/services.js';
+import { visibleTo } from '../pipeline.js';
+import { guarded } from './guard.js';
 
 function entryFrom(body: unknown, name?: string) {
   if (!body || typeof body !== 'object' || Array.isArray(body)) throw new AppError('BAD_REQUEST', 'expected a JSON object');
@@ -60,16 +62,24 @@ function sameOrigin(a: string | undefined, b: string | undefined): boolean {
 
 /** The management API: what `artifactapi repo …` calls. */
 export async function repositoriesApi(app: FastifyInstance, svc: Services): Promise<void> {
-  app.get('/api/v1/repositories', async () => (await svc.repos.list()).map(publicRepo));
+  const named = (req: FastifyRequest) => (req.params as { name: string }).name;
+  // Listing: anyone, narrowed to the repos the caller may read; show: read on the repo; changes: admin.
+  app.get('/api/v1/repositories', guarded(svc, { action: 'read' }, async (_req, _reply, op) =>
+    (await svc.repos.list()).filter((r) => visibleTo(svc, op, r)).map(publicRepo)));
 
-  app.post('/api/v1/repositories', async (req, reply) => {
+  app.post('/api/v1/repositories', guarded(svc, { action: 'admin', subject: () => 'repositories' }, async (req, reply) => {
     const def = await svc.repos.put(entryFrom(req.body), { create: true, isSelf: selfCheck(req, svc, app) });
     return reply.code(201).header('location', `/api/v1/repositories/${def.name}`).send(publicRepo(def));
-  });
+  }));
 
-  app.get<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req) => publicRepo(await svc.repos.require(req.params.name)));
+  app.get<{ Params: { name: string } }>('/api/v1/repositories/:name', guarded(svc, { action: 'read', repo: (req) => svc.repos.require(named(req)) },
+    async (req) => publicRepo(await svc.repos.require(named(req)))));
 
-  app.put<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req) => {
+  app.put<{ Params: { name: string } }>('/api/v1/repositories/:name', guarded(svc, { action: 'admin', subject: named }, async (req) => {
+    const req2 = req as FastifyRequest<{ Params: { name: string } }>;
+    return update(req2);
+  }));
+  const update = async (req: FastifyRequest<{ Params: { name: string } }>) => {
     const existing = await svc.repos.get(req.params.name);
     const input = entryFrom(req.body, req.params.name);
     // Keep stored credentials when an update does not mention them, unless it points the repo at
@@ -80,10 +90,10 @@ export async function repositoriesApi(app: FastifyInstance, svc: Services): Prom
       input.options.password = existing.options.password;
     }
     return publicRepo(await svc.repos.put(input, { isSelf: selfCheck(req, svc, app) }));
-  });
+  };
 
-  app.delete<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req, reply) => {
-    await svc.repos.remove(req.params.name);
+  app.delete<{ Params: { name: string } }>('/api/v1/repositories/:name', guarded(svc, { action: 'admin', subject: named }, async (req, reply) => {
+    await svc.repos.remove(named(req));
     return reply.code(204).send();
-  });
+  }));
 }
