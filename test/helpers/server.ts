@@ -8,6 +8,10 @@ import type { Services } from '../../src/repos/services.js';
 import { buildApp } from '../../src/server/app.js';
 import { createLogger, createServices } from '../../src/server/services.js';
 import { stackFlags } from './stores.js';
+import { sha256hex } from '../../src/auth/secrets.js';
+
+/** An admin API token every startServer() server knows (clients that must send some token use it). */
+export const SUITE_TOKEN = 'aat_suite-token-known-to-every-test-server';
 
 export interface TestServer {
   url: string;
@@ -49,6 +53,8 @@ export async function startServer(
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as { port: number }).port;
   const url = `http://127.0.0.1:${port}`;
+  // The npm suites' `_authToken`: a real admin token with a known secret.
+  await svc.auth.store.tokens.put({ id: 'suite', hash: sha256hex(SUITE_TOKEN), user: 'admin', createdAt: Date.now() }).catch(() => {});
   const adminPassword = (await readFile(join(dataDir, 'admin.password'), 'utf8').catch(() => '')).trim();
   const adminAuth = `Basic ${Buffer.from(`admin:${adminPassword}`).toString('base64')}`;
   return {
