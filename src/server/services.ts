@@ -12,6 +12,8 @@ import { ConfigError, parseRepoEntry } from '../config/load.js';
 import { newPipelineHooks } from './pipeline.js';
 import { Auth } from '../auth/auth.js';
 import { openIdentityStore } from '../storage/meta/identities.js';
+import { AuditTrail } from '../audit/trail.js';
+import { Metrics } from '../metrics/metrics.js';
 
 /** Buffered stdout (8 KiB) for the hot path, flushed at least every second so a quiet server's lines are not held back. */
 export function createLogger(config: Config, destination?: pino.DestinationStream) {
@@ -33,7 +35,8 @@ const PARSED_DOCS_BUDGET = 128 * 1024 * 1024;
 export async function createServices(config: Config, log = createLogger(config), o: { bootstrap?: boolean } = {}): Promise<Services> {
   const stores = await openStores(config);
   const repos = new RepoRegistry(stores.meta, config, Object.keys(FORMAT_HANDLERS));
-  const upstream = new UpstreamClient(log.child({ module: 'upstream' }) as unknown as Services['log']);
+  const metrics = new Metrics(stores.meta);
+  const upstream = new UpstreamClient(log.child({ module: 'upstream' }) as unknown as Services['log'], (repo, status, seconds) => metrics.upstream(repo, status, seconds));
   const access = new AccessLog(stores.meta);
   let auth: Auth;
   try {
@@ -42,6 +45,9 @@ export async function createServices(config: Config, log = createLogger(config),
     await stores.close().catch(() => {});
     throw err;
   }
+  const audit = new AuditTrail(stores.meta, log);
+  const pipeline = newPipelineHooks();
+  pipeline.after.push(audit.hook);
   const svc: Services = {
     ...stores,
     config,
@@ -52,11 +58,14 @@ export async function createServices(config: Config, log = createLogger(config),
     access,
     derived: new DerivedDocs(),
     parsedDocs: new Lru<unknown>(PARSED_DOCS_BUDGET),
-    pipeline: newPipelineHooks(),
+    pipeline,
+    audit,
+    metrics,
     log: log as unknown as Services['log'],
     auth,
     async close() {
       await access.flush();
+      await audit.flush();
       await upstream.close();
       await auth.close();
       await stores.close();
