@@ -74,7 +74,7 @@ describe('audit trail', () => {
     expect(api.code).toBe(0);
     expect((JSON.parse(api.stdout) as Page).entries.map((e) => [e.action, e.subject])).toEqual([['delete', 'c.txt'], ['write', 'c.txt']]);
     await srv.svc.audit.flush();
-    const local = await runCli(['audit', '--data-dir', srv.dataDir, '--user', 'carol']);
+    const local = await runCli(['audit', '--data-dir', srv.dataDir, '--user', 'carol'], { env: srv.storeEnv });
     expect(local.code).toBe(0);
     const lines = local.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^ID\s+TIME\s+USER\s+TOKEN\s+ADDRESS\s+ACTION\s+REPO\s+SUBJECT\s+STATUS\s+OUTCOME$/);
@@ -88,7 +88,7 @@ describe('audit trail', () => {
     const old = Date.now() - 2 * 3600_000;
     await srv.svc.meta.audit.append([{ at: old, actor: 'mallory', action: 'write', repo: 'files', subject: 'ancient', status: 201, outcome: 'ok' }]);
     expect((await trail('?user=mallory')).length).toBe(1);
-    const gc = await runCli(['gc', '--data-dir', srv.dataDir, '--json'], { env: { ARTIFACTAPI_AUDIT_RETENTION: '1h' } });
+    const gc = await runCli(['gc', '--data-dir', srv.dataDir, '--json'], { env: { ...srv.storeEnv, ARTIFACTAPI_AUDIT_RETENTION: '1h' } });
     expect(gc.code).toBe(0);
     expect(JSON.parse(gc.stdout).summary['prune-audit']).toEqual({ count: 1, bytes: 0 });
     expect(await trail('?user=mallory')).toEqual([]);

@@ -24,6 +24,8 @@ export interface TestServer {
   config: Config;
   /** `Authorization` header value of the bootstrap admin (its password from data_dir/admin.password). */
   adminAuth: string;
+  /** ARTIFACTAPI_* variables naming the same stores, for CLI commands run on the data dir (`gc`, `audit`) in the stack pass. */
+  storeEnv: Record<string, string>;
   /** POST /api/v1/repositories */
   addRepo(body: Record<string, unknown>): Promise<void>;
   close(): Promise<void>;
@@ -66,6 +68,7 @@ export async function startServer(
     app,
     config,
     adminAuth,
+    storeEnv: Object.fromEntries(Object.entries(stack?.flags ?? {}).map(([k, v]) => [`ARTIFACTAPI_${k.replace('.', '_').toUpperCase()}`, String(v)])),
     async addRepo(body) {
       const res = await fetch(`${url}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: adminAuth }, body: JSON.stringify(body) });
       if (res.status !== 201) throw new Error(`addRepo ${JSON.stringify(body)}: ${res.status} ${await res.text()}`);
