@@ -31,7 +31,8 @@ describe.skipIf(!which('curl'))('failed logins are slowed, then refused with 429
 
     const refused = await from('127.0.0.1', ['-u', 'alice:guess-5', url]);
     expect(refused.status).toBe(429);
-    expect(Number(refused.retryAfter)).toBeGreaterThan(50);
+    // until the oldest counted failure leaves the 1 min window
+    expect(Number(refused.retryAfter)).toBeGreaterThan(0);
     expect(Number(refused.retryAfter)).toBeLessThanOrEqual(60);
     expect(JSON.parse(refused.body)).toEqual({ error: { code: 'TOOMANYREQUESTS', message: 'too many failed logins from this address; try again later' } });
     // even the right password, from the guesser's address
