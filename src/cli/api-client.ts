@@ -1,9 +1,15 @@
 /** Talks to a running server's management API; errors become one-line messages. */
 export class ApiClient {
-  constructor(readonly baseUrl: string) {}
+  constructor(readonly baseUrl: string, private readonly token?: string) {}
 
-  static from(url?: string): ApiClient {
-    return new ApiClient((url ?? process.env.ARTIFACTAPI_URL ?? 'http://127.0.0.1:8000').replace(/\/+$/, ''));
+  /** `--url` or ARTIFACTAPI_URL; `--token` or ARTIFACTAPI_TOKEN (an API token, sent as Bearer). */
+  static from(url?: string, token?: string): ApiClient {
+    return new ApiClient((url ?? process.env.ARTIFACTAPI_URL ?? 'http://127.0.0.1:8000').replace(/\/+$/, ''), token ?? (process.env.ARTIFACTAPI_TOKEN || undefined));
+  }
+
+  /** The Authorization header this client sends, if any. */
+  get authorization(): string | undefined {
+    return this.token ? `Bearer ${this.token}` : undefined;
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -11,7 +17,10 @@ export class ApiClient {
     try {
       res = await fetch(`${this.baseUrl}${path}`, {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: {
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
@@ -21,7 +30,8 @@ export class ApiClient {
     const json = text ? safeJson(text) : undefined;
     if (!res.ok) {
       const e = (json as { error?: { message?: string } | string })?.error;
-      throw new Error(typeof e === 'string' ? e : e?.message ?? `${method} ${path}: HTTP ${res.status}`);
+      const hint = res.status === 401 ? ' (give an API token: --token or ARTIFACTAPI_TOKEN)' : '';
+      throw new Error(`${typeof e === 'string' ? e : e?.message ?? `${method} ${path}: HTTP ${res.status}`}${hint}`);
     }
     return json as T;
   }

@@ -83,6 +83,14 @@ export const SECTIONS = {
   docker: {
     default_repo: { type: 'string', default: '', doc: 'docker repo that serves unprefixed image names (registry mirror)' },
   },
+  auth: {
+    anonymous: { type: 'string', default: 'read', doc: 'what a request without credentials may do where a repo does not say otherwise: none, read, or write (a trusted network only: everything but admin)' },
+    token_key_file: { type: 'string', default: '', doc: 'key that signs docker Bearer tokens (32+ bytes); empty: data_dir/token.key, made on first start (give every instance the same file)' },
+    docker_token_ttl: { type: 'duration', default: '5m', doc: 'lifetime of a docker Bearer token from /v2/token' },
+    login_slow_after: { type: 'number', default: 3, doc: 'failed logins from one address within login_window before each answer is delayed' },
+    login_max_failures: { type: 'number', default: 10, doc: 'failed logins from one address within login_window before it is refused with 429' },
+    login_window: { type: 'duration', default: '5m', doc: 'how long failed logins from one address are remembered' },
+  },
   terraform: {
     default_repo: { type: 'string', default: '', doc: 'repo that /.well-known/terraform.json points at' },
   },
@@ -114,6 +122,7 @@ export const REPO_KEYS = {
   gpg_key_file: { type: 'string', default: undefined, doc: 'rpm local/virtual, terraform local: armored OpenPGP private key that signs repodata/repomd.xml (rpm) or each provider version\'s SHA256SUMS (terraform)' },
   gpg_key_env: { type: 'string', default: undefined, doc: 'rpm, terraform: read the armored OpenPGP private key from this env var (wins over gpg_key_file)' },
   gpg_passphrase_env: { type: 'string', default: undefined, doc: 'rpm, terraform: env var holding the passphrase of a protected gpg key' },
+  anonymous: { type: 'string', default: undefined, doc: 'what requests without credentials may do on this repo (none, read, write); overrides auth.anonymous' },
 } satisfies Record<string, KeySpec>;
 
 export const FORMATS = ['generic', 'docker', 'helm', 'pypi', 'npm', 'rpm', 'alpine', 'puppet', 'terraform', 'goproxy'] as const;

@@ -8,6 +8,7 @@ import type { DerivedDocs } from './derived.js';
 import type { Caches } from './caches.js';
 import type { RepoRegistry } from './registry.js';
 import type { PipelineHooks } from '../server/pipeline.js';
+import type { Auth } from '../auth/auth.js';
 import type { AuditTrail } from '../audit/trail.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -31,4 +32,6 @@ export interface Services extends Stores {
   audit: AuditTrail;
   metrics: Metrics;
   log: FastifyBaseLogger;
+  /** Users, tokens, permissions (src/auth/); attached to the app through the pipeline hooks. */
+  auth: Auth;
 }

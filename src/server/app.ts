@@ -9,6 +9,8 @@ import { metricsApi } from './api/metrics.js';
 import { entryOf, errorShapes, repoDispatch } from './dispatch.js';
 import { defaultErrorBody, errorHandlerFor } from './errors.js';
 import { withHops } from '../upstream/hops.js';
+import { identitiesApi } from '../auth/api.js';
+import { installAuth } from '../auth/plugin.js';
 
 /** Builds the HTTP app over opened services. Never listens (listen.ts and tests do). */
 export async function buildApp(svc: Services): Promise<FastifyInstance> {
@@ -56,7 +58,7 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
     const repo = (reply.getHeader('x-artifact-repo') as string | undefined) ?? req.artifact?.repo;
     const source = reply.getHeader('x-artifact-source') as string | undefined;
     req.log.info({
-      method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime),
+      method: req.method, url: loggableUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime),
       repo, source, bytes: bytes !== undefined ? Number(bytes) : undefined,
     }, 'request');
     const sent = reply.getHeader('content-length');
@@ -96,10 +98,22 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
   app.setErrorHandler(errorHandlerFor(errorShapes(svc)));
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'not found' } }));
 
+  // Auth first: its onRequest hook must see every route, and /v2/token must be routed before /v2/*.
+  await installAuth(app, svc, svc.auth);
+  await app.register(async (scope) => identitiesApi(scope, svc, svc.auth));
   await app.register(async (scope) => healthApi(scope, svc));
   await app.register(async (scope) => repositoriesApi(scope, svc));
   await app.register(async (scope) => auditApi(scope, svc));
   await app.register(async (scope) => metricsApi(scope, svc));
   await app.register(async (scope) => repoDispatch(scope, svc));
   return app;
+}
+
+/** A URL fit for the log: tokens a client puts in the path (`npm logout`) or query, and userinfo, masked. */
+export function loggableUrl(url: string): string {
+  return url
+    .replace(/(\/-\/user\/token\/)[^/?#]+/g, '$1***')
+    .replace(/aat_[A-Za-z0-9_-]+/g, 'aat_***')
+    .replace(/([?&](?:token|access_token|password|secret)=)[^&#]*/gi, '$1***')
+    .replace(/\/\/[^/@?#]*@/, '//***@');
 }

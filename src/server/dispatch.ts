@@ -76,26 +76,30 @@ export async function repoDispatch(app: FastifyInstance, svc: Services): Promise
     app.all(`${entry.prefix}/*`, handle);
   }
 
-  const handle = async (req: FastifyRequest, reply: FastifyReply) => {
-    const url = req.raw.url ?? '/';
-    const pathOnly = url.split('?')[0];
-    const slash = pathOnly.indexOf('/', 1);
-    const rawName = slash === -1 ? pathOnly.slice(1) : pathOnly.slice(1, slash);
-    let name = rawName;
-    try {
-      if (rawName.includes('%')) name = decodeURIComponent(rawName);
-    } catch {
-      throw new AppError('INVALID_PATH', 'malformed percent-encoding in path');
-    }
-    const rest = slash === -1 ? '' : pathOnly.slice(slash + 1);
-    if (RESERVED_NAMES.has(name)) throw new AppError('NOT_FOUND', 'not found');
-    const repo = await svc.repos.get(name);
-    if (!repo) throw new AppError('REPO_NOT_FOUND', `no repository named "${name}"`);
-    const handler = formatHandler(repo.format);
-    req.artifact = { repo: repo.name, format: repo.format };
-    if (!handler) throw new AppError('NOT_FOUND', `format ${repo.format} is not served by this build`);
-    return runOperation(handler, req, reply, svc, contextOf(req, svc, repo, rest));
-  };
+  const handle = (req: FastifyRequest, reply: FastifyReply) => dispatchRepoRequest(req, reply, svc);
   app.all('/:repo', handle);
   app.all('/:repo/*', handle);
 }
+
+/** One request under `/REPO/`: find the repo, build its context, run its format's operation. */
+export async function dispatchRepoRequest(req: FastifyRequest, reply: FastifyReply, svc: Services): Promise<unknown> {
+  const url = req.raw.url ?? '/';
+  const pathOnly = url.split('?')[0];
+  const slash = pathOnly.indexOf('/', 1);
+  const rawName = slash === -1 ? pathOnly.slice(1) : pathOnly.slice(1, slash);
+  let name = rawName;
+  try {
+    if (rawName.includes('%')) name = decodeURIComponent(rawName);
+  } catch {
+    throw new AppError('INVALID_PATH', 'malformed percent-encoding in path');
+  }
+  const rest = slash === -1 ? '' : pathOnly.slice(slash + 1);
+  if (RESERVED_NAMES.has(name)) throw new AppError('NOT_FOUND', 'not found');
+  const repo = await svc.repos.get(name);
+  if (!repo) throw new AppError('REPO_NOT_FOUND', `no repository named "${name}"`);
+  const handler = formatHandler(repo.format);
+  req.artifact = { repo: repo.name, format: repo.format };
+  if (!handler) throw new AppError('NOT_FOUND', `format ${repo.format} is not served by this build`);
+  return runOperation(handler, req, reply, svc, contextOf(req, svc, repo, rest));
+}
+

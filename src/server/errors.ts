@@ -49,6 +49,7 @@ export function errorHandlerFor(shapeOf: (req: FastifyRequest) => ErrorShape) {
     }
     reply.code(status).header('content-type', 'application/json; charset=utf-8');
     if (status === 503) reply.header('retry-after', '1');
+    if (isAppError(err) && err.headers) reply.headers(err.headers);
     if (status === 401 && !reply.hasHeader('www-authenticate')) reply.header('www-authenticate', shape.challenge?.(req) ?? BASIC_CHALLENGE);
     return reply.send(shape.body(code, publicMessage(err), status));
   };

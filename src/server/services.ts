@@ -11,6 +11,8 @@ import { openStores } from '../storage/open.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { ConfigError, parseRepoEntry } from '../config/load.js';
 import { newPipelineHooks } from './pipeline.js';
+import { Auth } from '../auth/auth.js';
+import { openIdentityStore } from '../storage/meta/identities.js';
 import { AuditTrail } from '../audit/trail.js';
 import { Metrics } from '../metrics/metrics.js';
 
@@ -18,7 +20,12 @@ import { Metrics } from '../metrics/metrics.js';
 export function createLogger(config: Config, destination?: pino.DestinationStream) {
   return pino({
     level: config.server.log_level,
-    redact: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'],
+    // Secrets never reach the log: credentials in headers, and any field named for a secret.
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'headers["proxy-authorization"]',
+        'password', '*.password', 'token', '*.token', 'secret', '*.secret', 'access_token', '*.access_token'],
+      censor: '[redacted]',
+    },
   }, destination ?? pino.destination({ dest: 1, sync: false, minLength: 8192, periodicFlush: 1000 }));
 }
 
@@ -30,12 +37,19 @@ export function createLogger(config: Config, destination?: pino.DestinationStrea
 const PARSED_DOCS_BUDGET = 256 * 1024 * 1024;
 
 /** Opens the stores and everything built on them; applies repos declared in the config file. */
-export async function createServices(config: Config, log = createLogger(config)): Promise<Services> {
+export async function createServices(config: Config, log = createLogger(config), o: { bootstrap?: boolean } = {}): Promise<Services> {
   const stores = await openStores(config);
   const repos = new RepoRegistry(stores.meta, config, Object.keys(FORMAT_HANDLERS));
   const metrics = new Metrics(stores.meta);
   const upstream = new UpstreamClient(log.child({ module: 'upstream' }) as unknown as Services['log'], (repo, status, seconds) => metrics.upstream(repo, status, seconds));
   const access = new AccessLog(stores.meta);
+  let auth: Auth;
+  try {
+    auth = await Auth.open(await openIdentityStore(config.database.url, { busyTimeout: config.database.busy_timeout }), config, log.child({ module: 'auth' }) as unknown as Services['log'], o);
+  } catch (err) {
+    await stores.close().catch(() => {});
+    throw err;
+  }
   const audit = new AuditTrail(stores.meta, log);
   const pipeline = newPipelineHooks();
   pipeline.after.push(audit.hook);
@@ -54,10 +68,12 @@ export async function createServices(config: Config, log = createLogger(config))
     audit,
     metrics,
     log: log as unknown as Services['log'],
+    auth,
     async close() {
       await access.flush();
       await audit.flush();
       await upstream.close();
+      await auth.close();
       await stores.close();
     },
   };

@@ -83,6 +83,37 @@ CREATE TABLE upload_sessions (
     postgres: 'CREATE INDEX files_repo_path_c ON files (repo, path COLLATE "C");',
   },
   {
+    version: 3,
+    name: 'identities',
+    // Users, API tokens (only a hash of each) and grants; src/storage/meta/identities.ts reads them.
+    sql: `
+CREATE TABLE users (
+  name TEXT PRIMARY KEY,
+  password_hash TEXT NOT NULL,
+  admin INTEGER NOT NULL DEFAULT 0,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE tokens (
+  id TEXT PRIMARY KEY,
+  hash TEXT NOT NULL UNIQUE,
+  username TEXT NOT NULL,
+  description TEXT,
+  repos TEXT,
+  actions TEXT,
+  expires_at BIGINT,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX tokens_user ON tokens (username);
+CREATE TABLE grants (
+  subject TEXT NOT NULL,
+  pattern TEXT NOT NULL,
+  actions TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (subject, pattern)
+);
+`,
+  },
+  {
     version: 4,
     name: 'audit',
     // Migration 3 is the identities' (users, tokens, grants).

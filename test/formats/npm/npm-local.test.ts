@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type TestServer } from '../../helpers/server.js';
+import { startServer, SUITE_TOKEN, type TestServer } from '../../helpers/server.js';
 import { HAVE_NPM, NpmScratch } from './npm-helpers.js';
 
 describe.skipIf(!HAVE_NPM)('npm local repository with the real npm client', () => {
@@ -24,7 +24,7 @@ describe.skipIf(!HAVE_NPM)('npm local repository with the real npm client', () =
   it('publishes unscoped and scoped packages, serves them to npm view and npm install', async () => {
     const dep = await s.makePackage({ name: 'local-dep', version: '1.0.0' });
     // The token given on the command line, as `npm publish --//HOST/REPO/:_authToken=x`.
-    await s.npm(['publish', `--//${srv.host}/npm-local/:_authToken=x`], { cwd: dep, registry, tokenInConfig: false });
+    await s.npm(['publish', `--//${srv.host}/npm-local/:_authToken=${SUITE_TOKEN}`], { cwd: dep, registry, tokenInConfig: false });
     const main = await s.makePackage({ name: '@acme/widget', version: '1.0.0', dependencies: { 'local-dep': '^1.0.0' } });
     await s.npm(['publish', '--access', 'public'], { cwd: main, registry });
 
