@@ -15,8 +15,8 @@ import { LoginThrottle } from './throttle.js';
 export const ACTIONS = ['read', 'write', 'delete', 'admin'] as const;
 /** Each action includes the ones before it: write reads, delete writes, admin does all. */
 export const LEVEL: Record<string, number> = { none: 0, read: 1, write: 2, delete: 3, admin: 4 };
-/** `auth.anonymous = "write"` is everything but admin. */
-const ANON_LEVEL: Record<string, number> = { none: 0, read: 1, write: 3 };
+/** `auth.anonymous = "write"` is everything but admin; `"admin"` is everything (a single-user host, throwaway test stacks). */
+const ANON_LEVEL: Record<string, number> = { none: 0, read: 1, write: 3, admin: 4 };
 /** Docker scope actions as levels. */
 const DOCKER_LEVEL: Record<string, number> = { pull: 1, push: 2, delete: 3, '*': 3 };
 
@@ -213,7 +213,8 @@ export class Auth {
 
   /** Management: admin users, unless their token is narrowed below admin. */
   isAdmin(id: Identity): boolean {
-    if (!id.user || !id.admin) return false;
+    if (!id.user) return this.config.auth.anonymous === 'admin';
+    if (!id.admin) return false;
     if (id.narrow?.repos) return false;
     if (id.narrow?.actions && !id.narrow.actions.includes('admin')) return false;
     return !id.docker;

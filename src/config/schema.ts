@@ -84,7 +84,7 @@ export const SECTIONS = {
     default_repo: { type: 'string', default: '', doc: 'docker repo that serves unprefixed image names (registry mirror)' },
   },
   auth: {
-    anonymous: { type: 'string', default: 'read', doc: 'what a request without credentials may do where a repo does not say otherwise: none, read, or write (a trusted network only: everything but admin)' },
+    anonymous: { type: 'string', default: 'read', doc: 'what a request without credentials may do where a repo does not say otherwise: none, read, write (a trusted network only: everything but admin) or admin (everything, the management API included: a single-user host or a throwaway test stack)' },
     token_key_file: { type: 'string', default: '', doc: 'key that signs docker Bearer tokens (32+ bytes); empty: data_dir/token.key, made on first start (give every instance the same file)' },
     docker_token_ttl: { type: 'duration', default: '5m', doc: 'lifetime of a docker Bearer token from /v2/token' },
     login_slow_after: { type: 'number', default: 3, doc: 'failed logins from one address within login_window before each answer is delayed' },

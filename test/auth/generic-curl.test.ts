@@ -181,4 +181,22 @@ describe.skipIf(!HAVE_CURL)('generic repos with auth on (curl)', () => {
       await open.close();
     }
   });
+
+  it('auth.anonymous = "admin" lets a request without credentials use the management API too (throwaway stacks)', async () => {
+    const open = await authServer({ 'auth.anonymous': 'admin' });
+    try {
+      const created = await fetch(`${open.url}/api/v1/repositories`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'anon-made', format: 'generic', kind: 'local' }),
+      });
+      expect(created.status).toBe(201);
+      expect((await fetch(`${open.url}/anon-made/x`, { method: 'PUT', body: 'x' })).status).toBe(201);
+      expect((await fetch(`${open.url}/api/v1/repositories/anon-made`, { method: 'DELETE' })).status).toBe(204);
+    } finally {
+      await open.close();
+    }
+    const refused = await fetch(`${srv.url}/api/v1/repositories`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'anon-made', format: 'generic', kind: 'local' }),
+    });
+    expect(refused.status).toBe(401);
+  });
 });
