@@ -43,9 +43,10 @@ const grantsOf = new WeakMap<Operation, { id: Identity; grants: GrantRec[] }>();
 
 /** Docker's scope string for an operation on `repo`, for the challenge. */
 function dockerScope(op: Operation, repo: RepoDef): string {
-  const image = op.subject && op.subject.includes('/') ? op.subject : `${repo.name}/${op.subject ?? ''}`;
+  // The subject is the path after /v2/: `<name>/(manifests|blobs|tags|referrers)/…`.
+  const image = /^(.+?)\/(?:manifests|blobs|tags|referrers)(?:\/|$)/.exec(op.subject ?? '')?.[1] ?? repo.name;
   const actions = op.action === 'read' ? 'pull' : op.action === 'write' ? 'pull,push' : 'delete';
-  return `repository:${image.replace(/[@:].*$/, '')}:${actions}`;
+  return `repository:${image}:${actions}`;
 }
 
 /**
@@ -80,6 +81,11 @@ export async function installAuth(app: FastifyInstance, svc: Services, auth: Aut
     if (id.user) op.identity = { user: id.user, ...(id.tokenId ? { tokenId: id.tokenId } : {}) };
     const grants = await auth.grantsFor(id);
     grantsOf.set(op, { id, grants });
+    // Docker clients learn whether to log in from the `/v2/` ping: unless anonymous may write anyway, a
+    // caller without credentials gets the challenge there, and anonymous pulls then take the token dance.
+    if (op.format === 'docker' && !op.repo && op.subject === undefined && !id.user && !['write', 'admin'].includes(svc.config.auth.anonymous)) {
+      throw new AppError('UNAUTHORIZED', 'authentication required', undefined, challengeOf(req, svc));
+    }
     if (op.action === 'admin' && op.touches.length === 0) {
       if (auth.isAdmin(id)) return;
       if (!id.user) throw new AppError('UNAUTHORIZED', 'authentication required', undefined, challengeOf(req, svc));
