@@ -162,10 +162,13 @@ describe('one request pipeline: every format through the same hooks', () => {
 
     const show = await one('/api/v1/repositories/dock');
     expect(show.s.op).toMatchObject({ format: 'api', action: 'read', repo: { name: 'dock' } });
-    const create = await one('/api/v1/repositories', { method: 'POST', body: JSON.stringify({ name: 'made', format: 'generic', kind: 'local' }), headers: { 'content-type': 'application/json' } });
+    // Changes need the admin (the auth hook runs first and refuses anonymous).
+    const create = await one('/api/v1/repositories', {
+      method: 'POST', body: JSON.stringify({ name: 'made', format: 'generic', kind: 'local' }), headers: { 'content-type': 'application/json', authorization: srv.adminAuth },
+    });
     expect(create.res.status).toBe(201);
     expect(create.s.op).toMatchObject({ format: 'api', action: 'admin', subject: 'made' });
-    const del = await one('/api/v1/repositories/made', { method: 'DELETE' });
+    const del = await one('/api/v1/repositories/made', { method: 'DELETE', headers: { authorization: srv.adminAuth } });
     expect(del.res.status).toBe(204);
     expect(del.s.op).toMatchObject({ format: 'api', action: 'admin', repo: { name: 'made' } });
   });

@@ -122,7 +122,7 @@ describe.skipIf(!HAVE_NPM)('npm local repository with the real npm client', () =
       versions: { '1.0.0': { name: 'local-dep', version: '1.0.0', dist: { integrity, shasum: createHash('sha1').update(other.data).digest('hex'), tarball: `${registry}local-dep/-/local-dep-1.0.0.tgz` } } },
       _attachments: { 'local-dep-1.0.0.tgz': { content_type: 'application/octet-stream', data: other.data.toString('base64'), length: other.data.length } },
     };
-    const r = await fetch(`${srv.url}/npm-local/local-dep`, { method: 'PUT', body: JSON.stringify(body), headers: { 'content-type': 'application/json', authorization: 'Bearer x' } });
+    const r = await fetch(`${srv.url}/npm-local/local-dep`, { method: 'PUT', body: JSON.stringify(body), headers: { 'content-type': 'application/json', authorization: `Bearer ${SUITE_TOKEN}` } });
     expect(r.status).toBe(409);
     expect((await r.json()).error).toMatch(/previously published/);
     const after = Buffer.from(await (await fetch(`${srv.url}/npm-local/local-dep/-/local-dep-1.0.0.tgz`)).arrayBuffer());
