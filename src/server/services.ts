@@ -43,6 +43,18 @@ export async function createServices(config: Config, log = createLogger(config),
   const metrics = new Metrics(stores.meta);
   const upstream = new UpstreamClient(log.child({ module: 'upstream' }) as unknown as Services['log'], (repo, status, seconds) => metrics.upstream(repo, status, seconds));
   const access = new AccessLog(stores.meta);
+  // Config-declared repos, before auth's first-start bootstrap (a bad config creates no admin): first
+  // those without members, then virtual ones, so members exist when checked.
+  const declared = config.repos.map((r, i) => ({ r, i })).sort((a, b) => Number(a.r.kind === 'virtual') - Number(b.r.kind === 'virtual'));
+  for (const { r, i } of declared) {
+    try {
+      await repos.put(parseRepoEntry({ name: r.name, format: r.format, kind: r.kind, upstream: r.upstream, members: r.members, ...r.options }, 'config'));
+    } catch (err) {
+      // Name the entry and the file: a bad config is one line that says where.
+      await stores.close().catch(() => {});
+      throw new ConfigError(`${config.source ?? 'config'}: repos[${i}] ("${r.name}"): ${(err as Error).message}`);
+    }
+  }
   let auth: Auth;
   try {
     auth = await Auth.open(await openIdentityStore(config.database.url, { busyTimeout: config.database.busy_timeout }), config, log.child({ module: 'auth' }) as unknown as Services['log'], o);
@@ -77,15 +89,5 @@ export async function createServices(config: Config, log = createLogger(config),
       await stores.close();
     },
   };
-  // Config-declared repos first without members, then virtual ones, so members exist when checked.
-  const declared = config.repos.map((r, i) => ({ r, i })).sort((a, b) => Number(a.r.kind === 'virtual') - Number(b.r.kind === 'virtual'));
-  for (const { r, i } of declared) {
-    try {
-      await repos.put(parseRepoEntry({ name: r.name, format: r.format, kind: r.kind, upstream: r.upstream, members: r.members, ...r.options }, 'config'));
-    } catch (err) {
-      // Name the entry and the file: a bad config is one line that says where.
-      throw new ConfigError(`${config.source ?? 'config'}: repos[${i}] ("${r.name}"): ${(err as Error).message}`);
-    }
-  }
   return svc;
 }
