@@ -6,6 +6,7 @@ import { request as httpsRequest } from 'node:https';
 import { basename } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { ApiClient } from './api-client.js';
 import type { Command } from 'commander';
 
 export interface PushItem {
@@ -43,7 +44,7 @@ const encodePath = (p: string) => p.split('/').map(encodeURIComponent).join('/')
  * Streams one file to PUT url, hashing the bytes as they leave (the file is read once).
  * Resolves with the server's JSON answer and the local sha256.
  */
-export async function putFile(url: string, file: string, size: number, onBytes: (n: number) => void, token?: string): Promise<{ answer: Record<string, unknown>; sha256: string }> {
+export async function putFile(url: string, file: string, size: number, onBytes: (n: number) => void, authorization?: string): Promise<{ answer: Record<string, unknown>; sha256: string }> {
   const u = new URL(url);
   const hash = createHash('sha256');
   const tap = new Transform({
@@ -57,7 +58,7 @@ export async function putFile(url: string, file: string, size: number, onBytes: 
     method: 'PUT',
     headers: {
       'content-type': 'application/octet-stream', 'content-length': String(size), accept: 'application/json',
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(authorization ? { authorization } : {}),
     },
   });
   const response = new Promise<IncomingMessage>((resolve, reject) => {
@@ -113,7 +114,8 @@ export interface PushOptions {
 /** Uploads files one after another; stops at the first failure (thrown as a one-line Error). */
 export async function pushLocal(o: PushOptions): Promise<PushResult[]> {
   const base = serverUrl(o.url);
-  const token = o.token ?? (process.env.ARTIFACTAPI_TOKEN || undefined);
+  // The same credentials as every other command (a token, or on the host the admin password file).
+  const authorization = ApiClient.from(base, o.token).authorization;
   const paths = targetPaths(o.files, o.path);
   const items: PushItem[] = [];
   for (const [i, file] of o.files.entries()) {
@@ -135,7 +137,7 @@ export async function pushLocal(o: PushOptions): Promise<PushResult[]> {
       const { answer, sha256 } = await putFile(url, item.file, item.size, (n) => {
         item.sent += n;
         o.onUpdate?.(items);
-      }, token);
+      }, authorization);
       const stored = String(answer.sha256 ?? String(answer.digest ?? '').replace(/^sha256:/, ''));
       if (stored !== sha256) {
         throw new Error(`${item.file}: sha256 mismatch: sent ${sha256}, server stored ${stored || '(none reported)'}`);

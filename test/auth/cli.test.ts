@@ -40,7 +40,7 @@ describe('artifactapi user / token / perm', () => {
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toBe('artifactapi: this needs an admin\n');
       const anon = await runCli(['user', 'list', '--url', srv.url], { env: { ARTIFACTAPI_TOKEN: '' } });
-      expect(anon.stderr).toBe('artifactapi: authentication required (give an API token: --token or ARTIFACTAPI_TOKEN)\n');
+      expect(anon.stderr).toBe("artifactapi: authentication required (give an API token: --token or ARTIFACTAPI_TOKEN; on the server's host, run it where the data dir's admin.password is readable, e.g. next to ./data)\n");
       // repo list shows a non-admin only what it may read
       const seen = await runCli(['repo', 'list', '--json', '--url', srv.url], { env: { ARTIFACTAPI_TOKEN: '' } });
       expect(JSON.parse(ok(seen))).toEqual([]);
