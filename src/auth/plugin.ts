@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../lib/errors.js';
 import { collectRequest } from '../lib/streams.js';
 import { dockerErrorBody } from '../formats/docker/errors.js';
+import { imageOf } from '../formats/docker/routes.js';
 import { formatHandler } from '../formats/index.js';
 import type { Services } from '../repos/services.js';
 import { baseUrlOf, dispatchRepoRequest } from '../server/dispatch.js';
@@ -43,8 +44,7 @@ const grantsOf = new WeakMap<Operation, { id: Identity; grants: GrantRec[] }>();
 
 /** Docker's scope string for an operation on `repo`, for the challenge. */
 function dockerScope(op: Operation, repo: RepoDef): string {
-  // The subject is the path after /v2/: `<name>/(manifests|blobs|tags|referrers)/…`.
-  const image = /^(.+?)\/(?:manifests|blobs|tags|referrers)(?:\/|$)/.exec(op.subject ?? '')?.[1] ?? repo.name;
+  const image = imageOf(op.subject) ?? repo.name;
   const actions = op.action === 'read' ? 'pull' : op.action === 'write' ? 'pull,push' : 'delete';
   return `repository:${image}:${actions}`;
 }

@@ -122,10 +122,15 @@ export function decodeV2Path(rest: string): string {
  * The token challenge distribution clients expect: `scope` names the image as the client wrote it
  * (the subject is the path after /v2/), `pull` for reads and `pull,push` for anything else.
  */
+/** The image name an Operation's subject (the path after /v2/) names, if any. */
+export function imageOf(subject: string | undefined): string | undefined {
+  return /^(.+?)\/(?:manifests|blobs|tags|referrers)(?:\/|$)/.exec(subject ?? '')?.[1];
+}
+
 export function dockerChallenge(op: Operation, baseUrl: string): string {
   const host = new URL(baseUrl).host;
   let scope = '';
-  const name = /^(.+)\/(?:manifests|blobs|tags|referrers)\//.exec(op.subject ?? '')?.[1];
+  const name = imageOf(op.subject);
   if (name) scope = `,scope="repository:${name}:${op.action === 'read' ? 'pull' : 'pull,push'}"`;
   else if (op.subject === '_catalog') scope = ',scope="registry:catalog:*"';
   return `Bearer realm="${baseUrl}/v2/token",service="${host}"${scope}`;
