@@ -63,7 +63,7 @@ export async function installAuth(app: FastifyInstance, svc: Services, auth: Aut
       return;
     }
     req.credentialed = true;
-    const addr = req.socket.remoteAddress ?? '';
+    const addr = req.ip; // the audit trail's client address: X-Forwarded-For only from server.trust_proxy's proxies
     const wait = auth.throttle.retryAfter(addr);
     if (wait > 0) throw new AppError('TOOMANYREQUESTS', 'too many failed logins from this address; try again later', undefined, { 'retry-after': String(wait) });
     const id = await auth.fromHeader(header);
@@ -201,7 +201,7 @@ async function npmLoginRoutes(app: FastifyInstance, svc: Services, auth: Auth): 
     }
     const name = typeof body.name === 'string' ? body.name : m[1];
     const password = typeof body.password === 'string' ? body.password : '';
-    const addr = req.socket.remoteAddress ?? '';
+    const addr = req.ip;
     const wait = auth.throttle.retryAfter(addr);
     if (wait > 0) throw new AppError('TOOMANYREQUESTS', 'too many failed logins from this address; try again later', undefined, { 'retry-after': String(wait) });
     const id = name === m[1] ? await auth.fromPassword(name, password) : null;
