@@ -24,6 +24,8 @@ export interface Operation {
   subject?: string;
   /** Set by an identity hook (auth); undefined = anonymous. */
   identity?: { user: string; tokenId?: string };
+  /** The route is where clients learn whether to log in (Route.login). */
+  login?: boolean;
 }
 
 /** One matched request, handed to a route's handler. */
@@ -60,6 +62,11 @@ export interface Route {
   touches?(c: Call): Promise<{ repo: RepoDef; action: Action }[]>;
   /** What the audit trail names; default the matched path. */
   subject?(c: Call): string | undefined;
+  /**
+   * Clients learn here whether to log in (docker's `/v2/` ping): an identity hook may challenge a
+   * caller without credentials although the route itself needs no permission.
+   */
+  login?: true;
   handle(c: Call): Promise<unknown>;
 }
 
@@ -146,7 +153,7 @@ async function dispatch(
   format: FormatHandler, routes: Route[], req: FastifyRequest, reply: FastifyReply, svc: Services, rest: string, locate: (c: Call) => Promise<RequestCtx>,
 ): Promise<unknown> {
   const { route, path, params } = matchRoute(format, routes, req.method, rest);
-  const op: Operation = { format: format.name, action: actionOfMethod(req.method), touches: [] };
+  const op: Operation = { format: format.name, action: actionOfMethod(req.method), touches: [], ...(route.login ? { login: true } : {}) };
   const call: Call = {
     req, reply, svc, ctx: NO_REPO, path, params, op,
     query: new URLSearchParams((req.raw.url ?? '').split('?')[1] ?? ''),
