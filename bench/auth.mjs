@@ -2,8 +2,8 @@
 /**
  * The cost of auth on the hot reads: req/s of a cached small-file GET (generic) and a manifest GET
  * (docker), each sent anonymously (auth.anonymous = "read": the before-hook checks a repo level
- * only) and with a valid Bearer token (looked up in the metadata store on every request, docker's
- * a signed token), against one `artifactapi serve` in the same run, in alternating rounds.
+ * only) and with a valid Bearer token (an API token, cached per instance behind the store's auth
+ * epoch; docker's a signed token), against one `artifactapi serve` in the same run, in alternating rounds.
  *
  *   npx tsc -p . && node bench/auth.mjs [--seconds 3] [--rounds 3] [--concurrency 32]
  *
