@@ -1,6 +1,7 @@
-import type { Config, RepoConfig } from '../config/schema.js';
-import { FORMATS, REPO_KEYS } from '../config/schema.js';
+import type { Config, RepoConfig, Schema } from '../config/schema.js';
+import { FORMATS } from '../config/schema.js';
 import { AppError } from '../lib/errors.js';
+import { redact, repoSecret } from '../lib/secrets.js';
 import type { MetaStore, RepoDef } from '../storage/meta/types.js';
 import type { UpstreamSettings } from '../upstream/client.js';
 
@@ -21,7 +22,8 @@ export function validateRepoName(name: string): void {
 export class RepoRegistry {
   private cache = new Map<string, { def: RepoDef | null; at: number }>();
 
-  constructor(private readonly meta: MetaStore, private readonly config: Config, private readonly supported: readonly string[]) {}
+  /** `supported`: the formats this build serves; `schema`: the options each format takes. */
+  constructor(private readonly meta: MetaStore, private readonly config: Config, private readonly supported: readonly string[], readonly schema: Schema) {}
 
   async get(name: string): Promise<RepoDef | null> {
     const hit = this.cache.get(name);
@@ -49,7 +51,8 @@ export class RepoRegistry {
     }
     if (!this.supported.includes(input.format)) throw new AppError('BAD_REQUEST', `format "${input.format}" is not supported by this build yet`);
     if (!['local', 'remote', 'virtual'].includes(input.kind)) throw new AppError('BAD_REQUEST', `kind must be local, remote or virtual`);
-    for (const k of Object.keys(input.options)) if (!(k in REPO_KEYS)) throw new AppError('BAD_REQUEST', `unknown repo option "${k}"`);
+    const keys = this.schema.repoKeys(input.format);
+    for (const k of Object.keys(input.options)) if (!(k in keys)) throw new AppError('BAD_REQUEST', `unknown repo option "${k}" for a ${input.format} repo`);
     const existing = await this.meta.repos.get(input.name);
     if (o.create && existing) throw new AppError('REPO_EXISTS', `repository "${input.name}" already exists`);
     if (existing && existing.format !== input.format) throw new AppError('CONFLICT', `repository "${input.name}" is ${existing.format}; its format cannot change`);
@@ -111,7 +114,7 @@ export class RepoRegistry {
     const o = def.options as Record<string, any>;
     const u = new URL(def.upstream!);
     let username = o.username as string | undefined;
-    let password = (o.password_env ? process.env[o.password_env] : o.password) as string | undefined;
+    let password = repoSecret(def, 'password');
     if (u.username && !username) {
       username = decodeURIComponent(u.username);
       password = decodeURIComponent(u.password);
@@ -137,6 +140,25 @@ export class RepoRegistry {
   negativeTtl(def: RepoDef): number {
     return (def.options.negative_ttl as number | undefined) ?? this.config.remote.negative_ttl;
   }
+
+  /** A repo as shown to users (API, `repo show`): every secret of its format masked. */
+  publicRepo(def: RepoDef): Record<string, unknown> {
+    return publicRepo(def, this.schema.secretKeys(def.format));
+  }
+}
+
+/** A repo as shown to users: the given secret options masked (`_file` / `_env` names stay). */
+export function publicRepo(def: RepoDef, secrets: readonly string[]): Record<string, unknown> {
+  const options = redact(def.options, secrets);
+  return {
+    name: def.name,
+    format: def.format,
+    kind: def.kind,
+    ...(def.upstream ? { upstream: def.upstream } : {}),
+    ...(def.members ? { members: def.members } : {}),
+    options,
+    createdAt: new Date(def.createdAt).toISOString(),
+  };
 }
 
 function normaliseUpstream(raw: string, def: RepoDef): string {
@@ -155,19 +177,4 @@ function normaliseUpstream(raw: string, def: RepoDef): string {
   }
   if (!u.pathname.endsWith('/')) u.pathname += '/';
   return u.toString();
-}
-
-/** A repo as shown to users: credentials masked. */
-export function publicRepo(def: RepoDef): Record<string, unknown> {
-  const options = { ...def.options };
-  if (options.password) options.password = '********';
-  return {
-    name: def.name,
-    format: def.format,
-    kind: def.kind,
-    ...(def.upstream ? { upstream: def.upstream } : {}),
-    ...(def.members ? { members: def.members } : {}),
-    options,
-    createdAt: new Date(def.createdAt).toISOString(),
-  };
 }

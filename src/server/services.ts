@@ -5,7 +5,7 @@ import { Lru } from '../lib/lru.js';
 import { DerivedDocs } from '../repos/derived.js';
 import { RepoRegistry } from '../repos/registry.js';
 import type { Services } from '../repos/services.js';
-import { FORMAT_HANDLERS } from '../formats/index.js';
+import { FORMAT_HANDLERS, SCHEMA } from '../formats/index.js';
 import { openStores } from '../storage/open.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { ConfigError, parseRepoEntry } from '../config/load.js';
@@ -25,7 +25,7 @@ const PARSED_DOCS_BUDGET = 128 * 1024 * 1024;
 /** Opens the stores and everything built on them; applies repos declared in the config file. */
 export async function createServices(config: Config, log = createLogger(config)): Promise<Services> {
   const stores = await openStores(config);
-  const repos = new RepoRegistry(stores.meta, config, Object.keys(FORMAT_HANDLERS));
+  const repos = new RepoRegistry(stores.meta, config, Object.keys(FORMAT_HANDLERS), SCHEMA);
   const upstream = new UpstreamClient(log.child({ module: 'upstream' }) as unknown as Services['log']);
   const access = new AccessLog(stores.meta);
   const svc: Services = {

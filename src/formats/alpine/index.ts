@@ -15,6 +15,7 @@ import {
   findEntry, indexSource, INDEX_FILE, INDEX_TYPE, isArch, localIndexDoc, packageFields, renderSigned,
 } from './index-doc.js';
 import { signingKey } from './keys.js';
+import { ALPINE_OPTIONS } from './options.js';
 
 const APK_TYPE = 'application/octet-stream';
 const KEY_TYPE = 'application/x-pem-file';
@@ -31,6 +32,7 @@ const KEY_RE = /^keys\/([^/]+\.rsa\.pub)$/;
  */
 export const alpine: FormatHandler = {
   name: 'alpine',
+  options: ALPINE_OPTIONS,
 
   async handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
     const rest = safeRepoPath(ctx.rest);

@@ -5,6 +5,7 @@ import { putLocalFile, writeTarget } from '../../repos/local.js';
 import { resolveFile } from '../../repos/resolve.js';
 import { sendServed } from '../../server/send.js';
 import type { FormatHandler } from '../types.js';
+import { GENERIC_OPTIONS } from './options.js';
 
 /**
  * Paths a generic remote treats as mutable metadata (TTL + revalidation) unless the repo sets `mutable`:
@@ -23,6 +24,7 @@ export const DEFAULT_MUTABLE = [
 /** Plain files at any path: the model for every other format. */
 export const generic: FormatHandler = {
   name: 'generic',
+  options: GENERIC_OPTIONS,
   routes: [
     {
       method: 'GET', path: /^.+$/, action: 'read',

@@ -14,6 +14,7 @@ import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, GcContext, RequestCtx } from '../types.js';
 import { RpmHeaderTap } from './header.js';
 import { remotePackage, remoteRepodataFile, remoteRepomd, repomdChecksums } from './remote.js';
+import { RPM_OPTIONS } from './options.js';
 import { localRepodata, REPOMD_PATH, XML_TYPE } from './repodata.js';
 import { ASC_PATH, KEY_PATH, PGP_KEY_TYPE, PGP_TYPE, repoKey, signaturePath, signBytes, signsRepomd } from './sign.js';
 import { virtualRepomd } from './virtual.js';
@@ -27,6 +28,7 @@ const RPM_TYPE = 'application/x-rpm';
  */
 export const rpm: FormatHandler = {
   name: 'rpm',
+  options: RPM_OPTIONS,
 
   async handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
     const path = safeRepoPath(ctx.rest);

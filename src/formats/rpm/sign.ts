@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import * as openpgp from 'openpgp';
 import { hexOf, sha256, type Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
+import { repoSecret } from '../../lib/secrets.js';
 import type { DerivedPart } from '../../repos/derived.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 
@@ -19,27 +19,14 @@ interface RepoKey {
 /** Decrypted keys by the sha256 of their armored text and passphrase, so each is parsed once. */
 const parsed = new Map<string, RepoKey>();
 
-async function armoredKey(repo: RepoDef): Promise<string | null> {
-  const o = repo.options;
-  if (typeof o.gpg_key_env === 'string' && o.gpg_key_env) {
-    const text = process.env[o.gpg_key_env];
-    if (!text) throw new AppError('INTERNAL', `${repo.name}: environment variable ${o.gpg_key_env} (gpg_key_env) is not set`);
-    return text;
-  }
-  if (typeof o.gpg_key_file === 'string' && o.gpg_key_file) {
-    return readFile(o.gpg_key_file, 'utf8').catch(() => {
-      throw new AppError('INTERNAL', `${repo.name}: cannot read gpg_key_file ${o.gpg_key_file}`);
-    });
-  }
-  return null;
-}
-
-/** The repo's OpenPGP signing key (`gpg_key_env` wins over `gpg_key_file`), or null when it has none. */
+/**
+ * The repo's OpenPGP signing key (`gpg_key`, or `gpg_key_file` / `gpg_key_env`, lib/secrets.ts),
+ * or null when it has none; a protected key needs `gpg_passphrase` (or its `_file` / `_env`).
+ */
 export async function repoKey(repo: RepoDef): Promise<RepoKey | null> {
-  const armored = await armoredKey(repo);
-  if (armored === null) return null;
-  const env = repo.options.gpg_passphrase_env;
-  const passphrase = typeof env === 'string' && env ? process.env[env] : undefined;
+  const armored = repoSecret(repo, 'gpg_key');
+  if (!armored) return null;
+  const passphrase = repoSecret(repo, 'gpg_passphrase');
   const id = sha256(Buffer.from(`${armored}\0${passphrase ?? ''}`));
   const hit = parsed.get(id);
   if (hit) return hit;
@@ -51,11 +38,11 @@ export async function repoKey(repo: RepoDef): Promise<RepoKey | null> {
     throw new AppError('INTERNAL', `${repo.name}: the gpg key is not an armored OpenPGP private key`);
   }
   if (!privateKey.isDecrypted()) {
-    if (passphrase === undefined) throw new AppError('INTERNAL', `${repo.name}: the gpg key is protected; set gpg_passphrase_env`);
+    if (passphrase === undefined) throw new AppError('INTERNAL', `${repo.name}: the gpg key is protected; set gpg_passphrase (or gpg_passphrase_file / gpg_passphrase_env)`);
     try {
       privateKey = await openpgp.decryptKey({ privateKey, passphrase });
     } catch {
-      throw new AppError('INTERNAL', `${repo.name}: the gpg key does not decrypt with the passphrase from ${env}`);
+      throw new AppError('INTERNAL', `${repo.name}: the gpg key does not decrypt with the given gpg_passphrase`);
     }
   }
   const key = { privateKey, fingerprint: privateKey.getFingerprint(), publicArmored: privateKey.toPublic().armor() };

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { networkInterfaces } from 'node:os';
 import { ConfigError, parseRepoEntry } from '../../config/load.js';
 import { AppError } from '../../lib/errors.js';
-import { publicRepo } from '../../repos/registry.js';
+import { MASK } from '../../lib/secrets.js';
 import type { Services } from '../../repos/services.js';
 
 function entryFrom(body: unknown, name?: string) {
@@ -60,14 +60,14 @@ function sameOrigin(a: string | undefined, b: string | undefined): boolean {
 
 /** The management API: what `artifactapi repo …` calls. */
 export async function repositoriesApi(app: FastifyInstance, svc: Services): Promise<void> {
-  app.get('/api/v1/repositories', async () => (await svc.repos.list()).map(publicRepo));
+  app.get('/api/v1/repositories', async () => (await svc.repos.list()).map((r) => svc.repos.publicRepo(r)));
 
   app.post('/api/v1/repositories', async (req, reply) => {
     const def = await svc.repos.put(entryFrom(req.body), { create: true, isSelf: selfCheck(req, svc, app) });
-    return reply.code(201).header('location', `/api/v1/repositories/${def.name}`).send(publicRepo(def));
+    return reply.code(201).header('location', `/api/v1/repositories/${def.name}`).send(svc.repos.publicRepo(def));
   });
 
-  app.get<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req) => publicRepo(await svc.repos.require(req.params.name)));
+  app.get<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req) => svc.repos.publicRepo(await svc.repos.require(req.params.name)));
 
   app.put<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req) => {
     const existing = await svc.repos.get(req.params.name);
@@ -79,7 +79,16 @@ export async function repositoriesApi(app: FastifyInstance, svc: Services): Prom
       input.options.username = existing.options.username;
       input.options.password = existing.options.password;
     }
-    return publicRepo(await svc.repos.put(input, { isSelf: selfCheck(req, svc, app) }));
+    // A secret sent back as shown (masked) keeps its stored value: GET, change a key, PUT works.
+    for (const k of svc.repos.schema.secretKeys(input.format)) {
+      if (input.options[k] !== MASK) continue;
+      // The password belongs to its upstream: not carried to another origin.
+      if (existing?.options[k] === undefined || (k === 'password' && !sameOrigin(existing.upstream, input.upstream))) {
+        throw new AppError('BAD_REQUEST', `repository: ${k} is the masked value "${MASK}"; give the secret itself (or ${k}_file / ${k}_env)`);
+      }
+      input.options[k] = existing.options[k];
+    }
+    return svc.repos.publicRepo(await svc.repos.put(input, { isSelf: selfCheck(req, svc, app) }));
   });
 
   app.delete<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req, reply) => {
