@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { decodePath } from '../lib/decode.js';
 import { AppError } from '../lib/errors.js';
 import { formatHandler } from '../formats/index.js';
 import type { RequestCtx } from '../formats/types.js';
@@ -36,12 +37,7 @@ export async function repoDispatch(app: FastifyInstance, svc: Services): Promise
     const pathOnly = url.split('?')[0];
     const slash = pathOnly.indexOf('/', 1);
     const rawName = slash === -1 ? pathOnly.slice(1) : pathOnly.slice(1, slash);
-    let name = rawName;
-    try {
-      if (rawName.includes('%')) name = decodeURIComponent(rawName);
-    } catch {
-      throw new AppError('INVALID_PATH', 'malformed percent-encoding in path');
-    }
+    const name = rawName.includes('%') ? decodePath(rawName) : rawName;
     const rest = slash === -1 ? '' : pathOnly.slice(slash + 1);
     if (RESERVED_NAMES.has(name)) throw new AppError('NOT_FOUND', 'not found');
     const repo = await svc.repos.get(name);

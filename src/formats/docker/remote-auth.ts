@@ -1,5 +1,6 @@
 import type { Services } from '../../repos/services.js';
 import type { RepoDef } from '../../storage/meta/types.js';
+import { parseJson } from '../../lib/decode.js';
 import { AppError } from '../../lib/errors.js';
 import { collect } from '../../lib/streams.js';
 import { sha256 } from '../../lib/digest.js';
@@ -85,12 +86,7 @@ export async function upstreamAuth(svc: Services, repo: RepoDef, image: string):
   const r = await svc.upstream.fetchRaw(settings, url.toString(), { authorization: settings.authorization });
   const raw = await collect(r.body, { max: svc.config.limits.metadata_body, tooLarge: () => new AppError('UPSTREAM_FAILED', 'upstream token answer is too large') });
   if (r.status !== 200) throw new AppError('UPSTREAM_FAILED', `upstream token server answered ${r.status}`);
-  let body: { token?: string; access_token?: string; expires_in?: number };
-  try {
-    body = JSON.parse(raw.toString('utf8'));
-  } catch {
-    throw new AppError('UPSTREAM_FAILED', 'upstream token server answered no JSON');
-  }
+  const body = (parseJson(raw, 'UPSTREAM_FAILED', 'upstream token server answered no JSON') ?? {}) as { token?: string; access_token?: string; expires_in?: number };
   const token = body.token ?? body.access_token;
   if (!token) throw new AppError('UPSTREAM_FAILED', 'upstream token server gave no token');
   const ttl = Math.max(10, Number(body.expires_in) || 60);

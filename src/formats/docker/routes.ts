@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { decodePath } from '../../lib/decode.js';
 import { AppError } from '../../lib/errors.js';
 import { writeTarget } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
@@ -29,12 +30,7 @@ export async function dockerRoutes(app: FastifyInstance, svc: Services): Promise
 async function route(req: FastifyRequest, reply: FastifyReply, svc: Services): Promise<unknown> {
   const url = req.raw.url ?? '/';
   const rawPath = url.split('?')[0].replace(/^\/v2\/?/, '');
-  let path: string;
-  try {
-    path = decodeURIComponent(rawPath);
-  } catch {
-    throw new AppError('NAME_INVALID', 'malformed path');
-  }
+  const path = decodePath(rawPath, 'NAME_INVALID', 'malformed path');
   const r = parseV2Path(path);
   if (!r) throw new AppError('NAME_UNKNOWN', 'not found');
   const m = req.method;

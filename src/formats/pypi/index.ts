@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { decodePath } from '../../lib/decode.js';
 import { AppError } from '../../lib/errors.js';
 import { resolveDoc, type ServedDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
@@ -8,14 +9,6 @@ import { docEtag, METADATA_SUFFIX, projectSource, resolvePyFile, rootSource } fr
 import { contentTypeOf, negotiate, renderProject, renderRoot } from './index-doc.js';
 import { checkFilename, isValidName, normalizeName } from './names.js';
 import { handleUpload } from './upload.js';
-
-function decode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    throw new AppError('INVALID_PATH', 'malformed percent-encoding in path');
-  }
-}
 
 function queryOf(req: FastifyRequest): URLSearchParams {
   const url = req.raw.url ?? '';
@@ -65,7 +58,7 @@ export const pypi: FormatHandler = {
 
     const proj = /^simple\/([^/]+)(\/?)$/.exec(rest);
     if (proj) {
-      const name = decode(proj[1]);
+      const name = decodePath(proj[1]);
       if (!isValidName(name)) throw new AppError('NOT_FOUND', `no project named ${JSON.stringify(name)}`);
       const project = normalizeName(name);
       if (name !== project || !proj[2]) return redirect(reply, `${ctx.repoUrl}/simple/${project}/${qs}`);
@@ -76,8 +69,8 @@ export const pypi: FormatHandler = {
 
     const file = /^packages\/([^/]+)\/([^/]+)$/.exec(rest);
     if (file) {
-      const name = decode(file[1]);
-      let filename = decode(file[2]);
+      const name = decodePath(file[1]);
+      let filename = decodePath(file[2]);
       if (!isValidName(name)) throw new AppError('NOT_FOUND', `no project named ${JSON.stringify(name)}`);
       const project = normalizeName(name);
       if (project !== name) return redirect(reply, `${ctx.repoUrl}/packages/${project}/${file[2]}`);
