@@ -7,6 +7,9 @@ import { formatBytes } from '../lib/units.js';
 import type { Services } from '../repos/services.js';
 import { createServices } from '../server/services.js';
 import { table } from './table.js';
+import { ApiClient } from './api-client.js';
+import { auditPage, auditQuery } from '../server/api/audit.js';
+import type { AuditEntry } from '../storage/meta/audit.js';
 
 interface StoreFlags { config?: string; dataDir?: string; json?: boolean }
 
@@ -36,7 +39,36 @@ const storeOptions = (c: Command) => c
   .option('--data-dir <dir>', 'data directory (default ./data)')
   .option('--json', 'machine-readable output');
 
+interface AuditFlags extends StoreFlags { url?: string; repo?: string; user?: string; action?: string; since?: string; limit?: string; before?: string }
+
+const auditRows = (entries: AuditEntry[]) => entries.map((e) => ({
+  id: e.id, time: new Date(e.at).toISOString(), user: e.actor, token: e.tokenId, address: e.address, action: e.action,
+  repo: e.repo, subject: e.subject, status: e.status, outcome: e.outcome,
+}));
+
 export function maintenanceCommands(program: Command): void {
+  storeOptions(program.command('audit').description('show the audit trail: writes, deletes and admin actions, allowed or refused (newest first)'))
+    .option('--url <server>', 'ask a running server (default when neither --config nor --data-dir is given: $ARTIFACTAPI_URL or http://127.0.0.1:8000)')
+    .option('--repo <name>', 'only this repo')
+    .option('--user <name>', 'only this user (anonymous for unauthenticated requests)')
+    .option('--action <action>', 'write, delete or admin')
+    .option('--since <when>', 'a duration back from now ("24h") or a time ("2026-12-01T00:00:00Z")')
+    .option('--limit <n>', 'entries per page (default 100, at most 1000)')
+    .option('--before <id>', 'the page after this entry id (the "next" of the previous page)')
+    .action(async (o: AuditFlags) => {
+      const filters = { repo: o.repo, user: o.user, action: o.action, since: o.since, limit: o.limit, before: o.before };
+      let page: { entries: AuditEntry[]; next?: string };
+      if (o.config || o.dataDir) {
+        page = await withServices(o, (svc) => auditPage(svc.meta, auditQuery(filters)));
+      } else {
+        const qs = new URLSearchParams(Object.entries(filters).filter((kv): kv is [string, string] => kv[1] !== undefined));
+        page = await ApiClient.from(o.url).request('GET', `/api/v1/audit${qs.size ? `?${qs}` : ''}`);
+      }
+      if (o.json) return void process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
+      process.stdout.write(`${table(auditRows(page.entries), ['id', 'time', 'user', 'token', 'address', 'action', 'repo', 'subject', 'status', 'outcome'])}\n`);
+      if (page.next) process.stdout.write(`more: --before ${page.next}\n`);
+    });
+
   storeOptions(program.command('gc').description('delete unreferenced blobs, evict over-size remote caches, expire uploads (safe while serve runs)'))
     .option('--dry-run', 'report what would be deleted, delete nothing')
     .action(async (o: StoreFlags & { dryRun?: boolean }) => {

@@ -85,6 +85,12 @@ export const SECTIONS = {
     publish_body: { type: 'size', default: '512MiB', doc: 'cap on JSON publish bodies that embed artifacts (npm publish)' },
     unpacked_size: { type: 'size', default: '2GiB', doc: 'cap on the unpacked size of an archive the server inspects (npm tarballs)' },
   },
+  audit: {
+    retention: { type: 'duration', default: '90d', doc: 'audit entries older than this are pruned by gc; 0: keep forever' },
+  },
+  metrics: {
+    public: { type: 'boolean', default: false, doc: 'serve GET /metrics to anyone; false: admin only' },
+  },
 } satisfies Record<string, KeySpecs>;
 
 /**

@@ -60,11 +60,22 @@ export async function runGc(svc: Services, o: { dryRun?: boolean; now?: number }
     ctx.report({ action: 'delete-temp', path: left.name, bytes: left.bytes });
   }
 
+  const retention = svc.config.audit.retention;
+  if (retention > 0 && !dryRun) {
+    const pruned = await svc.meta.audit.prune(now - retention);
+    if (pruned > 0) ctx.report({ action: 'prune-audit', bytes: 0, path: `${pruned} entries` });
+  }
+
   const summary: GcReport['summary'] = {};
   for (const a of actions) {
     const s = (summary[a.action] ??= { count: 0, bytes: 0 });
     s.count++;
     s.bytes += a.bytes ?? 0;
+  }
+  if (!dryRun) {
+    // The run itself is in the trail: /metrics reads gc runs and bytes freed from it, whichever process ran gc.
+    const freed = actions.filter((a) => a.action !== 'evict').reduce((n, a) => n + (a.bytes ?? 0), 0);
+    await svc.meta.audit.append([{ at: Date.now(), actor: 'system', action: 'admin', subject: 'gc', status: 200, outcome: 'ok', bytes: freed }]);
   }
   return { dryRun, actions, summary };
 }

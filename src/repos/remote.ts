@@ -124,7 +124,10 @@ export async function remoteFile(svc: Services, repo: RepoDef, ref: FileRef): Pr
   if (!rec && svc.negative.has(key)) throw new AppError('NOT_FOUND', `${ref.path} not found upstream (cached answer)`);
 
   const running = svc.fills.get(key);
-  if (running) svc.log.info({ repo: repo.name, path: ref.path }, 'joined running upstream fetch');
+  if (running) {
+    svc.metrics.singleFlightJoin(repo.name);
+    svc.log.info({ repo: repo.name, path: ref.path }, 'joined running upstream fetch');
+  }
   const fill = running ?? svc.fills.start(key, (growing, started) =>
     svc.coord.singleFlight(`fill:${key}`, () => fetchIntoCache(svc, repo, ref, rec, growing, started)));
   try {

@@ -7,6 +7,8 @@ import type { AccessLog, Fills, NegativeCache } from './remote.js';
 import type { DerivedDocs } from './derived.js';
 import type { RepoRegistry } from './registry.js';
 import type { PipelineHooks } from '../server/pipeline.js';
+import type { AuditTrail } from '../audit/trail.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 /** Everything a format or kind resolver needs, built once by server/listen.ts (or a test). */
 export interface Services extends Stores {
@@ -22,5 +24,8 @@ export interface Services extends Stores {
   derived: DerivedDocs;
   /** Core hooks every operation passes through (auth before, audit after, listing filters). */
   pipeline: PipelineHooks;
+  /** Every write, delete and admin operation (a pipeline after-hook), batched into the metadata store. */
+  audit: AuditTrail;
+  metrics: Metrics;
   log: FastifyBaseLogger;
 }

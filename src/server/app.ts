@@ -6,6 +6,8 @@ import { FORMAT_HANDLERS } from '../formats/index.js';
 import type { Services } from '../repos/services.js';
 import { healthApi } from './api/health.js';
 import { repositoriesApi } from './api/repositories.js';
+import { auditApi } from './api/audit.js';
+import { metricsApi } from './api/metrics.js';
 import { repoDispatch } from './dispatch.js';
 import { errorHandler } from './errors.js';
 import { withHops } from '../upstream/hops.js';
@@ -51,11 +53,19 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
   app.addHook('onResponse', (req, reply, done) => {
     // Bytes moved: the upload's size for writes, the response's for reads.
     const bytes = req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH' ? req.headers['content-length'] : reply.getHeader('content-length');
+    const repo = (reply.getHeader('x-artifact-repo') as string | undefined) ?? req.artifact?.repo;
+    const source = reply.getHeader('x-artifact-source') as string | undefined;
     req.log.info({
       method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime),
-      repo: reply.getHeader('x-artifact-repo') ?? req.artifact?.repo, source: reply.getHeader('x-artifact-source'),
-      bytes: bytes !== undefined ? Number(bytes) : undefined,
+      repo, source, bytes: bytes !== undefined ? Number(bytes) : undefined,
     }, 'request');
+    const sent = reply.getHeader('content-length');
+    const received = req.headers['content-length'];
+    svc.metrics.request({
+      repo: req.operation?.repo?.name ?? req.artifact?.repo, format: req.operation?.format ?? req.artifact?.format,
+      method: req.method, status: reply.statusCode, source, seconds: reply.elapsedTime / 1000,
+      sent: sent !== undefined && req.method !== 'HEAD' ? Number(sent) || 0 : 0, received: received !== undefined ? Number(received) || 0 : 0,
+    });
     done();
   });
 
@@ -88,6 +98,8 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
 
   await app.register(async (scope) => healthApi(scope, svc));
   await app.register(async (scope) => repositoriesApi(scope, svc));
+  await app.register(async (scope) => auditApi(scope, svc));
+  await app.register(async (scope) => metricsApi(scope, svc));
   for (const handler of Object.values(FORMAT_HANDLERS)) {
     if (handler.register) await app.register(async (scope) => handler.register!(scope, svc));
   }

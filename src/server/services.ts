@@ -10,6 +10,8 @@ import { openStores } from '../storage/open.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { ConfigError, parseRepoEntry } from '../config/load.js';
 import { newPipelineHooks } from './pipeline.js';
+import { AuditTrail } from '../audit/trail.js';
+import { Metrics } from '../metrics/metrics.js';
 
 /** Buffered stdout (8 KiB) for the hot path, flushed at least every second so a quiet server's lines are not held back. */
 export function createLogger(config: Config, destination?: pino.DestinationStream) {
@@ -26,8 +28,12 @@ const PARSED_DOCS_BUDGET = 128 * 1024 * 1024;
 export async function createServices(config: Config, log = createLogger(config)): Promise<Services> {
   const stores = await openStores(config);
   const repos = new RepoRegistry(stores.meta, config, Object.keys(FORMAT_HANDLERS), SCHEMA);
-  const upstream = new UpstreamClient(log.child({ module: 'upstream' }) as unknown as Services['log']);
+  const metrics = new Metrics(stores.meta);
+  const upstream = new UpstreamClient(log.child({ module: 'upstream' }) as unknown as Services['log'], (repo, status, seconds) => metrics.upstream(repo, status, seconds));
   const access = new AccessLog(stores.meta);
+  const audit = new AuditTrail(stores.meta, log);
+  const pipeline = newPipelineHooks();
+  pipeline.after.push(audit.hook);
   const svc: Services = {
     ...stores,
     config,
@@ -38,10 +44,13 @@ export async function createServices(config: Config, log = createLogger(config))
     access,
     derived: new DerivedDocs(),
     parsedDocs: new Lru<unknown>(PARSED_DOCS_BUDGET),
-    pipeline: newPipelineHooks(),
+    pipeline,
+    audit,
+    metrics,
     log: log as unknown as Services['log'],
     async close() {
       await access.flush();
+      await audit.flush();
       await upstream.close();
       await stores.close();
     },

@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import pino from 'pino';
 import type { Config } from '../config/schema.js';
+import { serveClusterMetrics } from '../metrics/metrics.js';
 
 const MIN_BACKOFF = 100;
 const MAX_BACKOFF = 10_000;
@@ -63,6 +64,7 @@ export function supervise(config: Config): void {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  serveClusterMetrics();
   for (let i = 0; i < config.server.workers; i++) fork();
 }
 

@@ -67,7 +67,11 @@ export class UpstreamClient {
   private readonly https = new HttpsAgent({ keepAlive: true, keepAliveMsecs: 1000, timeout: 10_000 });
   readonly circuit = new Circuit();
 
-  constructor(private readonly log?: FastifyBaseLogger) {}
+  constructor(
+    private readonly log?: FastifyBaseLogger,
+    /** Each request's outcome: its status once headers arrived, or 'error' (metrics). */
+    private readonly observe?: (repo: string, status: number | 'error', seconds: number) => void,
+  ) {}
 
   /**
    * Any status, body unread (the caller must consume or destroy it). Follows
@@ -96,10 +100,12 @@ export class UpstreamClient {
       } catch (err) {
         this.circuit.failure(s.repo, s.maxFails, s.failTimeout);
         const mapped = mapNetworkError(err, current);
+        this.observe?.(s.repo, 'error', (performance.now() - t0) / 1000);
         this.log?.warn({ repo: s.repo, upstream: withoutCredentials(current), err: mapped.message, ms: Math.round(performance.now() - t0) }, 'upstream request failed');
         throw mapped;
       }
       const status = res.statusCode ?? 0;
+      this.observe?.(s.repo, status, (performance.now() - t0) / 1000);
       if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
         res.resume();
         current = new URL(String(res.headers.location), current).toString();

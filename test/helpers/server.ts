@@ -18,6 +18,8 @@ export interface TestServer {
   svc: Services;
   app: FastifyInstance;
   config: Config;
+  /** ARTIFACTAPI_* variables naming the same stores, for CLI commands run on the data dir (`gc`, `audit`) in the stack pass. */
+  storeEnv: Record<string, string>;
   /** POST /api/v1/repositories */
   addRepo(body: Record<string, unknown>): Promise<void>;
   close(): Promise<void>;
@@ -53,6 +55,7 @@ export async function startServer(
     svc,
     app,
     config,
+    storeEnv: Object.fromEntries(Object.entries(stack?.flags ?? {}).map(([k, v]) => [`ARTIFACTAPI_${k.replace('.', '_').toUpperCase()}`, String(v)])),
     async addRepo(body) {
       const res = await fetch(`${url}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
       if (res.status !== 201) throw new Error(`addRepo ${JSON.stringify(body)}: ${res.status} ${await res.text()}`);

@@ -10,6 +10,27 @@ export interface Migration {
   postgres?: string;
 }
 
+const AUDIT_TABLE = `
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at BIGINT NOT NULL,
+  actor TEXT NOT NULL,
+  token_id TEXT,
+  address TEXT,
+  action TEXT NOT NULL,
+  format TEXT,
+  repo TEXT,
+  subject TEXT,
+  status INTEGER NOT NULL,
+  outcome TEXT NOT NULL,
+  bytes BIGINT
+);
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_repo ON audit (repo, id);
+CREATE INDEX audit_actor ON audit (actor, id);
+CREATE INDEX audit_action ON audit (action, subject);
+`;
+
 export const migrations: Migration[] = [
   {
     version: 1,
@@ -60,5 +81,12 @@ CREATE TABLE upload_sessions (
     // database collation, so prefix ranges need their own index. SQLite's key is already in byte order.
     sql: 'SELECT 1;',
     postgres: 'CREATE INDEX files_repo_path_c ON files (repo, path COLLATE "C");',
+  },
+  {
+    version: 4,
+    name: 'audit',
+    // Migration 3 is the identities' (users, tokens, grants).
+    sql: AUDIT_TABLE,
+    postgres: AUDIT_TABLE.replace('INTEGER PRIMARY KEY AUTOINCREMENT', 'BIGSERIAL PRIMARY KEY'),
   },
 ];

@@ -1,6 +1,8 @@
 import pg from 'pg';
 import type { Digest } from '../../lib/digest.js';
+import { auditStore } from './audit.js';
 import { migrations } from './migrations.js';
+import { toPostgres, type SqlRunner } from './sql.js';
 import { blobFromRow, fileFromRow, fileToParams, prefixEnd, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
 import type { BlobRec, FileRec, MetaStore, RepoDef, UploadSession } from './types.js';
 
@@ -95,6 +97,13 @@ export class PostgresMetaStore implements MetaStore {
   private async exec(sql: string, params: unknown[]): Promise<void> {
     await this.q.query(sql, params);
   }
+
+  sql: SqlRunner = {
+    all: (sql, params = []) => this.rows(toPostgres(sql), params),
+    run: async (sql, params = []) => (await this.q.query(toPostgres(sql), params)).rowCount ?? 0,
+  };
+
+  audit = auditStore(this.sql);
 
   tx<T>(fn: (m: MetaStore) => Promise<T>): Promise<T> {
     if (this.inTx) return fn(this);

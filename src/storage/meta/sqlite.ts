@@ -3,7 +3,9 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
+import { auditStore } from './audit.js';
 import { migrations } from './migrations.js';
+import type { SqlRunner } from './sql.js';
 import { keysetPages } from './paging.js';
 import { blobFromRow, fileFromRow, fileToParams, prefixEnd, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
 import type { BlobRec, FileRec, MetaStore, RepoDef, UploadSession } from './types.js';
@@ -142,6 +144,20 @@ export class SqliteMetaStore implements MetaStore {
       (this.s.sessOld.all(t) as Row[]).map(sessFromRow),
     count: async (repo: string) => Number((this.s.sessCount.get(repo) as { n: number }).n),
   };
+
+  private readonly statements = new Map<string, Database.Statement>();
+  private prepared(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
+  }
+
+  sql: SqlRunner = {
+    all: async (sql, params = []) => this.prepared(sql).all(...params) as Row[],
+    run: (sql, params = []) => this.write(() => this.prepared(sql).run(...params).changes),
+  };
+
+  audit = auditStore(this.sql);
 
   async ping(): Promise<void> {
     this.s.ping.get();

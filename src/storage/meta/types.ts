@@ -1,3 +1,5 @@
+import type { AuditStore } from './audit.js';
+import type { SqlRunner } from './sql.js';
 import type { Digest } from '../../lib/digest.js';
 
 export type RepoKind = 'local' | 'remote' | 'virtual';
@@ -86,6 +88,10 @@ export interface MetaStore {
     /** Open sessions of one repo. */
     count(repo: string): Promise<number>;
   };
+  /** The audit trail (audit.ts). */
+  audit: AuditStore;
+  /** Statements written once for both dialects (sql.ts), for stores built on top (audit, identities). */
+  sql: SqlRunner;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

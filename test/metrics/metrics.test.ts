@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AppError } from '../../src/lib/errors.js';
+import { startServer, type TestServer } from '../helpers/server.js';
+import { startUpstream, staticFiles, type FakeUpstream } from '../helpers/upstream.js';
+import { cleanupScratch, ensureDist, spawnServe } from '../cli/bin.js';
+
+let srv: TestServer;
+let up: FakeUpstream;
+
+/** The value of one sample line `name{labels} value`, or undefined. */
+function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
+  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = (m[2] ?? '').split(',').filter(Boolean);
+    if (want.every((w) => have.includes(w))) return Number(m[3]);
+  }
+  return undefined;
+}
+
+beforeAll(async () => {
+  ensureDist();
+  up = await startUpstream(staticFiles({ '/lib/x.bin': Buffer.alloc(1000, 7) }));
+  srv = await startServer();
+  await srv.addRepo({ name: 'm-local', format: 'generic', kind: 'local' });
+  await srv.addRepo({ name: 'm-remote', format: 'generic', kind: 'remote', upstream: up.url });
+});
+afterAll(async () => {
+  await srv.close();
+  await up.close();
+  cleanupScratch();
+});
+
+describe('GET /metrics', () => {
+  it('counts requests by repo/format/method/status/source, bytes both ways, cache hits and misses, upstream requests and auth refusals', async () => {
+    expect((await fetch(`${srv.url}/m-local/a`, { method: 'PUT', body: 'hello' })).status).toBe(201);
+    expect((await fetch(`${srv.url}/m-local/a`)).status).toBe(200);
+    for (const source of ['remote', 'cache']) {
+      const res = await fetch(`${srv.url}/m-remote/lib/x.bin`);
+      expect(res.headers.get('x-artifact-source')).toBe(source);
+      expect((await res.arrayBuffer()).byteLength).toBe(1000);
+    }
+    expect((await fetch(`${srv.url}/m-remote/lib/none.bin`)).status).toBe(404);
+    srv.svc.pipeline.before.push((op) => {
+      if (op.subject === 'secret') throw new AppError('UNAUTHORIZED', 'who are you');
+    });
+    expect((await fetch(`${srv.url}/m-local/secret`)).status).toBe(401);
+
+    const res = await fetch(`${srv.url}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+    const text = await res.text();
+    const req = (l: Record<string, string>) => sample(text, 'artifactapi_http_requests_total', l);
+    expect(req({ repo: 'm-local', format: 'generic', method: 'PUT', status: '201', source: '' })).toBe(1);
+    expect(req({ repo: 'm-local', format: 'generic', method: 'GET', status: '200', source: 'local' })).toBe(1);
+    expect(req({ repo: 'm-remote', method: 'GET', status: '200', source: 'remote' })).toBe(1);
+    expect(req({ repo: 'm-remote', method: 'GET', status: '200', source: 'cache' })).toBe(1);
+    expect(sample(text, 'artifactapi_http_received_bytes_total', { repo: 'm-local' })).toBe(5);
+    expect(sample(text, 'artifactapi_http_sent_bytes_total', { repo: 'm-remote' })).toBeGreaterThanOrEqual(2000);
+    expect(sample(text, 'artifactapi_cache_requests_total', { repo: 'm-remote', result: 'hit' })).toBe(1);
+    expect(sample(text, 'artifactapi_cache_requests_total', { repo: 'm-remote', result: 'miss' })).toBe(1);
+    expect(sample(text, 'artifactapi_upstream_requests_total', { repo: 'm-remote', status: '200' })).toBe(1);
+    expect(sample(text, 'artifactapi_upstream_requests_total', { repo: 'm-remote', status: '404' })).toBe(1);
+    expect(sample(text, 'artifactapi_upstream_response_seconds_count', { repo: 'm-remote' })).toBe(2);
+    expect(sample(text, 'artifactapi_auth_failures_total', { format: 'generic', status: '401' })).toBe(1);
+    expect(sample(text, 'artifactapi_http_request_duration_seconds_count', { format: 'generic', method: 'GET' })).toBe(5);
+    expect(sample(text, 'artifactapi_gc_runs', {})).toBe(0);
+  });
+
+  it('is an admin operation (the auth hook decides), unless metrics.public', async () => {
+    const seen: string[] = [];
+    const hook = (op: { action: string; subject?: string }) => {
+      if (op.subject === 'metrics') seen.push(op.action);
+    };
+    srv.svc.pipeline.before.push(hook);
+    await fetch(`${srv.url}/metrics`);
+    const pub = await startServer({ 'metrics.public': true });
+    try {
+      pub.svc.pipeline.before.push(hook);
+      expect((await fetch(`${pub.url}/metrics`)).status).toBe(200);
+    } finally {
+      await pub.close();
+    }
+    expect(seen).toEqual(['admin', 'read']);
+  });
+});
+
+describe('under the supervisor', () => {
+  it('sums every worker: requests spread over two workers all show, whichever worker answers the scrape', async () => {
+    const serve = await spawnServe(['--workers', '2']);
+    try {
+      const end = Date.now() + 20_000;
+      while (new Set(serve.logs().filter((l) => l.msg === 'worker listening').map((l) => l.pid)).size < 2) {
+        if (Date.now() > end) throw new Error('two workers did not start');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // New connections each: the primary hands them to the workers in turn.
+      for (let i = 0; i < 10; i++) await (await fetch(`${serve.url}/health`, { headers: { connection: 'close' } })).text();
+      // Each worker counted only its share (log lines reach stdout within about a second).
+      const servedBy = () => new Set(serve.logs().filter((l) => l.msg === 'request' && l.url === '/health').map((l) => l.pid));
+      for (let t = Date.now(); servedBy().size < 2 && Date.now() - t < 3000;) await new Promise((r) => setTimeout(r, 100));
+      expect(servedBy().size).toBe(2);
+      for (let i = 0; i < 3; i++) {
+        const text = await (await fetch(`${serve.url}/metrics`, { headers: { connection: 'close' } })).text();
+        expect(sample(text, 'artifactapi_http_requests_total', { method: 'GET', status: '200' })).toBeGreaterThanOrEqual(10);
+      }
+    } finally {
+      await serve.stop('SIGTERM');
+    }
+  });
+});
