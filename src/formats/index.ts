@@ -5,7 +5,9 @@ import { docker } from './docker/index.js';
 import { generic } from './generic/index.js';
 import { helm } from './helm/index.js';
 import { npm } from './npm/index.js';
+import { puppet } from './puppet/index.js';
 import { pypi } from './pypi/index.js';
+import { goproxy } from './goproxy/index.js';
 import { rpm } from './rpm/index.js';
 
 /** The formats this build serves. Adding one is a folder and a line here. */
@@ -16,7 +18,9 @@ export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
   docker,
   npm,
   pypi,
+  puppet,
   rpm,
+  goproxy,
 };
 
 /**

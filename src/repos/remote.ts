@@ -228,10 +228,20 @@ async function fetchIntoCache(
   };
   // Blob and row in one transaction: gc never sees the new blob unreferenced.
   try {
-    await publish(svc, written, (m) => m.files.put(rec));
+    await publish(svc, written, ref.verify ? undefined : (m) => m.files.put(rec));
   } catch (err) {
     await svc.blob.discard(written.staged).catch(() => {});
     throw err;
+  }
+  if (ref.verify) {
+    // The blob is published without a row (gc.grace keeps it while it is checked); refused, it stays unreferenced.
+    try {
+      await ref.verify(repo, written);
+    } catch (err) {
+      svc.log.warn({ repo: repo.name, path: ref.path, err: (err as Error).message }, 'upstream body refused; nothing cached');
+      throw err;
+    }
+    await svc.meta.files.put(rec);
   }
   svc.negative.delete(key);
   return rec;

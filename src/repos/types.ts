@@ -22,6 +22,13 @@ export interface FileRef {
   whole?: boolean;
   /** Refuse an HTML body where an artifact was expected (default: true unless mutable or the path is .html). */
   rejectHtml?: boolean;
+  /**
+   * Remote: a check that needs the whole stored body (a module zip's h1: hash against the checksum
+   * database). Runs once the blob is in the store and before its row is written; a throw leaves
+   * nothing recorded (the blob is unreferenced, for gc). Use with `whole`, so no client gets the
+   * bytes before they are checked.
+   */
+  verify?: (repo: RepoDef, stored: { digest: Digest; size: number }) => Promise<void>;
 }
 
 export type Source = 'local' | 'remote' | 'cache';
