@@ -187,7 +187,7 @@ describe('format sections and repo options come from the formats', () => {
 
   it('a format section key that does not exist, a format without a section, and the moved gc.untagged_age', () => {
     const f = toml('[docker]\ndefault_rep = "x"\n[puppet]\nx = 1\n[gc]\nuntagged_age = "1d"\n');
-    expect(errorOf({ file: f })).toBe(`${f}: unknown key "docker.default_rep"; unknown key "puppet"; unknown key "gc.untagged_age" (now docker.untagged_age)`);
+    expect(errorOf({ file: f })).toBe(`${f}: unknown key "docker.default_rep"; unknown key "puppet.x"; unknown key "gc.untagged_age" (now docker.untagged_age)`);
     expect(errorOf({ env: { ARTIFACTAPI_DOCKER_UNTAGGED_AGE: 'later' } })).toBe('environment ARTIFACTAPI_DOCKER_UNTAGGED_AGE: docker.untagged_age: expected a duration like "30s", got "later"');
   });
 
