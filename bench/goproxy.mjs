@@ -16,16 +16,10 @@ import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { opt, ROOT } from './args.mjs';
 import { promisify } from 'node:util';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return Number(i >= 0 ? args[i + 1] : def);
-};
 const MODULES = opt('modules', 30);
 const REPEAT = opt('repeat', 3);
 const DELAY_MS = opt('delay-ms', 0);

@@ -18,15 +18,9 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { opt, ROOT } from './args.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return Number(i >= 0 ? args[i + 1] : def);
-};
 const ROUNDS = opt('rounds', 20);
 const CONCURRENCY = opt('concurrency', 16);
 const VERSIONS = opt('versions', 2500);

@@ -99,6 +99,7 @@ start_api() { # name port
   ARTIFACTAPI_STORAGE_ACCESS_KEY=S3RVER \
   ARTIFACTAPI_STORAGE_SECRET_KEY=S3RVER \
   ARTIFACTAPI_REDIS_URL="$REDIS_URL" \
+  ARTIFACTAPI_AUTH_ANONYMOUS=admin \
   NODE_NO_WARNINGS=1 \
     node bin/artifactapi serve --host 127.0.0.1 --port "$2" >"$WORK/artifactapi-$1.log" 2>&1 &
   PIDS+=($!)
@@ -115,6 +116,7 @@ start_container() { # name port: the image's own entrypoint (`artifactapi serve`
     -e ARTIFACTAPI_STORAGE_ACCESS_KEY=S3RVER \
     -e ARTIFACTAPI_STORAGE_SECRET_KEY=S3RVER \
     -e ARTIFACTAPI_REDIS_URL="$REDIS_URL" \
+    -e ARTIFACTAPI_AUTH_ANONYMOUS=admin \
     "$E2E_IMAGE" >/dev/null
 }
 # podman can run an image's HEALTHCHECK on demand (docker only on its timer)

@@ -83,11 +83,13 @@ for _ in $(seq 60); do
 done
 [ "$ok" = 1 ] || { podman logs --tail 40 "$HC_NAME" >&2 || true; die "podman healthcheck run never passed"; }
 log "HEALTHCHECK passes: $(podman inspect --format '{{.State.Health.Status}}' "$HC_NAME" 2>/dev/null || echo '?')"
+# Auth as shipped: the first start wrote admin's password to the volume (0600, owned by node).
+ADMIN_PW="$(podman exec "$HC_NAME" cat /data/admin.password)" || die "no /data/admin.password after the first start"
 # Write through the API into the volume, then check the bytes are on it, owned by node.
-curl -fsS -X POST -H 'content-type: application/json' \
+curl -fsS -u "admin:$ADMIN_PW" -X POST -H 'content-type: application/json' \
   --data '{"name":"hc-local","format":"generic","kind":"local"}' "http://127.0.0.1:$HC_PORT/api/v1/repositories" >/dev/null \
   || die "could not create a repository in the embedded-default container"
-echo "image-e2e $$" | curl -fsS -X PUT --data-binary @- "http://127.0.0.1:$HC_PORT/hc-local/a/b.txt" >/dev/null \
+echo "image-e2e $$" | curl -fsS -u "admin:$ADMIN_PW" -X PUT --data-binary @- "http://127.0.0.1:$HC_PORT/hc-local/a/b.txt" >/dev/null \
   || die "upload into the embedded-default container failed"
 [ "$(curl -fsS "http://127.0.0.1:$HC_PORT/hc-local/a/b.txt")" = "image-e2e $$" ] || die "download mismatch"
 podman exec "$HC_NAME" sh -c 'ls -ld /data && find /data -maxdepth 1 | sort | head -n 20' >"$STATE/data-listing.txt"

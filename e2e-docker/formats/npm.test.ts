@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tgz } from '../lib/archive.js';
 import { run, scratch, which } from '../lib/clients.js';
-import { createRepo, deleteRepos, get, http, sha256hex, upstreamHits } from '../lib/api.js';
+import { clientCredentials, createRepo, deleteRepos, get, http, sha256hex, upstreamHits } from '../lib/api.js';
 import { BASE, fixture, repoName, UPSTREAM_FOR_SERVER } from '../lib/env.js';
 
 /**
@@ -171,13 +171,14 @@ describe('npm', () => {
     expect((await get(`/${virtual}/e2e-tiny/-/e2e-tiny-9.9.9.tgz`)).status).toBe(404);
   });
 
-  it.skipIf(!which('npm'))('real client: npm publish to the local repo, npm install from the remote and the local through the virtual', () => {
+  it.skipIf(!which('npm'))('real client: npm publish to the local repo, npm install from the remote and the local through the virtual', async () => {
+    const { token } = await clientCredentials();
     const tmp = scratch('npm');
     try {
-      // Its own userconfig and cache (CLIENTS.md); publish wants some token for the registry URL.
+      // Its own userconfig and cache (CLIENTS.md); publish sends a token: a real one of the stack's.
       const npmrc = join(tmp.dir, '.npmrc');
       const host = BASE.replace(/^https?:/, '');
-      writeFileSync(npmrc, `${host}/${local}/:_authToken=e2e\n${host}/${virtual}/:_authToken=e2e\n`);
+      writeFileSync(npmrc, `${host}/${local}/:_authToken=${token}\n${host}/${virtual}/:_authToken=${token}\n`);
       const npm = (args: string[], cwd: string) =>
         run('npm', [...args, '--userconfig', npmrc, '--cache', join(tmp.dir, 'cache'), '--no-audit', '--no-fund', '--ignore-scripts'], { cwd });
 

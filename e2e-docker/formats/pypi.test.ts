@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { zip } from '../lib/archive.js';
 import { run, scratch, which } from '../lib/clients.js';
-import { createRepo, deleteRepos, get, http, sha256hex, upstreamHits, type Reply } from '../lib/api.js';
+import { clientCredentials, createRepo, deleteRepos, get, http, sha256hex, upstreamHits, type Reply } from '../lib/api.js';
 import { BASE, fixture, repoName, UPSTREAM_FOR_SERVER } from '../lib/env.js';
 
 /**
@@ -181,13 +181,14 @@ describe('pypi', () => {
     expect((await get(`/${virtual}/packages/e2e-tiny/e2e_tiny-9.9.9-py3-none-any.whl`)).status).toBe(404);
   });
 
-  it.skipIf(!which('twine') || !hasPip)('real clients: twine uploads to the local repo, pip downloads both members through the virtual', () => {
+  it.skipIf(!which('twine') || !hasPip)('real clients: twine uploads to the local repo, pip downloads both members through the virtual', async () => {
+    const { user, password } = await clientCredentials();
     const tmp = scratch('pypi');
     try {
       const w = wheel('e2e-twine', '0.1.0');
       const file = join(tmp.dir, w.filename);
       writeFileSync(file, w.body);
-      run('twine', ['upload', '--repository-url', `${BASE}/${local}/`, '-u', 'x', '-p', 'x', '--non-interactive', '--disable-progress-bar', file]);
+      run('twine', ['upload', '--repository-url', `${BASE}/${local}/`, '-u', user, '-p', password, '--non-interactive', '--disable-progress-bar', file]);
 
       const out = join(tmp.dir, 'out');
       const index = ['--no-cache-dir', '--no-deps', '--index-url', `${BASE}/${virtual}/simple/`, '-d', out];

@@ -50,3 +50,18 @@ export async function upstreamHits(path: string): Promise<number> {
   const hits = (await r.json()) as Record<string, number>;
   return hits[path] ?? 0;
 }
+
+/**
+ * A user of the stack's own (the e2e stacks run with auth.anonymous = "admin", so anonymous may
+ * create it) and an API token of it: clients that always send credentials (npm publish, twine)
+ * must send real ones, since a made-up credential is a bad one.
+ */
+export async function clientCredentials(): Promise<{ user: string; password: string; token: string }> {
+  const user = `e2e-${Math.random().toString(36).slice(2, 10)}`;
+  const password = `pw-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+  const u = await http('POST', '/api/v1/users', { body: { name: user, password, admin: true } });
+  if (u.status !== 201) throw new Error(`create user: ${u.status} ${u.body.toString()}`);
+  const t = await http('POST', '/api/v1/tokens', { body: {}, headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` } });
+  if (t.status !== 201) throw new Error(`create token: ${t.status} ${t.body.toString()}`);
+  return { user, password, token: t.json().token };
+}

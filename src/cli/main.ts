@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
+import { identityCommands } from './identities.js';
 import { maintenanceCommands } from './maintenance.js';
 import { pushLocalCommand } from './push-local.js';
 import { repoCommand } from './repo.js';
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   repoCommand(program);
   pushLocalCommand(program);
   maintenanceCommands(program);
+  identityCommands(program);
   return program;
 }
 

@@ -23,10 +23,11 @@ const humanLines = {
 };
 
 /** gc and verify open the stores directly (same config as serve), not through the API. */
-async function withServices<T>(o: StoreFlags, fn: (svc: Services) => Promise<T>): Promise<T> {
+export async function withServices<T>(o: StoreFlags, fn: (svc: Services) => Promise<T>): Promise<T> {
   const config = loadConfig({ file: o.config, flags: { data_dir: o.dataDir } });
   const log = pino({ level: 'warn' }, humanLines);
-  const svc = await createServices(config, log);
+  // Only serve makes the first admin; a maintenance run on a fresh directory leaves that to it.
+  const svc = await createServices(config, log, { bootstrap: false });
   try {
     return await fn(svc);
   } finally {
@@ -39,7 +40,7 @@ const storeOptions = (c: Command) => c
   .option('--data-dir <dir>', 'data directory (default ./data)')
   .option('--json', 'machine-readable output');
 
-interface AuditFlags extends StoreFlags { url?: string; repo?: string; user?: string; action?: string; since?: string; limit?: string; before?: string }
+interface AuditFlags extends StoreFlags { url?: string; token?: string; repo?: string; user?: string; action?: string; since?: string; limit?: string; before?: string }
 
 const auditRows = (entries: AuditEntry[]) => entries.map((e) => ({
   id: e.id, time: new Date(e.at).toISOString(), user: e.actor, token: e.tokenId, address: e.address, action: e.action,
@@ -49,6 +50,7 @@ const auditRows = (entries: AuditEntry[]) => entries.map((e) => ({
 export function maintenanceCommands(program: Command): void {
   storeOptions(program.command('audit').description('show the audit trail: writes, deletes and admin actions, allowed or refused (newest first)'))
     .option('--url <server>', 'ask a running server (default when neither --config nor --data-dir is given: $ARTIFACTAPI_URL or http://127.0.0.1:8000)')
+    .option('--token <token>', 'API token of an admin (default $ARTIFACTAPI_TOKEN)')
     .option('--repo <name>', 'only this repo')
     .option('--user <name>', 'only this user (anonymous for unauthenticated requests)')
     .option('--action <action>', 'write, delete or admin')
@@ -62,7 +64,7 @@ export function maintenanceCommands(program: Command): void {
         page = await withServices(o, (svc) => auditPage(svc.meta, auditQuery(filters)));
       } else {
         const qs = new URLSearchParams(Object.entries(filters).filter((kv): kv is [string, string] => kv[1] !== undefined));
-        page = await ApiClient.from(o.url).request('GET', `/api/v1/audit${qs.size ? `?${qs}` : ''}`);
+        page = await ApiClient.from(o.url, o.token).request('GET', `/api/v1/audit${qs.size ? `?${qs}` : ''}`);
       }
       if (o.json) return void process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
       process.stdout.write(`${table(auditRows(page.entries), ['id', 'time', 'user', 'token', 'address', 'action', 'repo', 'subject', 'status', 'outcome'])}\n`);

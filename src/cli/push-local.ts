@@ -6,6 +6,7 @@ import { request as httpsRequest } from 'node:https';
 import { basename } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { ApiClient } from './api-client.js';
 import type { Command } from 'commander';
 
 export interface PushItem {
@@ -43,7 +44,7 @@ const encodePath = (p: string) => p.split('/').map(encodeURIComponent).join('/')
  * Streams one file to PUT url, hashing the bytes as they leave (the file is read once).
  * Resolves with the server's JSON answer and the local sha256.
  */
-export async function putFile(url: string, file: string, size: number, onBytes: (n: number) => void): Promise<{ answer: Record<string, unknown>; sha256: string }> {
+export async function putFile(url: string, file: string, size: number, onBytes: (n: number) => void, authorization?: string): Promise<{ answer: Record<string, unknown>; sha256: string }> {
   const u = new URL(url);
   const hash = createHash('sha256');
   const tap = new Transform({
@@ -55,7 +56,10 @@ export async function putFile(url: string, file: string, size: number, onBytes: 
   });
   const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {
     method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size), accept: 'application/json' },
+    headers: {
+      'content-type': 'application/octet-stream', 'content-length': String(size), accept: 'application/json',
+      ...(authorization ? { authorization } : {}),
+    },
   });
   const response = new Promise<IncomingMessage>((resolve, reject) => {
     req.once('response', resolve);
@@ -99,6 +103,8 @@ export interface PushOptions {
   files: string[];
   path?: string;
   url?: string;
+  /** API token (default $ARTIFACTAPI_TOKEN). */
+  token?: string;
   /** Called as items progress (the TTY view re-renders from it). */
   onUpdate?: (items: PushItem[]) => void;
   /** Called when a file is stored and checked. */
@@ -108,6 +114,8 @@ export interface PushOptions {
 /** Uploads files one after another; stops at the first failure (thrown as a one-line Error). */
 export async function pushLocal(o: PushOptions): Promise<PushResult[]> {
   const base = serverUrl(o.url);
+  // The same credentials as every other command (a token, or on the host the admin password file).
+  const authorization = ApiClient.from(base, o.token).authorization;
   const paths = targetPaths(o.files, o.path);
   const items: PushItem[] = [];
   for (const [i, file] of o.files.entries()) {
@@ -129,7 +137,7 @@ export async function pushLocal(o: PushOptions): Promise<PushResult[]> {
       const { answer, sha256 } = await putFile(url, item.file, item.size, (n) => {
         item.sent += n;
         o.onUpdate?.(items);
-      });
+      }, authorization);
       const stored = String(answer.sha256 ?? String(answer.digest ?? '').replace(/^sha256:/, ''));
       if (stored !== sha256) {
         throw new Error(`${item.file}: sha256 mismatch: sent ${sha256}, server stored ${stored || '(none reported)'}`);
@@ -155,16 +163,17 @@ export function pushLocalCommand(program: Command): void {
     .description('upload files into a local repository (generic layout), with progress; prints the stored sha256')
     .option('--path <p>', 'path in the repo (several files: a directory prefix); default: the file name')
     .option('--url <server>', 'server URL (default $ARTIFACTAPI_URL or http://127.0.0.1:8000)')
+    .option('--token <token>', 'API token (default $ARTIFACTAPI_TOKEN)')
     .option('--json', 'machine-readable output')
-    .action(async (repo: string, files: string[], o: { path?: string; url?: string; json?: boolean }) => {
+    .action(async (repo: string, files: string[], o: { path?: string; url?: string; token?: string; json?: boolean }) => {
       // ink only on a terminal wide enough to draw a bar; pipes and CI get one plain line per file.
       if (!o.json && process.stdout.isTTY && (process.stdout.columns ?? 0) >= 40) {
         const { pushWithProgress } = await import('./ui/push-progress.js');
-        await pushWithProgress({ repo, files, path: o.path, url: o.url });
+        await pushWithProgress({ repo, files, path: o.path, url: o.url, token: o.token });
         return;
       }
       const results = await pushLocal({
-        repo, files, path: o.path, url: o.url,
+        repo, files, path: o.path, url: o.url, token: o.token,
         onDone: o.json ? undefined : (r) => process.stdout.write(`${r.sha256}  ${r.repo}/${r.path}  ${r.size} bytes\n`),
       });
       if (o.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { parseDuration, parseSize } from '../lib/units.js';
@@ -55,7 +56,24 @@ function coerce(spec: KeySpec, value: unknown, where: string): unknown {
       if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter(Boolean);
       if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw bad('a list of strings');
       return value;
+    case 'trust': {
+      if (typeof value === 'boolean') return value;
+      if (value === 'true' || value === 'false') return value === 'true';
+      const list = typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+      if (!Array.isArray(list) || list.length === 0 || list.some((v) => typeof v !== 'string' || !isAddressOrCidr(v))) {
+        throw bad('true, false or a list of addresses/CIDRs');
+      }
+      return list;
+    }
   }
+}
+
+/** `10.0.0.1`, `::1`, `10.0.0.0/8`, `fd00::/8` (what fastify's trustProxy list accepts). */
+function isAddressOrCidr(v: string): boolean {
+  const [addr, bits, ...extra] = v.split('/');
+  const family = isIP(addr);
+  if (!family || extra.length > 0) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
 }
 
 function defaults(schema: Schema): Record<string, any> {
@@ -200,6 +218,11 @@ function resolveSectionSecrets(schema: Schema, cfg: Record<string, any>, env: No
       if (!spec.secret) continue;
       const values = cfg[section] as Record<string, unknown>;
       try {
+        if (spec.rawFile && !values[`${k}_env`] && values[`${k}_file`]) {
+          // Its user reads the file as bytes; the file wins over the key itself.
+          delete values[k];
+          continue;
+        }
         const v = readSecret(values, k, env);
         if (v !== undefined) values[k] = v;
       } catch (err) {

@@ -5,7 +5,8 @@
  * unknown keys by dotted path. artifactapi.example.toml documents the same keys (a test keeps
  * the two in step).
  */
-export type KeyType = 'string' | 'number' | 'boolean' | 'duration' | 'size' | 'string[]';
+/** `trust`: true, false, or a list of addresses/CIDRs (fastify's trustProxy). */
+export type KeyType = 'string' | 'number' | 'boolean' | 'duration' | 'size' | 'string[]' | 'trust';
 
 export interface KeySpec {
   type: KeyType;
@@ -19,6 +20,11 @@ export interface KeySpec {
   secret?: boolean;
   /** The value must be one of these words. */
   choices?: readonly string[];
+  /**
+   * A secret whose `_file` is not read into the value at load time but left as a path for its
+   * user to read as bytes (a binary key); `_env` and the key itself are text.
+   */
+  rawFile?: boolean;
   /** Set on the `_file` / `_env` keys composeSchema() adds: the secret key they stand for. */
   secretOf?: string;
 }
@@ -43,6 +49,7 @@ export const SECTIONS = {
     request_timeout: { type: 'duration', default: '1h', doc: 'a client must send its whole request (uploads too) within this; 0: no limit' },
     keep_alive_timeout: { type: 'duration', default: '72s', doc: 'an idle keep-alive connection is closed after this' },
     max_connections: { type: 'number', default: 4096, doc: 'open client connections; more are refused' },
+    trust_proxy: { type: 'trust', default: false, doc: 'believe X-Forwarded-For/-Proto/-Host: false, true (any peer), or the proxy addresses/CIDRs' },
   },
   database: {
     url: { type: 'string', default: '', doc: 'sqlite://PATH or postgres://user:pass@host/db; empty: sqlite in data_dir', secret: true },
@@ -91,6 +98,14 @@ export const SECTIONS = {
   metrics: {
     public: { type: 'boolean', default: false, doc: 'serve GET /metrics to anyone; false: admin only' },
   },
+  auth: {
+    anonymous: { type: 'string', default: 'read', choices: ['none', 'read', 'write', 'admin'], doc: 'what a request without credentials may do where a repo does not say otherwise: none, read, write (a trusted network only: everything but admin) or admin (everything, the management API included: a single-user host or a throwaway test stack)' },
+    token_key: { type: 'string', default: '', secret: true, rawFile: true, doc: 'key that signs docker Bearer tokens (32+ bytes); token_key_file is read as bytes; none set: data_dir/token.key, made on first start (give every instance the same key)' },
+    docker_token_ttl: { type: 'duration', default: '5m', doc: 'lifetime of a docker Bearer token from /v2/token' },
+    login_slow_after: { type: 'number', default: 3, doc: 'failed logins from one address within login_window before each answer is delayed' },
+    login_max_failures: { type: 'number', default: 10, doc: 'failed logins from one address within login_window before it is refused with 429' },
+    login_window: { type: 'duration', default: '5m', doc: 'how long failed logins from one address are remembered' },
+  },
 } satisfies Record<string, KeySpecs>;
 
 /**
@@ -114,13 +129,14 @@ export const REPO_KEYS = {
   max_cache_size: { type: 'size', default: undefined, doc: 'remote: evict least recently used cached files above this (gc)' },
   default_local: { type: 'string', default: undefined, doc: 'virtual: the local member that receives writes' },
   allow_shadowed: { type: 'string[]', default: undefined, doc: 'virtual: package names remote members may serve even when a local member has them' },
+  anonymous: { type: 'string', default: undefined, choices: ['none', 'read', 'write'], doc: 'what requests without credentials may do on this repo (none, read, write); overrides auth.anonymous' },
 } satisfies KeySpecs;
 
 export const FORMATS = ['generic', 'docker', 'helm', 'pypi', 'npm', 'rpm', 'alpine', 'puppet', 'terraform', 'goproxy'] as const;
 export type FormatName = (typeof FORMATS)[number];
 
 export type SectionValues<S> = { -readonly [K in keyof S]: S[K] extends { type: 'number' | 'duration' | 'size' } ? number
-  : S[K] extends { type: 'boolean' } ? boolean : S[K] extends { type: 'string[]' } ? string[] : string };
+  : S[K] extends { type: 'boolean' } ? boolean : S[K] extends { type: 'string[]' } ? string[] : S[K] extends { type: 'trust' } ? boolean | string[] : string };
 
 export interface RepoConfig {
   name: string;

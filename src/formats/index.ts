@@ -1,4 +1,4 @@
-import { composeSchema, type FormatSpec } from '../config/schema.js';
+import { composeSchema } from '../config/schema.js';
 import type { FormatHandler } from './types.js';
 import { alpine } from './alpine/index.js';
 import { docker } from './docker/index.js';
@@ -9,6 +9,7 @@ import { puppet } from './puppet/index.js';
 import { pypi } from './pypi/index.js';
 import { goproxy } from './goproxy/index.js';
 import { rpm } from './rpm/index.js';
+import { terraform } from './terraform/index.js';
 
 /** The formats this build serves. Adding one is a folder and a line here. */
 export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
@@ -20,19 +21,12 @@ export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
   pypi,
   puppet,
   rpm,
+  terraform,
   goproxy,
 };
 
-/**
- * Config of formats this build does not serve yet, declared as their handler will declare it, so
- * their keys already load; a handler of the same name replaces its entry here.
- */
-const PLANNED: FormatSpec[] = [
-  { name: 'terraform', config: { default_repo: { type: 'string', default: '', doc: 'repo that /.well-known/terraform.json points at' } } },
-];
-
 /** Every format's options and config section joined with the core keys: what load.ts and the API validate with. */
-export const SCHEMA = composeSchema([...Object.values(FORMAT_HANDLERS), ...PLANNED.filter((p) => !(p.name in FORMAT_HANDLERS))]);
+export const SCHEMA = composeSchema(Object.values(FORMAT_HANDLERS));
 
 export function formatHandler(name: string): FormatHandler | undefined {
   return FORMAT_HANDLERS[name];

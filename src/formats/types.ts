@@ -1,8 +1,7 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FormatName, FormatSpec, KeySpecs } from '../config/schema.js';
 import type { Services } from '../repos/services.js';
 import type { RepoDef } from '../storage/meta/types.js';
-import type { Route } from '../server/pipeline.js';
+import type { Entry, Operation, Route } from '../server/pipeline.js';
 
 /** What a format handler is told about the request it handles under /REPO/. */
 export interface RequestCtx {
@@ -37,13 +36,18 @@ export interface FormatHandler extends FormatSpec {
    * The format's routes under /REPO/, as data (server/pipeline.ts): the core matches them, knows
    * (repos, action, format) and runs the auth/audit hooks before and after the handler.
    */
-  routes?: Route[];
-  /** Legacy: one handler for every request under /REPO/ (the Operation is derived from the method). */
-  handle?(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services): Promise<unknown>;
-  /** Extra routes outside /REPO/ (docker's /v2/), registered in their own scope. */
-  register?(app: FastifyInstance, svc: Services): void | Promise<void>;
+  routes: Route[];
+  /**
+   * How the path after `/REPO/` (or the entry prefix) decodes before non-raw routes match it;
+   * default lib/paths safeRepoPath (percent-decoded, traversal refused with INVALID_PATH).
+   */
+  decodePath?(rest: string): string;
+  /** Routes outside /REPO/ in the format's own URL layout (docker's `/v2/`), served by the same dispatcher. */
+  entry?: Entry;
   /** Error body in the protocol's own shape; default `{"error":{"code","message"}}`. */
   errorBody?(code: string, message: string, status: number): unknown;
+  /** The `WWW-Authenticate` value of a 401 (the core adds it); default `Basic realm="artifactapi"`. */
+  challenge?(op: Operation, baseUrl: string): string;
   /** gc: drop the format's own unreferenced rows (untagged manifests...) before blobs are swept. */
   gc?(ctx: GcContext): Promise<void>;
 }

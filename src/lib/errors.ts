@@ -44,11 +44,14 @@ export type ErrorCode = keyof typeof STATUS_BY_CODE;
 export class AppError extends Error {
   readonly code: ErrorCode;
   readonly detail?: unknown;
-  constructor(code: ErrorCode, message: string, detail?: unknown) {
+  /** Response headers that belong to this answer (a 401's WWW-Authenticate, a 429's Retry-After). */
+  headers?: Record<string, string>;
+  constructor(code: ErrorCode, message: string, detail?: unknown, headers?: Record<string, string>) {
     super(message);
     this.name = 'AppError';
     this.code = code;
     this.detail = detail;
+    if (headers) this.headers = headers;
   }
   get status(): number {
     return STATUS_BY_CODE[this.code];

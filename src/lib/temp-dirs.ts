@@ -100,3 +100,13 @@ export async function liveTempFiles(root: string): Promise<TempEntry[]> {
   await visit(root, 0);
   return out;
 }
+
+/** Temp dirs of dead processes at once; files of live ones (and loose ones) idle since `before`: removed unless dryRun. */
+export async function* sweepLocalTemp(root: string, before: number, dryRun: boolean): AsyncIterable<{ name: string; bytes: number }> {
+  for (const dead of await sweepDeadTempDirs(root, dryRun)) yield { name: dead.path, bytes: dead.bytes };
+  for (const f of await liveTempFiles(root)) {
+    if (f.mtimeMs >= before) continue;
+    if (!dryRun) await fsp.rm(f.path, { force: true });
+    yield { name: f.path, bytes: f.bytes };
+  }
+}

@@ -1,12 +1,11 @@
-import { promises as fsp } from 'node:fs';
-import { dirname } from 'node:path';
+import { randomUUID } from 'node:crypto';
 import type { Digest } from '../lib/digest.js';
-import { liveTempFiles, sweepDeadTempDirs } from '../lib/temp-dirs.js';
 import { FORMAT_HANDLERS } from '../formats/index.js';
 import type { GcContext } from '../formats/types.js';
 import type { Services } from '../repos/services.js';
 
 const TEMP_MIN_IDLE = 10 * 60_000;
+const TOMBSTONE_AGE = 24 * 3_600_000;
 
 export interface GcAction {
   action: 'delete-blob' | 'delete-orphan' | 'evict' | 'delete-temp' | string;
@@ -27,9 +26,9 @@ export interface GcReport {
  * Garbage collection, safe while `serve` runs in another process:
  * 1. each format's own gc hook (docker: untagged manifests, expired upload sessions);
  * 2. LRU eviction of remote repos above `max_cache_size` (rows only; local content is never evicted);
- * 3. sweep: blobs no row references and not touched within `gc.grace`, each re-checked and deleted
- *    inside an exclusive metadata transaction (publishing touches + commits inside one too, so a
- *    blob being published is never reaped);
+ * 3. sweep: blobs no row references and not touched within `gc.grace`, each re-checked under its
+ *    digest's lock and marked, deleted outside the transaction, then marked gone (publishers of the
+ *    same digest check those marks under the same lock, so a blob being published is never reaped);
  * 4. CAS objects with no blob row (crash leftovers) and abandoned temp files older than the grace.
  * Evicted blobs are usually older than the grace, so the same run reclaims them.
  */
@@ -55,8 +54,9 @@ export async function runGc(svc: Services, o: { dryRun?: boolean; now?: number }
   // before the transaction that records it.
   const stagingCutoff = Math.min(cutoff, now - TEMP_MIN_IDLE);
   await sweepOrphans(ctx, stagingCutoff);
-  await sweepTemp(ctx, dirname(svc.blob.tempDir), stagingCutoff);
-  for await (const left of svc.blob.sweepStaging?.(stagingCutoff, dryRun) ?? []) {
+  // Tombstones of finished deletions: a publisher compares tokens within one publish, never a day.
+  if (!dryRun) await svc.meta.blobs.purgeGone(now - TOMBSTONE_AGE);
+  for await (const left of svc.blob.sweepStaging(stagingCutoff, dryRun)) {
     ctx.report({ action: 'delete-temp', path: left.name, bytes: left.bytes });
   }
 
@@ -81,20 +81,31 @@ export async function runGc(svc: Services, o: { dryRun?: boolean; now?: number }
 }
 
 /**
- * Deletes one blob if, inside an exclusive transaction, it is still unreferenced and untouched
- * since `cutoff`. Returns its size when deleted (or when it would be, in a dry run), else null.
+ * Deletes one blob if, under its digest's lock, it is still unreferenced and untouched since
+ * `cutoff` (or a deletion of it was left unfinished). The store's delete runs outside the
+ * transaction, bracketed by a "deleting" mark and a "gone" one, which publishers of the same
+ * digest check (storage/ingest.ts). Returns its size when deleted (or would be, dry run), else null.
  */
 export async function sweepBlob(svc: Services, d: Digest, cutoff: number, dryRun = false): Promise<number | null> {
-  return svc.meta.tx(async (m) => {
+  const token = randomUUID();
+  const size = await svc.meta.tx(async (m) => {
     const rec = await m.blobs.get(d);
-    if (!rec || rec.lastTouched >= cutoff) return null;
+    if (!rec || (!rec.deleting && rec.lastTouched >= cutoff)) return null;
     if ((await m.files.byDigest(d)).length > 0) return null;
-    if (!dryRun) {
-      await svc.blob.delete(d);
-      await m.blobs.remove(d);
-    }
+    if (!dryRun) await m.blobs.beginDelete(d, rec.size, token);
     return rec.size;
-  });
+  }, { lock: [d] });
+  if (size !== null && !dryRun) await deleteMarked(svc, d, token);
+  return size;
+}
+
+/** The store's delete of a blob marked "deleting" under `token`, then the "gone" mark (also after a failed delete: publishers re-check the bytes). */
+async function deleteMarked(svc: Services, d: Digest, token: string): Promise<void> {
+  try {
+    await svc.blob.delete(d);
+  } finally {
+    await svc.meta.tx((m) => m.blobs.endDelete(d, token), { lock: [d] });
+  }
 }
 
 async function evictRemoteCaches(ctx: GcContext): Promise<void> {
@@ -125,6 +136,7 @@ async function sweepOrphans(ctx: GcContext, cutoff: number): Promise<void> {
   for await (const b of svc.blob.list()) {
     if (b.createdAt.getTime() >= cutoff) continue;
     if (await svc.meta.blobs.get(b.digest)) continue;
+    const token = randomUUID();
     const deleted = await svc.meta.tx(async (m) => {
       if (await m.blobs.get(b.digest)) return false;
       if ((await m.files.byDigest(b.digest)).length > 0) {
@@ -132,20 +144,10 @@ async function sweepOrphans(ctx: GcContext, cutoff: number): Promise<void> {
         if (!ctx.dryRun) await m.blobs.touch(b.digest, b.size);
         return false;
       }
-      if (!ctx.dryRun) await svc.blob.delete(b.digest);
+      if (!ctx.dryRun) await m.blobs.beginDelete(b.digest, b.size, token);
       return true;
-    });
+    }, { lock: [b.digest] });
+    if (deleted && !ctx.dryRun) await deleteMarked(svc, b.digest, token);
     if (deleted) ctx.report({ action: 'delete-orphan', digest: b.digest, bytes: b.size });
-  }
-}
-
-/** Temp files nobody has written to within the grace: abandoned spools of killed processes. */
-/** Temp dirs of dead processes at once; files of live ones (and loose ones) idle since `cutoff`. */
-async function sweepTemp(ctx: GcContext, root: string, cutoff: number): Promise<void> {
-  for (const dead of await sweepDeadTempDirs(root, ctx.dryRun)) ctx.report({ action: 'delete-temp', path: dead.path, bytes: dead.bytes });
-  for (const f of await liveTempFiles(root)) {
-    if (f.mtimeMs >= cutoff) continue;
-    if (!ctx.dryRun) await fsp.rm(f.path, { force: true });
-    ctx.report({ action: 'delete-temp', path: f.path, bytes: f.bytes });
   }
 }

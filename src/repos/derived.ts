@@ -3,6 +3,7 @@ import { ingestBuffer } from '../storage/ingest.js';
 import type { FileRec, RepoDef } from '../storage/meta/types.js';
 import { writeLocalRow } from './local.js';
 import type { Services } from './services.js';
+import type { Served } from './types.js';
 
 /** A document a format derives from a local repo's rows (helm index.yaml; rpm repodata, APKINDEX). */
 export interface DerivedDoc {
@@ -85,4 +86,14 @@ export class DerivedDocs {
       return rec;
     });
   }
+}
+
+/**
+ * A local repo's stored derived document as a served file (its digest as ETag, Range, 304), derived
+ * now if the repo never had one; null for remote and virtual repos, whose format renders theirs.
+ */
+export async function storedDerived(svc: Services, repo: RepoDef, doc: DerivedDoc): Promise<Served | null> {
+  if (repo.kind !== 'local') return null;
+  const rec = await svc.derived.current(svc, repo, doc);
+  return { rec, source: 'local', servedBy: repo.name, size: rec.size };
 }

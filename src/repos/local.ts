@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { AppError } from '../lib/errors.js';
 import type { Digest } from '../lib/digest.js';
 import type { ExtraHashes } from '../lib/spool.js';
-import { ingestStream } from '../storage/ingest.js';
+import { ingestStream, linkBlob } from '../storage/ingest.js';
 import type { FileRec, MetaStore, RepoDef } from '../storage/meta/types.js';
 import type { Services } from './services.js';
 import type { FileRef, Served } from './types.js';
@@ -42,10 +42,7 @@ export async function putLocalFile(svc: Services, repo: RepoDef, path: string, s
 /** Points a path of a local repo at a blob already in the store (cross-repo mounts, derived files). */
 export async function recordLocalFile(svc: Services, repo: RepoDef, path: string, digest: Digest, size: number,
   o: Pick<PutOptions, 'contentType' | 'meta' | 'immutable'> = {}): Promise<FileRec> {
-  return svc.meta.tx(async (m) => {
-    await m.blobs.touch(digest, size);
-    return writeLocalRow(m, repo, path, digest, size, o);
-  });
+  return linkBlob(svc, digest, size, (m) => writeLocalRow(m, repo, path, digest, size, o));
 }
 
 /** Writes a local row inside a transaction the caller holds (e.g. the one publishing its blob, see ingestStream). */
@@ -72,4 +69,11 @@ export async function writeTarget(svc: Services, repo: RepoDef): Promise<RepoDef
   }
   assertWritable(repo);
   return repo;
+}
+
+/** The repo a read that precedes a write should see (npm's `?write=true`): a virtual repo's `default_local` member, else the repo itself. */
+export async function readTarget(svc: Services, repo: RepoDef): Promise<RepoDef> {
+  if (repo.kind !== 'virtual' || typeof repo.options.default_local !== 'string') return repo;
+  const target = await svc.repos.get(repo.options.default_local);
+  return target?.kind === 'local' ? target : repo;
 }

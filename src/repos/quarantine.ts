@@ -1,5 +1,4 @@
-import { promises as fsp } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { Digest } from '../lib/digest.js';
 import type { Services } from './services.js';
 
@@ -11,14 +10,7 @@ import type { Services } from './services.js';
  */
 export async function quarantineBlob(svc: Services, d: Digest): Promise<void> {
   svc.log.error({ digest: d }, 'blob failed verification; quarantined');
-  const local = svc.blob.localPath?.(d);
-  if (local) {
-    const dir = join(svc.config.data_dir, 'quarantine');
-    await fsp.mkdir(dir, { recursive: true });
-    await fsp.rename(local, join(dir, basename(local))).catch(() => {});
-  } else {
-    await svc.blob.delete(d);
-  }
+  await svc.blob.quarantine(d, join(svc.config.data_dir, 'quarantine'));
   for (const f of await svc.meta.files.byDigest(d)) {
     if (f.source === 'remote') await svc.meta.files.remove(f.repo, f.path);
   }

@@ -1,5 +1,6 @@
 import type { Config, RepoConfig, Schema } from '../config/schema.js';
 import { FORMATS } from '../config/schema.js';
+import { decodePath, tryDecode } from '../lib/decode.js';
 import { AppError } from '../lib/errors.js';
 import { redact, repoSecret } from '../lib/secrets.js';
 import type { MetaStore, RepoDef } from '../storage/meta/types.js';
@@ -116,8 +117,8 @@ export class RepoRegistry {
     let username = o.username as string | undefined;
     let password = repoSecret(def, 'password');
     if (u.username && !username) {
-      username = decodeURIComponent(u.username);
-      password = decodeURIComponent(u.password);
+      username = tryDecode(u.username) ?? u.username;
+      password = tryDecode(u.password) ?? u.password;
     }
     u.username = '';
     u.password = '';
@@ -171,7 +172,8 @@ function normaliseUpstream(raw: string, def: RepoDef): string {
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new AppError('BAD_REQUEST', 'upstream must be http or https');
   // Userinfo becomes stored credentials; the URL itself is kept without it.
   if (u.username) {
-    def.options = { ...def.options, username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
+    const bad = 'upstream credentials: malformed percent-encoding';
+    def.options = { ...def.options, username: decodePath(u.username, 'BAD_REQUEST', bad), password: decodePath(u.password, 'BAD_REQUEST', bad) };
     u.username = '';
     u.password = '';
   }

@@ -3,7 +3,7 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import { hashInto, spool, type SpoolOptions } from '../lib/spool.js';
 import { GrowingFile, GrowingWindow, type Growing } from '../lib/tail.js';
 import type { BlobStore } from '../storage/blob/types.js';
-import { publish, type Written } from '../storage/ingest.js';
+import { deletionState, publish, type Written } from '../storage/ingest.js';
 import type { FileRec, MetaStore, RepoDef } from '../storage/meta/types.js';
 import type { Services } from './services.js';
 import type { FileRef, Served } from './types.js';
@@ -27,8 +27,8 @@ export class Fills {
   constructor(private readonly blob: BlobStore) {}
 
   start(key: string, run: (growing: Growing, started: (s: Awaited<Fill['started']>) => void) => Promise<FileRec>): Fill {
-    // A local store lets waiters tail the temp file; others (S3) keep a window in memory.
-    const growing = this.blob.localPath ? new GrowingFile() : new GrowingWindow();
+    // The store says where waiters follow the bytes: a temp file they tail (fs), or a window in memory (S3).
+    const growing = this.blob.openFill();
     let resolveStarted!: (s: Awaited<Fill['started']>) => void;
     let rejectStarted!: (e: unknown) => void;
     const started = new Promise<Awaited<Fill['started']>>((res, rej) => { resolveStarted = res; rejectStarted = rej; });
@@ -42,6 +42,11 @@ export class Fills {
     this.running.set(key, fill);
     return fill;
   }
+}
+
+/** Waits for a cache fill of `path` in `repo` still running in this process, if any (its outcome is the filler's to report). */
+export async function fillSettled(svc: Services, repo: string, path: string): Promise<void> {
+  await svc.fills.get(`${repo}:${path}`)?.done.catch(() => undefined);
 }
 
 /** Upstream 404s remembered for negative_ttl. */
@@ -173,6 +178,17 @@ async function fetchIntoCache(
     started({ kind: 'cached', rec: again });
     return again;
   }
+  let expectDigest = ref.expect?.digest;
+  if (previous && ref.probe) {
+    const current = await ref.probe(repo);
+    if (current !== null && current === previous.digest) {
+      const refreshed = { ...previous, fetchedAt: Date.now() };
+      await svc.meta.files.put(refreshed);
+      started({ kind: 'cached', rec: refreshed });
+      return refreshed;
+    }
+    expectDigest = current ?? expectDigest;
+  }
   const settings = svc.repos.upstreamSettings(repo);
   const url = ref.locate ? await ref.locate(repo) : new URL(ref.path.split('/').map(encodeURIComponent).join('/'), settings.upstream).toString();
   if (!url) throw new AppError('UPSTREAM_NOT_FOUND', `${ref.path} is not known upstream`);
@@ -209,8 +225,8 @@ async function fetchIntoCache(
   const fillTimeout = AbortSignal.timeout((repo.options.fill_timeout as number | undefined) ?? svc.config.remote.fill_timeout);
   let written: Written;
   try {
-    written = await receive(svc.blob, body, growing, {
-      expect: { digest: ref.expect?.digest, size: length ?? ref.expect?.size, hashes: ref.expect?.hashes, check: ref.expect?.check },
+    written = await receive(svc.blob, svc.meta, body, growing, {
+      expect: { digest: expectDigest, size: length ?? ref.expect?.size, hashes: ref.expect?.hashes, check: ref.expect?.check },
       signal: fillTimeout,
     });
   } catch (err) {
@@ -226,9 +242,16 @@ async function fetchIntoCache(
     upstreamEtag: reply.headers.etag, upstreamLastModified: reply.headers['last-modified'], fetchedAt: now, lastAccess: now,
     ...(previous?.digest === written.digest ? sameBytes(previous, reply.headers) : {}),
   };
+  // With a whole-body check the row waits for it (below); aliases go in with the row either way.
+  const recordRows = async (m: MetaStore) => {
+    await m.files.put(rec);
+    for (const path of ref.aliases?.(written.digest) ?? []) {
+      if (!(await m.files.get(repo.name, path))) await m.files.put({ ...rec, path, upstreamEtag: undefined });
+    }
+  };
   // Blob and row in one transaction: gc never sees the new blob unreferenced.
   try {
-    await publish(svc, written, ref.verify ? undefined : (m) => m.files.put(rec));
+    await publish(svc, written, ref.verify ? undefined : recordRows);
   } catch (err) {
     await svc.blob.discard(written.staged).catch(() => {});
     throw err;
@@ -241,7 +264,7 @@ async function fetchIntoCache(
       svc.log.warn({ repo: repo.name, path: ref.path, err: (err as Error).message }, 'upstream body refused; nothing cached');
       throw err;
     }
-    await svc.meta.files.put(rec);
+    await svc.meta.tx(recordRows);
   }
   svc.negative.delete(key);
   return rec;
@@ -272,16 +295,18 @@ export function modifiedAt(rec: FileRec): number {
  * they tail (GrowingFile), or straight into the store's writer with a window in memory
  * (GrowingWindow). Nothing unverified is ever visible; on failure nothing is left behind.
  */
-async function receive(blob: BlobStore, body: Readable, growing: Growing, o: SpoolOptions): Promise<Written> {
+async function receive(blob: BlobStore, meta: MetaStore, body: Readable, growing: Growing, o: SpoolOptions): Promise<Written> {
   if (growing instanceof GrowingFile) {
     const s = await spool(body, blob.tempDir, { ...o, onProgress: (n, p) => growing.progress(n, p) });
     return { staged: { file: s.path }, digest: s.digest, size: s.size };
   }
   const window = growing as GrowingWindow;
+  // Read before the first byte: with a known digest the store writes in place (see storage/ingest.ts).
+  const before = o.expect?.digest ? await deletionState(meta, o.expect.digest) : undefined;
   const writer = blob.writer(o.expect?.digest);
   const tap = new Transform({ transform(chunk: Buffer, _enc, cb) { window.push(chunk); cb(null, chunk); } });
   try {
-    return { staged: writer.staged, ...(await hashInto(pipeline(body, tap, () => {}), writer.stream, o)) };
+    return { staged: writer.staged, before, ...(await hashInto(pipeline(body, tap, () => {}), writer.stream, o)) };
   } catch (err) {
     await blob.discard(writer.staged).catch(() => {});
     throw err;

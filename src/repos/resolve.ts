@@ -15,8 +15,19 @@ export function resolveFile(svc: Services, repo: RepoDef, ref: FileRef, depth = 
     case 'remote':
       return remoteFile(svc, repo, ref);
     case 'virtual':
-      return firstMember(svc, repo, depth + 1, (m) => resolveFile(svc, m, ref, depth + 1));
+      return narrowed(svc, repo, ref.members).then((from) => firstMember(svc, from, depth + 1, (m) => resolveFile(svc, m, ref, depth + 1)));
   }
+}
+
+/** A virtual repo with only the members `accept` lets through (all of them without it). */
+async function narrowed(svc: Services, repo: RepoDef, accept: FileRef['members']): Promise<RepoDef> {
+  if (!accept) return repo;
+  const keep: string[] = [];
+  for (const name of repo.members ?? []) {
+    const m = await svc.repos.get(name);
+    if (m && accept(m)) keep.push(name);
+  }
+  return { ...repo, members: keep };
 }
 
 /**
@@ -34,6 +45,17 @@ export interface DocSource<T> {
    * for it are dropped, unless the virtual repo's `allow_shadowed` lists the name.
    */
   packageName?: string;
+  /**
+   * Whole-repo indexes (helm index.yaml, APKINDEX, pypi `/simple/`): the entry-level form of the
+   * same rule. A virtual repo drops, from every remote descendant's document, the entries of the
+   * names that any local descendant's document lists (unless `allow_shadowed` lists them).
+   */
+  entries?: {
+    /** The package names a document lists. */
+    names(doc: T): Iterable<string>;
+    /** A copy of the document without the entries of these names (documents are shared through caches: never mutate). */
+    without(doc: T, names: Set<string>): T;
+  };
   /** Cap on the stored upstream original (default limits.metadata_body): npm packuments of busy packages run to tens of MiB. */
   maxBytes?: number;
   /**
@@ -125,7 +147,18 @@ async function leafDocs<T>(svc: Services, repo: RepoDef, src: DocSource<T>, dept
   const parts = await allMembers(svc, repo, depth + 1, async (m) =>
     m.kind === 'virtual' ? leafDocs(svc, m, src, depth + 1) : [{ member: m, value: await resolveDoc(svc, m, src, depth + 1) }]);
   const leaves = parts.flatMap((p) => p.value);
+  if (src.entries) return withoutShadowedEntries(repo, src.entries, leaves);
   return src.packageName === undefined ? leaves : unshadowed(repo, src.packageName, leaves);
+}
+
+/** The entry-level rule: remote leaves' documents lose the names local leaves list. */
+function withoutShadowedEntries<T>(repo: RepoDef, entries: NonNullable<DocSource<T>['entries']>,
+  leaves: { member: RepoDef; value: ServedDoc<T> }[]): { member: RepoDef; value: ServedDoc<T> }[] {
+  const allowed = new Set((repo.options.allow_shadowed as string[] | undefined) ?? []);
+  const owned = new Set<string>();
+  for (const l of leaves) if (l.member.kind === 'local') for (const n of entries.names(l.value.doc)) if (!allowed.has(n)) owned.add(n);
+  if (owned.size === 0) return leaves;
+  return leaves.map((l) => (l.member.kind === 'remote' ? { ...l, value: { ...l.value, doc: entries.without(l.value.doc, owned) } } : l));
 }
 
 /** Reads a served file fully into memory, refusing more than limits.metadata_body (413). */

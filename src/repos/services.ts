@@ -5,8 +5,10 @@ import type { Stores } from '../storage/open.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import type { AccessLog, Fills, NegativeCache } from './remote.js';
 import type { DerivedDocs } from './derived.js';
+import type { Caches } from './caches.js';
 import type { RepoRegistry } from './registry.js';
 import type { PipelineHooks } from '../server/pipeline.js';
+import type { Auth } from '../auth/auth.js';
 import type { AuditTrail } from '../audit/trail.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -20,6 +22,8 @@ export interface Services extends Stores {
   access: AccessLog;
   /** Parsed upstream documents by blob digest (DocSource.cacheAs), bounded by weight. */
   parsedDocs: Lru<unknown>;
+  /** Bounded in-memory caches of this server (the send path's small blobs...). */
+  caches: Caches;
   /** Documents derived on write (helm index.yaml). */
   derived: DerivedDocs;
   /** Core hooks every operation passes through (auth before, audit after, listing filters). */
@@ -28,4 +32,6 @@ export interface Services extends Stores {
   audit: AuditTrail;
   metrics: Metrics;
   log: FastifyBaseLogger;
+  /** Users, tokens, permissions (src/auth/); attached to the app through the pipeline hooks. */
+  auth: Auth;
 }

@@ -29,6 +29,17 @@ export interface FileRef {
    * bytes before they are checked.
    */
   verify?: (repo: RepoDef, stored: { digest: Digest; size: number }) => Promise<void>;
+  /**
+   * Mutable files whose upstream names its current digest cheaply (docker: a manifest HEAD, which
+   * does not count as a pull): asked first when a cached copy is due. The cached copy's digest
+   * makes it fresh again without a download; another digest is what the download must hash to;
+   * null (the upstream does not say) downloads.
+   */
+  probe?: (repo: RepoDef) => Promise<Digest | null>;
+  /** Virtual repos (at every level) ask only the members this accepts (docker's `?ns=`: the local ones and that registry's remotes). */
+  members?: (member: RepoDef) => boolean;
+  /** Other paths of the repo that name the same bytes (docker: a tag's manifest by digest), recorded with the file when missing. */
+  aliases?: (digest: Digest) => string[];
 }
 
 export type Source = 'local' | 'remote' | 'cache';

@@ -82,23 +82,15 @@ export async function allMembers<T>(svc: Services, repo: RepoDef, depth: number,
 
 /**
  * The merge rule of index documents that list many packages (helm index.yaml, APKINDEX): member
- * lists in member order, the first member listing a name+version wins; a name that a local repo
- * publishes anywhere below this virtual repo (entries carry `local`, through nested virtual repos
- * too) hides every non-local entry of that name (dependency confusion), unless `allow_shadowed`
- * lists it. Each kept entry is marked with the member that serves it.
+ * lists in member order, the first member listing a name+version wins. Each kept entry is marked
+ * with the member that serves it. (Shadowed names are already gone: DocSource.entries.)
  */
-export function mergeEntries<E extends { local: boolean }>(repo: RepoDef, parts: { member: RepoDef; entries: E[] }[],
-  nameOf: (e: E) => string, versionOf: (e: E) => string): (E & { member: string })[] {
-  const allowed = new Set((repo.options.allow_shadowed as string[] | undefined) ?? []);
-  const owned = new Set<string>();
-  for (const p of parts) for (const e of p.entries) if (e.local) owned.add(nameOf(e));
+export function mergeEntries<E>(parts: { member: RepoDef; entries: E[] }[], nameOf: (e: E) => string, versionOf: (e: E) => string): (E & { member: string })[] {
   const seen = new Set<string>();
   const out: (E & { member: string })[] = [];
   for (const p of parts) {
     for (const e of p.entries) {
-      const name = nameOf(e);
-      if (!e.local && owned.has(name) && !allowed.has(name)) continue;
-      const key = `${name}\0${versionOf(e)}`;
+      const key = `${nameOf(e)}\0${versionOf(e)}`;
       if (seen.has(key)) continue;
       seen.add(key);
       out.push({ ...e, member: p.member.name });

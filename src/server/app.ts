@@ -1,16 +1,16 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
-import { dockerErrorBody } from '../formats/docker/errors.js';
-import { FORMAT_HANDLERS } from '../formats/index.js';
 import type { Services } from '../repos/services.js';
 import { healthApi } from './api/health.js';
 import { repositoriesApi } from './api/repositories.js';
 import { auditApi } from './api/audit.js';
 import { metricsApi } from './api/metrics.js';
-import { repoDispatch } from './dispatch.js';
-import { errorHandler } from './errors.js';
+import { entryOf, errorShapes, repoDispatch } from './dispatch.js';
+import { defaultErrorBody, errorHandlerFor } from './errors.js';
 import { withHops } from '../upstream/hops.js';
+import { identitiesApi } from '../auth/api.js';
+import { installAuth } from '../auth/plugin.js';
 
 /** Builds the HTTP app over opened services. Never listens (listen.ts and tests do). */
 export async function buildApp(svc: Services): Promise<FastifyInstance> {
@@ -18,7 +18,8 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: svc.log,
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: true,
+    // X-Forwarded-For/-Proto/-Host are believed only from the proxies server.trust_proxy names.
+    trustProxy: bounds.trust_proxy,
     routerOptions: { maxParamLength: 8192 },
     bodyLimit: svc.config.limits.metadata_body,
     return503OnClosing: false,
@@ -28,13 +29,14 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
     keepAliveTimeout: bounds.keep_alive_timeout,
     http: { headersTimeout: bounds.headers_timeout, connectionsCheckingInterval: Math.min(30_000, Math.max(100, bounds.headers_timeout / 4)) },
     // Malformed URLs and the like, rejected before routing: same body shape as every other error.
-    // Under /v2/ in the registry's shape (a malformed path there is NAME_INVALID).
+    // Under a format entry (/v2/) in that format's shape (a malformed path there is NAME_INVALID).
     frameworkErrors: (err, req, reply) => {
       const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 400;
       const message = status === 400 ? err.message : 'internal error';
-      const body = /^\/v2(?:[/?]|$)/.test(req.raw.url ?? '')
-        ? dockerErrorBody(status === 400 ? 'INVALID_PATH' : 'INTERNAL', message)
-        : { error: { code: status === 400 ? 'BAD_REQUEST' : 'INTERNAL', message } };
+      const entry = entryOf(req.raw.url ?? '');
+      const body = entry?.format.errorBody
+        ? entry.format.errorBody(status === 400 ? 'INVALID_PATH' : 'INTERNAL', message, status)
+        : defaultErrorBody(status === 400 ? 'BAD_REQUEST' : 'INTERNAL', message);
       void (reply as FastifyReply).code(status).send(body);
     },
   });
@@ -56,7 +58,7 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
     const repo = (reply.getHeader('x-artifact-repo') as string | undefined) ?? req.artifact?.repo;
     const source = reply.getHeader('x-artifact-source') as string | undefined;
     req.log.info({
-      method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime),
+      method: req.method, url: loggableUrl(req.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime),
       repo, source, bytes: bytes !== undefined ? Number(bytes) : undefined,
     }, 'request');
     const sent = reply.getHeader('content-length');
@@ -93,16 +95,25 @@ export async function buildApp(svc: Services): Promise<FastifyInstance> {
   });
   app.addHook('onClose', async () => clearInterval(idleSweeper));
 
-  app.setErrorHandler(errorHandler());
+  app.setErrorHandler(errorHandlerFor(errorShapes(svc)));
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'not found' } }));
 
+  // Auth first: its onRequest hook must see every route, and /v2/token must be routed before /v2/*.
+  await installAuth(app, svc, svc.auth);
+  await app.register(async (scope) => identitiesApi(scope, svc, svc.auth));
   await app.register(async (scope) => healthApi(scope, svc));
   await app.register(async (scope) => repositoriesApi(scope, svc));
   await app.register(async (scope) => auditApi(scope, svc));
   await app.register(async (scope) => metricsApi(scope, svc));
-  for (const handler of Object.values(FORMAT_HANDLERS)) {
-    if (handler.register) await app.register(async (scope) => handler.register!(scope, svc));
-  }
   await app.register(async (scope) => repoDispatch(scope, svc));
   return app;
+}
+
+/** A URL fit for the log: tokens a client puts in the path (`npm logout`) or query, and userinfo, masked. */
+export function loggableUrl(url: string): string {
+  return url
+    .replace(/(\/-\/user\/token\/)[^/?#]+/g, '$1***')
+    .replace(/aat_[A-Za-z0-9_-]+/g, 'aat_***')
+    .replace(/([?&](?:token|access_token|password|secret)=)[^&#]*/gi, '$1***')
+    .replace(/\/\/[^/@?#]*@/, '//***@');
 }

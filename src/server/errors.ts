@@ -16,12 +16,28 @@ export function codeOf(err: unknown): string {
   return status >= 500 ? 'INTERNAL' : 'BAD_REQUEST';
 }
 
+/** The default 401 challenge (npm, pypi, generic, the management API). */
+export const BASIC_CHALLENGE = 'Basic realm="artifactapi"';
+
+/** How a protocol answers errors: its body shape and the `WWW-Authenticate` value of a 401. */
+export interface ErrorShape {
+  body(code: string, message: string, status: number): unknown;
+  challenge?(req: FastifyRequest): string | undefined;
+}
+
+/** The error handler for one fixed body shape (a scope that serves one protocol). */
+export function errorHandler(body: ErrorShape['body'] = defaultErrorBody) {
+  return errorHandlerFor(() => ({ body }));
+}
+
 /**
- * One error handler, parameterised by the protocol's body shape. 5xx are
- * logged once with the error; 4xx at debug. Never a stack trace to clients.
+ * One error handler, parameterised by the protocol's error shape (per request: the format that
+ * serves it). 5xx are logged once with the error; 4xx at debug. Never a stack trace to clients.
+ * Every 401 carries a challenge (unless the handler set its own).
  */
-export function errorHandler(body: (code: string, message: string, status: number) => unknown = defaultErrorBody) {
+export function errorHandlerFor(shapeOf: (req: FastifyRequest) => ErrorShape) {
   return (err: FastifyError | AppError | Error, req: FastifyRequest, reply: FastifyReply) => {
+    const shape = shapeOf(req);
     let status = statusOf(err);
     if (status === 499) status = 400; // the client is gone; nothing reaches it anyway
     const code = codeOf(err);
@@ -33,6 +49,8 @@ export function errorHandler(body: (code: string, message: string, status: numbe
     }
     reply.code(status).header('content-type', 'application/json; charset=utf-8');
     if (status === 503) reply.header('retry-after', '1');
-    return reply.send(body(code, publicMessage(err), status));
+    if (isAppError(err) && err.headers) reply.headers(err.headers);
+    if (status === 401 && !reply.hasHeader('www-authenticate')) reply.header('www-authenticate', shape.challenge?.(req) ?? BASIC_CHALLENGE);
+    return reply.send(shape.body(code, publicMessage(err), status));
   };
 }

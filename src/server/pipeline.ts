@@ -13,9 +13,10 @@ export type Action = 'read' | 'write' | 'delete' | 'admin';
  * does to them and under which format. Auth checks it, metrics count it, audit records it.
  */
 export interface Operation {
+  /** The format's name; `api` for the management API. */
   format: string;
   action: Action;
-  /** The repo the URL names first; undefined for repo-less routes (docker's `/v2/`, `_catalog`). */
+  /** The repo the URL names first; undefined for repo-less routes (docker's `/v2/`, `_catalog`, `repo list`). */
   repo?: RepoDef;
   /** Every repo the request touches with its action (the URL's repo first; a mount's source as `read`). */
   touches: { repo: RepoDef; action: Action }[];
@@ -30,8 +31,9 @@ export interface Call {
   req: FastifyRequest;
   reply: FastifyReply;
   svc: Services;
+  /** The request's repo and base URL. A repo-less route (`repo: false`) must not read `ctx.repo`. */
   ctx: RequestCtx;
-  /** `ctx.rest` decoded and checked by safeRepoPath (or raw for `raw` routes); '' for the repo root. */
+  /** The path the route matched: decoded by the format (`decodePath`, default safeRepoPath), or raw for `raw` routes. */
   path: string;
   /** The route pattern's capture groups (undefined ones as ''). */
   params: string[];
@@ -39,23 +41,37 @@ export interface Call {
   op: Operation;
 }
 
-type Method = 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
+export type Method = 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
 
 /**
- * One route of a format, as data. Matched in order against the request path under `/REPO/`.
- * `GET` also answers `HEAD`. A method the path matches under no route is 405.
+ * One route of a format, as data. Matched in order against the path under `/REPO/` (or under a
+ * format entry's prefix). `GET` also answers `HEAD`. A path that some route matches under other
+ * methods only is 405; a path no route matches is 404.
  */
 export interface Route {
   method: Method | Method[];
   path: RegExp;
   /** Match against the still percent-encoded path (formats whose names carry `%2f`). */
   raw?: boolean;
+  /** The route names no repo (docker's `/v2/` base, `_catalog`): the Operation has no repo, `ctx.repo` is unset. */
+  repo?: false;
   action: Action | ((c: Call) => Action);
   /** Other repos the request touches (a cross-repo mount reads its source): added to `op.touches`. */
   touches?(c: Call): Promise<{ repo: RepoDef; action: Action }[]>;
-  /** What the audit trail names; default the path. */
+  /** What the audit trail names; default the matched path. */
   subject?(c: Call): string | undefined;
   handle(c: Call): Promise<unknown>;
+}
+
+/** A format's entry outside `/REPO/`, in its own URL layout (docker's `/v2/`): the same dispatcher serves it. */
+export interface Entry {
+  /** `/v2`: `/v2`, `/v2/` and `/v2/…` come here; routes match the path after `/v2/` (decoded by the format). */
+  prefix: string;
+  routes: Route[];
+  /** Headers on every answer under the prefix, errors included (docker's API version). */
+  headers?: Record<string, string>;
+  /** The repo a matched route names in this layout (docker: first name segment, docker.default_repo). */
+  locate(c: Call): Promise<RepoDef>;
 }
 
 /** Core hooks around every operation: identity and permission before, audit after. */
@@ -83,56 +99,76 @@ const matchesMethod = (r: Route, m: string) => {
   return ms.includes(m as Method) || (m === 'HEAD' && ms.includes('GET'));
 };
 
-const actionOfMethod = (m: string): Action => (m === 'GET' || m === 'HEAD' ? 'read' : m === 'DELETE' ? 'delete' : 'write');
+export const actionOfMethod = (m: string): Action => (m === 'GET' || m === 'HEAD' ? 'read' : m === 'DELETE' ? 'delete' : 'write');
 
-/**
- * Finds the route of `format` for this request, builds its Operation, runs the before-hooks,
- * then the handler, then the after-hooks with the outcome. Formats without a route table
- * (`handle`) get an Operation from the method alone.
- */
-export async function runOperation(
-  format: FormatHandler, req: FastifyRequest, reply: FastifyReply, svc: Services, ctx: RequestCtx,
-): Promise<unknown> {
-  const query = new URLSearchParams((req.raw.url ?? '').split('?')[1] ?? '');
-  const op: Operation = { format: format.name, action: actionOfMethod(req.method), repo: ctx.repo, touches: [] };
-  let decoded: string | undefined;
-  // Throws INVALID_PATH for traversal and for the empty path: a route for the repo root is `raw`.
-  const decodedPath = () => (decoded ??= safeRepoPath(ctx.rest));
-  const call: Call = { req, reply, svc, ctx, path: '', params: [], query, op };
-  let handle: (c: Call) => Promise<unknown>;
-  if (format.routes) {
-    let route: Route | undefined;
-    let pathMatched = false;
-    for (const r of format.routes) {
-      const path = r.raw ? ctx.rest : decodedPath();
-      const m = r.path.exec(path);
-      if (!m) continue;
-      pathMatched = true;
-      if (!matchesMethod(r, req.method)) continue;
-      route = r;
-      call.path = path;
-      call.params = m.slice(1).map((p) => p ?? '');
-      break;
-    }
-    if (!route) {
-      if (pathMatched) throw new AppError('METHOD_NOT_ALLOWED', `${req.method} is not supported here`);
-      throw new AppError('NOT_FOUND', `${ctx.rest || '/'} is not part of a ${format.name} repository`);
-    }
-    op.action = typeof route.action === 'function' ? route.action(call) : route.action;
-    op.subject = route.subject ? route.subject(call) : call.path || undefined;
-    op.touches = [{ repo: ctx.repo, action: op.action }, ...(route.touches ? await route.touches(call) : [])];
-    handle = route.handle;
-  } else {
-    call.path = ctx.rest;
-    op.subject = ctx.rest || undefined;
-    op.touches = [{ repo: ctx.repo, action: op.action }];
-    handle = (c) => format.handle!(c.req, c.reply, c.ctx, c.svc);
-  }
-  return runWithHooks(op, call, handle);
+export interface Match {
+  route: Route;
+  path: string;
+  params: string[];
 }
 
-/** The hook sequence, for routes the dispatcher matched and for core routes (management API). */
-export async function runWithHooks(op: Operation, call: Call, handle: (c: Call) => Promise<unknown>): Promise<unknown> {
+/**
+ * The route of `routes` for (method, rest), rest being the raw path after `/REPO/` or the entry
+ * prefix. Non-raw routes match the format's decoded path; decoding runs once, on the first
+ * non-raw route tried, and its error (INVALID_PATH for traversal) is the answer.
+ */
+export function matchRoute(format: FormatHandler, routes: Route[], method: string, rest: string): Match {
+  let decoded: string | undefined;
+  const decode = format.decodePath ?? safeRepoPath;
+  let pathMatched = false;
+  for (const r of routes) {
+    const path = r.raw ? rest : (decoded ??= decode(rest));
+    const m = r.path.exec(path);
+    if (!m) continue;
+    pathMatched = true;
+    if (!matchesMethod(r, method)) continue;
+    return { route: r, path, params: m.slice(1).map((p) => p ?? '') };
+  }
+  if (pathMatched) throw new AppError('METHOD_NOT_ALLOWED', `${method} is not supported here`);
+  throw new AppError('NOT_FOUND', `${rest || '/'} is not part of a ${format.name} repository`);
+}
+
+const NO_REPO = Object.freeze({}) as RequestCtx;
+
+/** `/REPO/…`: the repo is known from the URL; finds the route and runs it through the hooks. */
+export function runOperation(format: FormatHandler, req: FastifyRequest, reply: FastifyReply, svc: Services, ctx: RequestCtx): Promise<unknown> {
+  return dispatch(format, format.routes, req, reply, svc, ctx.rest, async () => ctx);
+}
+
+/** A format entry (`/v2/…`): the route first, then the repo it names (`entry.locate`) unless it is repo-less. */
+export function runEntry(
+  format: FormatHandler, entry: Entry, req: FastifyRequest, reply: FastifyReply, svc: Services, rest: string, ctxOf: (repo: RepoDef) => RequestCtx,
+): Promise<unknown> {
+  return dispatch(format, entry.routes, req, reply, svc, rest, async (c) => ctxOf(await entry.locate(c)));
+}
+
+async function dispatch(
+  format: FormatHandler, routes: Route[], req: FastifyRequest, reply: FastifyReply, svc: Services, rest: string, locate: (c: Call) => Promise<RequestCtx>,
+): Promise<unknown> {
+  const { route, path, params } = matchRoute(format, routes, req.method, rest);
+  const op: Operation = { format: format.name, action: actionOfMethod(req.method), touches: [] };
+  const call: Call = {
+    req, reply, svc, ctx: NO_REPO, path, params, op,
+    query: new URLSearchParams((req.raw.url ?? '').split('?')[1] ?? ''),
+  };
+  if (route.repo !== false) {
+    call.ctx = await locate(call);
+    op.repo = call.ctx.repo;
+    req.artifact = { repo: op.repo.name, format: format.name };
+  }
+  op.action = typeof route.action === 'function' ? route.action(call) : route.action;
+  op.subject = route.subject ? route.subject(call) : path || undefined;
+  op.touches = [...(op.repo ? [{ repo: op.repo, action: op.action }] : []), ...(route.touches ? await route.touches(call) : [])];
+  return runWithHooks(op, call, route.handle);
+}
+
+/**
+ * The hook sequence, for routes the dispatcher matched and for core routes (management API):
+ * before-hooks (throw to refuse), the handler, then after-hooks with the outcome.
+ */
+export async function runWithHooks<C extends { req: FastifyRequest; reply: FastifyReply; svc: Services }>(
+  op: Operation, call: C, handle: (c: C) => Promise<unknown>,
+): Promise<unknown> {
   const { req, svc } = call;
   req.operation = op;
   const hooks = svc.pipeline;
@@ -154,6 +190,11 @@ export async function runWithHooks(op: Operation, call: Call, handle: (c: Call) 
       }
     }
   }
+}
+
+/** Every repo the caller of `op` may see: what a listing across repos (`_catalog`, `repo list`) starts from. */
+export async function visibleRepos(svc: Services, op: Operation): Promise<RepoDef[]> {
+  return (await svc.repos.list()).filter((r) => visibleTo(svc, op, r));
 }
 
 /** Whether every visibility hook lets the caller see `repo` in a listing. */

@@ -7,7 +7,6 @@ import { gzip } from 'node:zlib';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { hexOf, sha256, type Digest } from '../lib/digest.js';
 import { AppError } from '../lib/errors.js';
-import { Lru } from '../lib/lru.js';
 import { collect } from '../lib/streams.js';
 import { parseRange, type ByteRange } from '../lib/range.js';
 import { byteRange } from '../lib/streams.js';
@@ -21,7 +20,7 @@ const SMALL = 256 * 1024;
 const CHUNK = 1 << 20;
 
 /** Small immutable blobs kept in memory after one verified read: they are addressed by content, so never stale. */
-const smallBlobs = new Lru<Buffer>(64 * 1024 * 1024, 100_000);
+const smallBlobs = (svc: Services) => svc.caches.lru<Buffer>('send.small-blobs', 64 * 1024 * 1024, 100_000);
 
 const validators = new WeakMap<Served['rec'], { etag: string; lastModified: Date; lastModifiedText: string }>();
 
@@ -81,15 +80,10 @@ function rangeOf(req: FastifyRequest, reply: FastifyReply, size: number, etag: s
  */
 export async function sendServed(req: FastifyRequest, reply: FastifyReply, served: Served, svc: Services, o: SendOptions = {}): Promise<FastifyReply> {
   const rec = served.rec;
-  reply.header('x-artifact-source', served.source);
-  reply.header('x-artifact-repo', served.servedBy);
+  originHeaders(reply, served);
   const knownSize = served.body ? (served.size !== undefined && served.size >= 0 ? served.size : undefined) : rec.size;
   reply.header('accept-ranges', knownSize === undefined ? 'none' : 'bytes');
   reply.header('content-type', o.contentType ?? rec.contentType ?? 'application/octet-stream');
-  if (served.staleAge !== undefined) {
-    reply.header('x-artifact-stale', 'true');
-    reply.header('age', String(served.staleAge));
-  }
   for (const [k, v] of Object.entries(o.headers ?? {})) reply.header(k, v);
   const isHead = req.method === 'HEAD';
 
@@ -128,9 +122,9 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
   if (isHead) return reply.send();
 
   const verify = svc.config.server.verify_on_read;
-  const local = svc.blob.localPath?.(rec.digest);
+  const local = svc.blob.sendFile?.(rec.digest);
   if (!range && rec.size <= SMALL) {
-    let buf = smallBlobs.get(rec.digest);
+    let buf = smallBlobs(svc).get(rec.digest);
     if (!buf) {
       try {
         // Remote stores (S3) too: one bounded read, then served from memory like a local file.
@@ -142,7 +136,7 @@ export async function sendServed(req: FastifyRequest, reply: FastifyReply, serve
         await quarantine(svc, rec.digest);
         throw new AppError('INTERNAL', 'stored content failed verification');
       }
-      smallBlobs.set(rec.digest, buf, buf.length);
+      smallBlobs(svc).set(rec.digest, buf, buf.length);
     }
     // Straight to the socket: fastify's send path costs more than the bytes here.
     reply.hijack();
@@ -258,24 +252,31 @@ function verifying(src: Readable, d: Digest, svc: Services): Readable {
 
 /** Quarantines a blob that failed verification while being served, and forgets its cached bytes. */
 export async function quarantine(svc: Services, d: Digest): Promise<void> {
-  smallBlobs.delete(d);
+  smallBlobs(svc).delete(d);
   await quarantineBlob(svc, d);
 }
 
-/** The contract's headers for a metadata document; a merged one also names each part's repo and source. */
-/** Where a served document came from: a resolved document (repos/resolve.ts), or a repo's own. */
+/** Where a served file or document came from: a resolved one (repos/resolve.ts), or a repo's own. */
 export type DocOrigin = Pick<ServedDoc<unknown>, 'source' | 'servedBy' | 'staleAge' | 'parts'>;
 
-export function docHeaders(reply: FastifyReply, served: DocOrigin): FastifyReply {
-  reply.header('x-artifact-source', served.source);
-  reply.header('x-artifact-repo', served.servedBy);
-  if (served.parts) reply.header('x-artifact-parts', served.parts.map((p) => `${p.repo}=${p.source}`).join(', '));
-  if (served.staleAge !== undefined) {
+/**
+ * The contract's origin headers, written here only, for files and documents alike:
+ * X-Artifact-Source and X-Artifact-Repo, X-Artifact-Parts for a merged document (each part's
+ * repo and source), X-Artifact-Stale and Age when a stale copy stood in for a failing upstream.
+ */
+export function originHeaders(reply: FastifyReply, origin: DocOrigin): FastifyReply {
+  reply.header('x-artifact-source', origin.source);
+  reply.header('x-artifact-repo', origin.servedBy);
+  if (origin.parts) reply.header('x-artifact-parts', origin.parts.map((p) => `${p.repo}=${p.source}`).join(', '));
+  if (origin.staleAge !== undefined) {
     reply.header('x-artifact-stale', 'true');
-    reply.header('age', String(served.staleAge));
+    reply.header('age', String(origin.staleAge));
   }
   return reply;
 }
+
+/** @deprecated the old name of originHeaders. */
+export const docHeaders = originHeaders;
 
 const gzipAsync = promisify(gzip);
 /** Below this, gzip is not worth a round through zlib. */
@@ -297,20 +298,28 @@ function acceptsGzip(header: string | undefined): boolean {
   });
 }
 
+export interface DocOptions {
+  /** gzip when the client accepts it (default true; off for bodies that are already compressed). */
+  compress?: boolean;
+  /** Extra headers (Cache-Control, Docker-Content-Digest...). */
+  headers?: Record<string, string>;
+}
+
 /**
- * Sends a metadata document (packument, simple page): the contract's headers,
- * ETag and If-None-Match, and gzip when the client accepts it (its own ETag,
- * so caches never mix the two encodings up).
+ * The one document responder: a metadata document in memory (packument, simple page, index,
+ * a manifest on its first fetch) with the origin headers, Vary, ETag and If-None-Match (304),
+ * and gzip when the client accepts it (its own ETag, so caches never mix the two encodings up).
+ * Stored files go through sendServed instead, which streams them.
  */
-export async function sendDoc(req: FastifyRequest, reply: FastifyReply, served: DocOrigin, doc: RenderedDoc, contentType: string,
-  o: { compress?: boolean } = {}): Promise<FastifyReply> {
-  docHeaders(reply, served);
+export async function sendDoc(req: FastifyRequest, reply: FastifyReply, origin: DocOrigin, doc: RenderedDoc, contentType: string,
+  o: DocOptions = {}): Promise<FastifyReply> {
+  originHeaders(reply, origin);
+  for (const [k, v] of Object.entries(o.headers ?? {})) reply.header(k, v);
   reply.header('vary', 'Accept, Accept-Encoding');
   const gz = o.compress !== false && doc.body.length >= GZIP_MIN && acceptsGzip(req.headers['accept-encoding']);
   const etag = gz ? `${doc.etag.slice(0, -1)}-gzip"` : doc.etag;
   reply.header('etag', etag);
-  const inm = req.headers['if-none-match'];
-  if (inm && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag)) return reply.code(304).send();
+  if (req.headers['if-none-match'] && notModified(req, etag, undefined)) return reply.code(304).send();
   reply.header('content-type', contentType);
   const body = gz ? await (doc.gzipped?.() ?? gzipAsync(doc.body)) : doc.body;
   if (gz) reply.header('content-encoding', 'gzip');
@@ -318,9 +327,9 @@ export async function sendDoc(req: FastifyRequest, reply: FastifyReply, served: 
   return reply.send(body);
 }
 
-/** A document in its final bytes (an index, a signed archive, a key): its ETag is the hash of those bytes. */
+/** A document in its final bytes (an index, a signed archive, a key, JSON): its ETag is the hash of those bytes. */
 export function sendDocument(req: FastifyRequest, reply: FastifyReply, origin: DocOrigin, body: Buffer | string, contentType: string,
-  o: { compress?: boolean } = {}): Promise<FastifyReply> {
+  o: DocOptions = {}): Promise<FastifyReply> {
   const bytes = typeof body === 'string' ? Buffer.from(body) : body;
-  return sendDoc(req, reply, origin, { body: bytes, etag: `"${hexOf(sha256(bytes))}"` }, contentType, o);
+  return sendDoc(req, reply, origin, { body: bytes, etag: etagOf(sha256(bytes)) }, contentType, o);
 }

@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../src/lib/errors.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { startServer, SUITE_TOKEN, type TestServer } from '../helpers/server.js';
 import { cleanupScratch, ensureDist, runCli } from '../cli/bin.js';
 
 let srv: TestServer;
 
 type Page = { entries: Record<string, unknown>[]; next?: string };
 const audit = async (qs = ''): Promise<Page> => {
-  const res = await fetch(`${srv.url}/api/v1/audit${qs}`);
+  const res = await fetch(`${srv.url}/api/v1/audit${qs}`, { headers: { authorization: srv.adminAuth } });
   expect(res.status).toBe(200);
   return (await res.json()) as Page;
 };
@@ -61,7 +61,7 @@ describe('audit trail', () => {
     const second = await audit(`?repo=other&limit=2&before=${first.next}`);
     expect(second.entries.map((e) => e.subject)).toEqual(['f1']);
     expect(second.next).toBeUndefined();
-    const bad = await fetch(`${srv.url}/api/v1/audit?limit=ten`);
+    const bad = await fetch(`${srv.url}/api/v1/audit?limit=ten`, { headers: { authorization: srv.adminAuth } });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toEqual({ error: { code: 'BAD_REQUEST', message: 'limit must be a whole number' } });
   });
@@ -70,7 +70,7 @@ describe('audit trail', () => {
     await srv.addRepo({ name: 'cli', format: 'generic', kind: 'local' });
     expect((await fetch(`${srv.url}/cli/c.txt`, { method: 'PUT', body: 'abc', headers: { 'x-test-user': 'carol' } })).status).toBe(201);
     expect((await fetch(`${srv.url}/cli/c.txt`, { method: 'DELETE', headers: { 'x-test-user': 'carol' } })).status).toBe(204);
-    const api = await runCli(['audit', '--url', srv.url, '--repo', 'cli', '--json']);
+    const api = await runCli(['audit', '--url', srv.url, '--repo', 'cli', '--json'], { env: { ARTIFACTAPI_TOKEN: SUITE_TOKEN } });
     expect(api.code).toBe(0);
     expect((JSON.parse(api.stdout) as Page).entries.map((e) => [e.action, e.subject])).toEqual([['delete', 'c.txt'], ['write', 'c.txt']]);
     await srv.svc.audit.flush();

@@ -3,7 +3,7 @@
  * one-shot commands (runCli) and a long-running `serve` (spawnServe).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,8 +66,13 @@ export interface CliResult {
 /** Runs `artifactapi ARGS` to completion in `cwd` (a temp dir by default, so no ./artifactapi.toml is read). */
 export function runCli(args: string[], o: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   const cwd = o.cwd ?? scratchDir();
+  // Commands aimed at a server spawnServe started carry its admin token, unless the test says otherwise.
+  const at = args.indexOf('--url');
+  const server = at >= 0 ? args[at + 1] : o.env?.ARTIFACTAPI_URL;
+  const token = server !== undefined && o.env?.ARTIFACTAPI_TOKEN === undefined ? adminTokens.get(server.replace(/\/+$/, '')) : undefined;
+  const env = token ? { ...o.env, ARTIFACTAPI_TOKEN: token } : o.env;
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, env: cleanEnv(o.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -92,8 +97,13 @@ export function cleanupScratch(): void {
   for (const d of scratch.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
+/** Admin API tokens of the servers spawnServe started, by URL (runCli sends them). */
+const adminTokens = new Map<string, string>();
+
 export interface ServeProcess {
   url: string;
+  /** An admin API token (made through the API with the first-start admin password). */
+  adminToken: string;
   port: number;
   dataDir: string;
   child: ChildProcess;
@@ -113,7 +123,8 @@ export async function spawnServe(args: string[] = [], o: { env?: Record<string, 
   const dataDir = o.dataDir ?? join(scratchDir(), 'data');
   const child = spawn(process.execPath, [BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, ...args], {
     cwd: o.cwd ?? scratchDir(),
-    env: cleanEnv(o.env),
+    // Anonymous write (a trusted network), as before auth, unless the test sets auth itself.
+    env: cleanEnv({ ARTIFACTAPI_AUTH_ANONYMOUS: 'write', ...o.env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
@@ -142,8 +153,22 @@ export async function spawnServe(args: string[] = [], o: { env?: Record<string, 
   });
   const address = await listening;
   const port = Number(new URL(address).port);
+  const url = `http://127.0.0.1:${port}`;
+  let adminToken = '';
+  try {
+    const password = readFileSync(join(dataDir, 'admin.password'), 'utf8').trim();
+    const res = await fetch(`${url}/api/v1/tokens`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}` },
+      body: JSON.stringify({ description: 'test suite' }),
+    });
+    if (res.status === 201) adminToken = ((await res.json()) as { token: string }).token;
+  } catch {
+    // a data dir whose admin password is gone: the test brings its own credentials
+  }
+  if (adminToken) adminTokens.set(url, adminToken);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
+    adminToken,
     port,
     dataDir,
     child,

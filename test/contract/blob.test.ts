@@ -9,7 +9,7 @@ import { sha256, type Digest } from '../../src/lib/digest.js';
 import { hashInto, spool } from '../../src/lib/spool.js';
 import { FsBlobStore } from '../../src/storage/blob/fs.js';
 import { S3BlobStore } from '../../src/storage/blob/s3.js';
-import type { BlobStore } from '../../src/storage/blob/types.js';
+import type { BlobStore, Staged } from '../../src/storage/blob/types.js';
 import { startS3, uniq, type TestS3 } from '../helpers/stores.js';
 
 /** One BlobStore contract, run against every adapter. S3 runs against s3rver started here (no env needed). */
@@ -71,15 +71,22 @@ function* chunks(body: Buffer) {
 /** Staging content still around (any age): what gc's staging sweep would find. */
 async function leftovers(store: BlobStore) {
   const tmp = (await import('node:fs/promises')).readdir(store.tempDir).catch(() => [] as string[]);
-  const staged = store.sweepStaging ? await collect(store.sweepStaging(Date.now() + 3_600_000, true)) : [];
+  const staged = await collect(store.sweepStaging(Date.now() + 3_600_000, true));
   return [...(await tmp), ...staged.map((s) => s.name)];
 }
 
-/** Spools bytes into the store's temp dir and commits them: the path every writer takes. */
+/** Publishes staged content as storage/ingest.ts does: stage (outside the transaction), commit (inside), discard leftovers (after). */
+async function publishStaged(store: BlobStore, staged: Staged, d: Digest, size: number): Promise<void> {
+  await store.stage?.(staged, d, size);
+  await store.commit(staged, d, size);
+  await store.discard(staged);
+}
+
+/** Spools bytes into the store's temp dir and publishes them: the path every writer takes. */
 async function put(store: BlobStore, body: Buffer): Promise<Digest> {
   const s = await spool(Readable.from([body]), store.tempDir);
-  await store.commit({ file: s.path }, s.digest, s.size);
-  expect(existsSync(s.path)).toBe(false); // commit consumes the temp file
+  await publishStaged(store, { file: s.path }, s.digest, s.size);
+  expect(existsSync(s.path)).toBe(false); // the temp file is consumed
   return s.digest;
 }
 
@@ -132,22 +139,22 @@ for (const f of factories) {
       const dg = await put(store, body);
       const again = join(store.tempDir, 'dup');
       await writeFile(again, body);
-      await store.commit({ file: again }, dg, body.length);
+      await publishStaged(store, { file: again }, dg, body.length);
       expect(existsSync(again)).toBe(false);
       expect((await read(await store.read(dg))).equals(body)).toBe(true);
       expect((await collect(store.list())).filter((b) => b.digest === dg)).toHaveLength(1);
     });
 
-    it('stage (when offered) uploads ahead and keeps the temp file; commit restores a blob removed in between', async () => {
+    it('stage (when offered) uploads ahead and keeps the temp file; staging again restores a blob removed in between', async () => {
       const body = randomBytes(50_000);
       const s = await spool(Readable.from([body]), store.tempDir);
       if (store.stage) {
         await store.stage({ file: s.path }, s.digest, s.size);
         expect(existsSync(s.path)).toBe(true);
         expect((await store.stat(s.digest))?.size).toBe(body.length);
-        await store.delete(s.digest); // a gc reaped an old copy between stage and commit
+        await store.delete(s.digest); // a gc reaped an old copy between stage and commit: the publisher sees it and stages again
       }
-      await store.commit({ file: s.path }, s.digest, s.size);
+      await publishStaged(store, { file: s.path }, s.digest, s.size);
       expect(existsSync(s.path)).toBe(false);
       expect((await read(await store.read(s.digest))).equals(body)).toBe(true);
     });
@@ -159,8 +166,7 @@ for (const f of factories) {
         const h = await hashInto(Readable.from(chunks(body)), w.stream);
         expect(h).toEqual({ digest: dg, size: body.length });
         expect(await store.stat(dg)).toBeNull(); // not visible before commit
-        await store.stage?.(w.staged, dg, body.length);
-        await store.commit(w.staged, dg, body.length);
+        await publishStaged(store, w.staged, dg, body.length);
         expect((await read(await store.read(dg))).equals(body)).toBe(true);
         expect(await leftovers(store)).toEqual([]); // staging consumed
       }
@@ -179,19 +185,18 @@ for (const f of factories) {
 
       const ok = store.writer(sha256(body));
       await hashInto(Readable.from(chunks(body)), ok.stream, { expect: { digest: sha256(body) } });
-      await store.stage?.(ok.staged, sha256(body), body.length);
-      await store.commit(ok.staged, sha256(body), body.length);
+      await publishStaged(store, ok.staged, sha256(body), body.length);
       expect((await read(await store.read(sha256(body)))).equals(body)).toBe(true);
     });
 
-    it('a blob removed between stage and commit (a gc reaping an old copy): staging content is placed again, in-place content is refused', async () => {
+    it('a blob removed after stage (a gc reaping an old copy): staging again places staging content again, refuses in-place content', async () => {
       const body = randomBytes(40_000);
       const dg = sha256(body);
       const staged = store.writer();
       await hashInto(Readable.from([body]), staged.stream);
       await store.stage?.(staged.staged, dg, body.length);
       await store.delete(dg);
-      await store.commit(staged.staged, dg, body.length);
+      await publishStaged(store, staged.staged, dg, body.length);
       expect((await read(await store.read(dg))).equals(body)).toBe(true);
 
       const other = randomBytes(30_000);
@@ -200,7 +205,7 @@ for (const f of factories) {
       await store.stage?.(inPlace.staged, sha256(other), other.length);
       if (!store.stage) return; // the filesystem store publishes by rename inside commit: nothing to lose in between
       await store.delete(sha256(other));
-      await expect(store.commit(inPlace.staged, sha256(other), other.length)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+      await expect(store.stage(inPlace.staged, sha256(other), other.length)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
     });
 
     it('writer: a source that fails midway leaves nothing behind', async () => {
@@ -233,8 +238,7 @@ for (const f of factories) {
       expect(joined.equals(Buffer.concat([a, b]))).toBe(true);
       expect((await collect(store.parts.sessions())).map((x) => [x.session, x.bytes])).toEqual([[session, a.length + b.length]]);
       // A one-part upload commits from its part as it is.
-      await store.stage?.(parts[1].staged, sha256(b), b.length);
-      await store.commit(parts[1].staged, sha256(b), b.length);
+      await publishStaged(store, parts[1].staged, sha256(b), b.length);
       expect((await read(await store.read(sha256(b)))).equals(b)).toBe(true);
       await store.parts.drop(session);
       expect(await store.parts.list(session)).toEqual([]);
@@ -272,8 +276,7 @@ describe('S3BlobStore: content above copyLimit is moved into place by streaming,
       const body = randomBytes(300_000);
       const w = store.writer();
       await hashInto(Readable.from(chunks(body)), w.stream);
-      await store.stage(w.staged, sha256(body), body.length);
-      await store.commit(w.staged, sha256(body), body.length);
+      await publishStaged(store, w.staged, sha256(body), body.length);
       expect((await read(await store.read(sha256(body)))).equals(body)).toBe(true);
       expect(await leftovers(store)).toEqual([]);
     } finally {

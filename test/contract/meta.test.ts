@@ -178,6 +178,46 @@ for (const f of factories) {
       expect(await store.sessions.get('zz')).toBeNull();
     });
 
+    it('marks a gc deletion: under way, then gone (a tombstone readers skip), revived by a touch, purged', async () => {
+      const b = d('doomed');
+      expect(await store.blobs.deletion(b)).toEqual({ token: null, deleting: false });
+      await store.blobs.touch(b, 7, 1000);
+      await store.blobs.beginDelete(b, 7, 'tok1');
+      expect(await store.blobs.deletion(b)).toEqual({ token: 'tok1', deleting: true });
+      expect(await store.blobs.get(b)).toMatchObject({ digest: b, size: 7, deleting: true });
+      expect(await store.blobs.unreferenced(2000)).toContain(b);
+      // A touch never revives a deletion under way.
+      await store.blobs.touch(b, 7, 5000);
+      expect((await store.blobs.deletion(b)).deleting).toBe(true);
+      await store.blobs.endDelete(b, 'other'); // another deletion's token: no effect
+      expect((await store.blobs.deletion(b)).deleting).toBe(true);
+      await store.blobs.endDelete(b, 'tok1');
+      expect(await store.blobs.deletion(b)).toEqual({ token: 'tok1', deleting: false });
+      expect(await store.blobs.get(b)).toBeNull();
+      expect(await store.blobs.unreferenced(Number.MAX_SAFE_INTEGER)).not.toContain(b);
+      const listed: string[] = [];
+      for await (const r of store.blobs.list()) listed.push(r.digest);
+      expect(listed).not.toContain(b);
+      // A publish of the same bytes later revives the row; the token stays.
+      await store.blobs.touch(b, 7, 9000);
+      expect(await store.blobs.get(b)).toMatchObject({ digest: b, lastTouched: 9000 });
+      expect(await store.blobs.deletion(b)).toEqual({ token: 'tok1', deleting: false });
+      // An orphan (no row at all) is claimed with a fresh row.
+      const o = d('orphan');
+      await store.blobs.beginDelete(o, 3, 'tok2');
+      await store.blobs.endDelete(o, 'tok2');
+      expect(await store.blobs.purgeGone(Date.now() + 1000)).toBe(1);
+      expect(await store.blobs.deletion(o)).toEqual({ token: null, deleting: false });
+    });
+
+    it('removeIf removes the row only as the caller saw it', async () => {
+      await store.files.put({ ...file('r', 'tag'), fetchedAt: 5 });
+      await store.files.removeIf('r', 'tag', file('r', 'tag').digest, 4);
+      expect(await store.files.get('r', 'tag')).not.toBeNull();
+      await store.files.removeIf('r', 'tag', file('r', 'tag').digest, 5);
+      expect(await store.files.get('r', 'tag')).toBeNull();
+    });
+
     it('commits a transaction and rolls it back on error', async () => {
       const out = await store.tx(async (m) => {
         await m.files.put(file('r', 'kept'));
@@ -200,14 +240,14 @@ for (const f of factories) {
       expect(await store.files.get('r', 'nested')).not.toBeNull();
     });
 
-    it('runs transactions one at a time', async () => {
+    it('runs transactions that lock the same name one at a time', async () => {
       const log: string[] = [];
       const run = (n: number) => store.tx(async (m) => {
         log.push(`start${n}`);
         await sleep(30);
         await m.blobs.touch(d(`t${n}`), n);
         log.push(`end${n}`);
-      });
+      }, { lock: [d('same')] });
       await Promise.all([run(1), run(2), run(3)]);
       for (let i = 0; i < log.length; i += 2) expect(log[i].replace('start', '')).toBe(log[i + 1].replace('end', ''));
     });
@@ -223,6 +263,32 @@ for (const f of factories) {
       expect(seen).toEqual(Array(10).fill('seen'));
     }, 20_000);
 
+    it('transactions locking different names run side by side, also across store instances', async (ctx) => {
+      if (!peer) return ctx.skip(); // SQLite serialises every write transaction by design
+      const other = await peer();
+      let release!: () => void;
+      let entered!: () => void;
+      const inside = new Promise<void>((r) => (entered = r));
+      const held = store.tx(async (m) => {
+        entered();
+        await new Promise<void>((r) => (release = r));
+        await m.blobs.touch(d('held'), 1);
+      }, { lock: [d('a')] });
+      await inside;
+      // Neither of these may queue behind the held transaction (the old global lock would).
+      const t0 = Date.now();
+      await Promise.race([
+        Promise.all([
+          store.tx((m) => m.blobs.touch(d('b1'), 1), { lock: [d('b')] }),
+          other.tx((m) => m.blobs.touch(d('c1'), 1), { lock: [d('c')] }),
+        ]),
+        sleep(3000).then(() => { throw new Error('a transaction on another name waited for the held one'); }),
+      ]);
+      expect(Date.now() - t0).toBeLessThan(3000);
+      release();
+      await held;
+    });
+
     it('excludes a transaction of another store instance on the same database (another process)', async (ctx) => {
       if (!peer) return ctx.skip();
       const other = await peer();
@@ -235,14 +301,14 @@ for (const f of factories) {
         await sleep(300);
         await m.blobs.touch(d('gc-target'), 1, 1);
         log.push('a-end');
-      });
+      }, { lock: [d('gc-target')] });
       await inside;
       const second = other.tx(async (m) => {
         log.push('b-start');
         // What a gc in another process sees: the publish is complete, never half done.
         expect(await m.blobs.get(d('gc-target'))).not.toBeNull();
         log.push('b-end');
-      });
+      }, { lock: [d('gc-target')] });
       await Promise.all([first, second]);
       expect(log).toEqual(['a-start', 'a-end', 'b-start', 'b-end']);
       // Plain reads are not blocked by a running tx.

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -8,6 +8,10 @@ import type { Services } from '../../src/repos/services.js';
 import { buildApp } from '../../src/server/app.js';
 import { createLogger, createServices } from '../../src/server/services.js';
 import { stackFlags } from './stores.js';
+import { sha256hex } from '../../src/auth/secrets.js';
+
+/** An admin API token every startServer() server knows (clients that must send some token use it). */
+export const SUITE_TOKEN = 'aat_suite-token-known-to-every-test-server';
 
 export interface TestServer {
   url: string;
@@ -18,6 +22,8 @@ export interface TestServer {
   svc: Services;
   app: FastifyInstance;
   config: Config;
+  /** `Authorization` header value of the bootstrap admin (its password from data_dir/admin.password). */
+  adminAuth: string;
   /** ARTIFACTAPI_* variables naming the same stores, for CLI commands run on the data dir (`gc`, `audit`) in the stack pass. */
   storeEnv: Record<string, string>;
   /** POST /api/v1/repositories */
@@ -38,7 +44,9 @@ export async function startServer(
   const config = loadConfig({
     noDefaultFile: true,
     env: o.env ?? {},
-    flags: { data_dir: dataDir, 'server.log_level': process.env.TEST_LOG_LEVEL ?? 'silent', ...stack?.flags, ...flags },
+    // Suites about formats and stores run with anonymous write (a trusted network), as before auth;
+    // auth tests set auth.anonymous themselves. The management API always needs the admin (adminAuth).
+    flags: { data_dir: dataDir, 'server.log_level': process.env.TEST_LOG_LEVEL ?? 'silent', 'auth.anonymous': 'write', ...stack?.flags, ...flags },
   });
   // `logLines` collects the server's pino lines (set server.log_level in flags to see them).
   const dest = o.logLines && { write: (line: string) => void o.logLines!.push(line) };
@@ -47,6 +55,10 @@ export async function startServer(
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as { port: number }).port;
   const url = `http://127.0.0.1:${port}`;
+  // The npm suites' `_authToken`: a real admin token with a known secret.
+  await svc.auth.store.tokens.put({ id: 'suite', hash: sha256hex(SUITE_TOKEN), user: 'admin', createdAt: Date.now() }).catch(() => {});
+  const adminPassword = (await readFile(join(dataDir, 'admin.password'), 'utf8').catch(() => '')).trim();
+  const adminAuth = `Basic ${Buffer.from(`admin:${adminPassword}`).toString('base64')}`;
   return {
     url,
     host: `127.0.0.1:${port}`,
@@ -55,9 +67,10 @@ export async function startServer(
     svc,
     app,
     config,
+    adminAuth,
     storeEnv: Object.fromEntries(Object.entries(stack?.flags ?? {}).map(([k, v]) => [`ARTIFACTAPI_${k.replace('.', '_').toUpperCase()}`, String(v)])),
     async addRepo(body) {
-      const res = await fetch(`${url}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const res = await fetch(`${url}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: adminAuth }, body: JSON.stringify(body) });
       if (res.status !== 201) throw new Error(`addRepo ${JSON.stringify(body)}: ${res.status} ${await res.text()}`);
     },
     async close() {

@@ -7,21 +7,19 @@ import type { Digest } from '../../src/lib/digest.js';
 import { runVerify } from '../../src/maintenance/verify.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { startUpstream, staticFiles, type FakeUpstream } from '../helpers/upstream.js';
+import { corruptBlob, storesEnv } from '../helpers/blobs.js';
 
-// verify's tests corrupt files in the local CAS directory; over ARTIFACTAPI_TEST_STACK=1 the blobs live in S3.
-const ON_STACK = process.env.ARTIFACTAPI_TEST_STACK === '1';
+// Blobs are damaged through the BlobStore, so these run on fs and, under ARTIFACTAPI_TEST_STACK=1, on S3.
 
 const sha = (b: Buffer): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const CLI = join(import.meta.dirname, '../../bin/artifactapi');
 
-async function corrupt(srv: TestServer, d: Digest): Promise<void> {
-  const path = srv.svc.blob.localPath!(d);
-  const buf = await fsp.readFile(path);
-  buf[Math.floor(buf.length / 2)] ^= 0xff;
-  await fsp.writeFile(path, buf);
-}
+const corrupt = (srv: TestServer, d: Digest) => corruptBlob(srv.svc.blob, d);
+/** The CLI on the server's stores (data dir, and the stack's database/bucket/redis when there is one). */
+const cli = (srv: TestServer, args: string[]) =>
+  execa('node', [CLI, ...args, '--data-dir', srv.dataDir], { reject: false, env: storesEnv(srv.svc.config) });
 
-describe.skipIf(ON_STACK)('verify', () => {
+describe('verify', () => {
   let srv: TestServer;
   let up: FakeUpstream | undefined;
   afterEach(async () => {
@@ -42,7 +40,7 @@ describe.skipIf(ON_STACK)('verify', () => {
     expect(clean.checked).toBe(3);
 
     await corrupt(srv, sha(b));
-    await fsp.rm(srv.svc.blob.localPath!(sha(c)));
+    await srv.svc.blob.delete(sha(c));
     const report = await runVerify(srv.svc);
     expect(report.findings.map((f) => [f.digest, f.problem, f.rows.map((r) => r.path)])).toEqual(expect.arrayContaining([
       [sha(b), 'corrupt', ['b']],
@@ -75,8 +73,9 @@ describe.skipIf(ON_STACK)('verify', () => {
     expect(res.headers.get('x-artifact-source')).toBe('cache');
     expect(Buffer.from(await res.arrayBuffer()).equals(remoteBody)).toBe(true);
     expect((await fetch(`${srv.url}/files/mine`)).status).toBe(404);
-    const quarantined = await fsp.readdir(join(srv.dataDir, 'quarantine'));
-    expect(quarantined).toContain(sha(localBody).slice(7));
+    // Out of the store: moved aside on disk (fs), deleted from the bucket (s3).
+    expect(await srv.svc.blob.stat(sha(localBody))).toBeNull();
+    if (srv.svc.config.storage.type === 'fs') expect(await fsp.readdir(join(srv.dataDir, 'quarantine'))).toContain(sha(localBody).slice(7));
     // A second pass finds a clean store.
     expect((await runVerify(srv.svc)).findings).toEqual([]);
   });
@@ -86,11 +85,11 @@ describe.skipIf(ON_STACK)('verify', () => {
     await srv.addRepo({ name: 'files', format: 'generic', kind: 'local' });
     const body = randomBytes(5000);
     await fetch(`${srv.url}/files/x`, { method: 'PUT', body });
-    const ok = await execa('node', [CLI, 'verify', '--data-dir', srv.dataDir], { reject: false });
+    const ok = await cli(srv, ['verify']);
     expect(ok.exitCode).toBe(0);
     expect(ok.stdout).toMatch(/checked 1 blobs .*: 0 damaged/);
     await corrupt(srv, sha(body));
-    const bad = await execa('node', [CLI, 'verify', '--data-dir', srv.dataDir], { reject: false });
+    const bad = await cli(srv, ['verify']);
     expect(bad.exitCode).toBe(1);
     expect(bad.stdout).toMatch(/1 damaged/);
     // the full digest, and the repo/path that references it
@@ -106,7 +105,7 @@ describe.skipIf(ON_STACK)('verify', () => {
     await up.close(); // the refetch fails: a warning, which must not come out as JSON
     up = undefined;
     await corrupt(srv, sha(remoteBody));
-    const r = await execa('node', [CLI, 'verify', '--repair', '--data-dir', srv.dataDir], { reject: false });
+    const r = await cli(srv, ['verify', '--repair']);
     expect(r.exitCode).toBe(1);
     expect(r.stdout).toContain(sha(remoteBody));
     expect(r.stdout).toMatch(/corrupt\s+cache\/pkg\.tgz\s+refetch-failed-dropped/);

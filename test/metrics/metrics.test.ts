@@ -47,7 +47,7 @@ describe('GET /metrics', () => {
     });
     expect((await fetch(`${srv.url}/m-local/secret`)).status).toBe(401);
 
-    const res = await fetch(`${srv.url}/metrics`);
+    const res = await fetch(`${srv.url}/metrics`, { headers: { authorization: srv.adminAuth } });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
     const text = await res.text();
@@ -74,7 +74,9 @@ describe('GET /metrics', () => {
       if (op.subject === 'metrics') seen.push(op.action);
     };
     srv.svc.pipeline.before.push(hook);
-    await fetch(`${srv.url}/metrics`);
+    // the auth hook refuses an anonymous scrape before any later hook sees it
+    expect((await fetch(`${srv.url}/metrics`)).status).toBe(401);
+    expect((await fetch(`${srv.url}/metrics`, { headers: { authorization: srv.adminAuth } })).status).toBe(200);
     const pub = await startServer({ 'metrics.public': true });
     try {
       pub.svc.pipeline.before.push(hook);
@@ -102,7 +104,7 @@ describe('under the supervisor', () => {
       for (let t = Date.now(); servedBy().size < 2 && Date.now() - t < 3000;) await new Promise((r) => setTimeout(r, 100));
       expect(servedBy().size).toBe(2);
       for (let i = 0; i < 3; i++) {
-        const text = await (await fetch(`${serve.url}/metrics`, { headers: { connection: 'close' } })).text();
+        const text = await (await fetch(`${serve.url}/metrics`, { headers: { connection: 'close', authorization: `Bearer ${serve.adminToken}` } })).text();
         expect(sample(text, 'artifactapi_http_requests_total', { method: 'GET', status: '200' })).toBeGreaterThanOrEqual(10);
       }
     } finally {

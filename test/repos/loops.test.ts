@@ -4,7 +4,7 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { startUpstream, type FakeUpstream } from '../helpers/upstream.js';
 
 const post = (srv: TestServer, body: Record<string, unknown>) =>
-  fetch(`${srv.url}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  fetch(`${srv.url}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: srv.adminAuth }, body: JSON.stringify(body) });
 
 describe('remote repos never recurse into themselves', () => {
   let a: TestServer;
@@ -36,7 +36,7 @@ describe('remote repos never recurse into themselves', () => {
     expect((await fetch(`${a.url}/api/v1/repositories/self-generic`)).status).toBe(404);
     await a.addRepo({ name: 'elsewhere', format: 'generic', kind: 'remote', upstream: `${b.url}/x/` });
     const upd = await fetch(`${a.url}/api/v1/repositories/elsewhere`, {
-      method: 'PUT', headers: { 'content-type': 'application/json' },
+      method: 'PUT', headers: { 'content-type': 'application/json', authorization: a.adminAuth },
       body: JSON.stringify({ format: 'generic', kind: 'remote', upstream: `${a.url}/elsewhere/` }),
     });
     expect(upd.status).toBe(400);

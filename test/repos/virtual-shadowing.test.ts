@@ -24,7 +24,7 @@ function publicRegistry(): (req: IncomingMessage, res: ServerResponse) => void {
         name: 'corp-lib', 'dist-tags': { latest: '99.0.0' }, versions: { '99.0.0': { name: 'corp-lib', version: '99.0.0', dist } },
       }));
     } else if (path === '/t/corp-lib-99.0.0.tgz') res.writeHead(200).end(tgz);
-    else if (path === '/simple/') res.writeHead(200, { 'content-type': 'text/html' }).end('<a href="/simple/internal-pkg/">internal_pkg</a>');
+    else if (path === '/simple/') res.writeHead(200, { 'content-type': 'text/html' }).end('<a href="/simple/internal-pkg/">Internal.Pkg</a>');
     else if (path === '/simple/internal-pkg/') {
       res.writeHead(200, { 'content-type': 'text/html' })
         .end(`<a href="${base}/f/internal_pkg-9.9.tar.gz#sha256=${sha256(sdist)}">internal_pkg-9.9.tar.gz</a>`);
@@ -80,6 +80,8 @@ describe('dependency confusion through virtual repos (nested, and with an unread
       await srv.addRepo({ name: `${p}-flat-broken`, format: f, kind: 'virtual', members: [`${p}-broken`, `${p}-remote`] });
       await srv.addRepo({ name: `${p}-nested-broken`, format: f, kind: 'virtual', members: [`${p}-remote`, `${p}-flat-broken`] });
     }
+    // The remote side first, nested: member order must not matter to the rule.
+    await srv.addRepo({ name: 'py-remote-first', format: 'pypi', kind: 'virtual', members: ['py-inner', 'py-local'] });
     await srv.addRepo({ name: 'g-local', format: 'generic', kind: 'local' });
     await srv.addRepo({ name: 'g-remote', format: 'generic', kind: 'remote', upstream: `${up.url}/g/` });
     await srv.addRepo({ name: 'g-virtual', format: 'generic', kind: 'virtual', members: ['g-local', 'g-remote'] });
@@ -126,6 +128,26 @@ describe('dependency confusion through virtual repos (nested, and with an unread
     const root = await (await fetch(`${srv.url}/py-nested/simple/`)).text();
     expect(root.match(/internal[-_]pkg\/"/g)).toHaveLength(1);
     expect(root).toContain(`${srv.url}/py-nested/simple/internal-pkg/`);
+    expect(up.count('/f/')).toBe(0);
+  });
+
+  it('pypi: with the nested remote listed first, /simple/<p>/ and /simple/ still take the name from the local repo only', async () => {
+    const json = { accept: 'application/vnd.pypi.simple.v1+json' };
+    const page = await (await fetch(`${srv.url}/py-remote-first/simple/internal-pkg/`, { headers: json })).json();
+    expect(page.files.map((f: { filename: string }) => f.filename)).toEqual(['internal_pkg-1.0.tar.gz']);
+    expect(page.files[0].hashes).toEqual({ sha256: sha256(privateSdist) });
+    const hidden = await fetch(`${srv.url}/py-remote-first/packages/internal-pkg/internal_pkg-9.9.tar.gz`);
+    expect(hidden.status).toBe(404);
+    expect(await hidden.json()).toEqual({ error: { code: 'NOT_FOUND', message: expect.any(String) } });
+    const own = await fetch(`${srv.url}/py-remote-first/packages/internal-pkg/internal_pkg-1.0.tar.gz`);
+    expect(own.status).toBe(200);
+    expect(own.headers.get('x-artifact-repo')).toBe('py-local');
+    expect(Buffer.from(await own.arrayBuffer())).toEqual(privateSdist);
+    const root = await fetch(`${srv.url}/py-remote-first/simple/`, { headers: json });
+    expect(root.status).toBe(200);
+    // The upstream spells it Internal.Pkg: the entry-level rule dropped that entry before the merge.
+    expect((await root.json()).projects).toEqual([{ name: 'internal_pkg' }]);
+    expect(root.headers.get('x-artifact-parts')).toMatch(/^py-remote=(remote|cache), py-local=local$/);
     expect(up.count('/f/')).toBe(0);
   });
 

@@ -23,8 +23,6 @@ export interface Entry {
   checksum: string;
   /** `S:`, the .apk's size. */
   size?: number;
-  /** Published in a local repo (the shadowing rule, through nested virtual repos too). */
-  local: boolean;
   /** Virtual: the member whose entry won, which serves the package. */
   member?: string;
 }
@@ -72,14 +70,14 @@ export function packageFields(info: ApkInfo, size: number, file: string, arch: s
   return fields;
 }
 
-function toEntry(fields: [string, string][], local: boolean): Entry | null {
+function toEntry(fields: [string, string][]): Entry | null {
   const get = (k: string) => fields.find((f) => f[0] === k)?.[1];
   const name = get('P');
   const version = get('V');
   const checksum = get('C');
   if (!name || !NAME_RE.test(name) || !version || !checksum || !/^Q1[A-Za-z0-9+/]{27}=$/.test(checksum)) return null;
   const size = Number(get('S'));
-  return { fields, name, version, checksum, size: Number.isSafeInteger(size) && size >= 0 ? size : undefined, local };
+  return { fields, name, version, checksum, size: Number.isSafeInteger(size) && size >= 0 ? size : undefined };
 }
 
 function sorted(entries: Entry[]): Entry[] {
@@ -91,7 +89,7 @@ export async function localEntries(svc: Services, repo: RepoDef, dir: string): P
   const out: Entry[] = [];
   for await (const f of svc.meta.files.list(repo.name, `${dir}/`)) {
     if (f.meta?.kind !== 'apk' || f.path.slice(dir.length + 1).includes('/')) continue;
-    const e = toEntry(f.meta.fields as [string, string][], true);
+    const e = toEntry(f.meta.fields as [string, string][]);
     if (e) out.push(e);
   }
   return sorted(out);
@@ -115,7 +113,7 @@ export function parseIndex(body: Buffer, what: string): Entry[] {
   const out: Entry[] = [];
   for (const block of text.split(/\n\s*\n/)) {
     const fields = block.split('\n').filter((l) => /^[A-Za-z]:/.test(l)).map((l): [string, string] => [l[0], l.slice(2)]);
-    const e = toEntry(fields, false);
+    const e = toEntry(fields);
     if (e) out.push(e);
   }
   return out;
@@ -169,6 +167,7 @@ export function indexSource(svc: Services, dir: string): DocSource<Entry[]> {
       return entries.length ? entries : null;
     },
     parseUpstream: (repo, body) => parseIndex(body, `upstream of ${repo.name}`),
-    merge: (repo, parts) => sorted(mergeEntries(repo, parts.map((p) => ({ member: p.member, entries: p.doc })), (e) => e.name, (e) => e.version)),
+    entries: { names: (entries) => entries.map((e) => e.name), without: (entries, names) => entries.filter((e) => !names.has(e.name)) },
+    merge: (_repo, parts) => sorted(mergeEntries(parts.map((p) => ({ member: p.member, entries: p.doc })), (e) => e.name, (e) => e.version)),
   };
 }

@@ -1,26 +1,28 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
-import { safeRepoPath } from '../../lib/paths.js';
 import { writeLocalRow, writeTarget } from '../../repos/local.js';
+import { resolveListed, type ListedFile } from '../../repos/listed.js';
 import { resolveDoc, resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
-import type { Served } from '../../repos/types.js';
 import { sendDocument, sendServed } from '../../server/send.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
-import type { FormatHandler, RequestCtx } from '../types.js';
+import type { FormatHandler } from '../types.js';
 import { ApkScanner } from './apk.js';
 import {
-  findEntry, indexSource, INDEX_FILE, INDEX_TYPE, isArch, localIndexDoc, packageFields, renderSigned,
+  findEntry, indexSource, type Entry, INDEX_FILE, INDEX_TYPE, isArch, localIndexDoc, packageFields, renderSigned,
 } from './index-doc.js';
 import { signingKey } from './keys.js';
+import { removeFile, type Actor } from '../../repos/writes.js';
 import { ALPINE_OPTIONS } from './options.js';
 
 const APK_TYPE = 'application/octet-stream';
 const KEY_TYPE = 'application/x-pem-file';
-// <branch>/<repo>/<arch>/<file>, as in /etc/apk/repositories + what apk appends.
-const FILE_RE = /^([A-Za-z0-9][A-Za-z0-9._+-]*)\/([A-Za-z0-9][A-Za-z0-9._+-]*)\/([^/]+)\/([^/]+)$/;
+// <branch>/<repo>/<arch>/<file>, as in /etc/apk/repositories + what apk appends: captures dir, arch, file.
+const DIR = '((?:[A-Za-z0-9][A-Za-z0-9._+-]*)/(?:[A-Za-z0-9][A-Za-z0-9._+-]*)/([^/]+))';
+const INDEX_RE = new RegExp(`^${DIR}/${INDEX_FILE.replace(/\./g, '\\.')}$`);
+const APK_RE = new RegExp(`^${DIR}/([^/]+\\.apk)$`);
 const KEY_RE = /^keys\/([^/]+\.rsa\.pub)$/;
 
 /**
@@ -34,28 +36,38 @@ export const alpine: FormatHandler = {
   name: 'alpine',
   options: ALPINE_OPTIONS,
 
-  async handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
-    const rest = safeRepoPath(ctx.rest);
-    const m = req.method;
-    const read = m === 'GET' || m === 'HEAD';
-    if (read && rest === 'keys') return sendKeyList(req, reply, ctx.repo, svc);
-    const key = KEY_RE.exec(rest);
-    if (key && read) return sendKey(req, reply, ctx.repo, svc, key[1]);
-    const p = FILE_RE.exec(rest);
-    if (p && isArch(p[3])) {
-      const [, branch, repoName, arch, file] = p;
-      const dir = `${branch}/${repoName}/${arch}`;
-      if (file === INDEX_FILE && read) return sendIndex(req, reply, ctx.repo, svc, dir);
-      if (file.endsWith('.apk')) {
-        if (read) return sendServed(req, reply, await apkFile(svc, ctx.repo, dir, file), svc, { contentType: APK_TYPE });
-        if (m === 'PUT') return reply.code(201).send(await savePackage(svc, await writeTarget(svc, ctx.repo), req.raw, dir, arch, file));
-        if (m === 'DELETE') return reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), dir, file));
-      }
-    }
-    if (!read && m !== 'PUT' && m !== 'DELETE') throw new AppError('METHOD_NOT_ALLOWED', `${m} is not supported here`);
-    throw new AppError('NOT_FOUND', `${rest} is not part of an Alpine repository (<branch>/<repo>/<arch>/APKINDEX.tar.gz or <name>-<version>.apk)`);
-  },
+  routes: [
+    { method: 'GET', path: /^keys$/, action: 'read', handle: ({ req, reply, ctx, svc }) => sendKeyList(req, reply, ctx.repo, svc) },
+    { method: 'GET', path: KEY_RE, action: 'read', handle: ({ req, reply, ctx, svc, params: [file] }) => sendKey(req, reply, ctx.repo, svc, file) },
+    {
+      method: 'GET', path: INDEX_RE, action: 'read',
+      handle: async ({ req, reply, ctx, svc, path, params: [dir, arch] }) => sendIndex(req, reply, ctx.repo, svc, inArchDir(path, dir, arch)),
+    },
+    {
+      method: 'GET', path: APK_RE, action: 'read',
+      handle: async ({ req, reply, ctx, svc, path, params: [dir, arch, file] }) =>
+        sendServed(req, reply, await resolveListed(svc, ctx.repo, apkFile(svc, inArchDir(path, dir, arch), file)), svc, { contentType: APK_TYPE }),
+    },
+    {
+      method: 'PUT', path: APK_RE, action: 'write',
+      handle: async ({ req, reply, ctx, svc, path, params: [dir, arch, file] }) =>
+        reply.code(201).send(await savePackage(svc, await writeTarget(svc, ctx.repo), req.raw, inArchDir(path, dir, arch), arch, file)),
+    },
+    {
+      method: 'DELETE', path: APK_RE, action: 'delete',
+      handle: async ({ req, reply, ctx, svc, path, params: [dir, arch, file] }) =>
+        reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), inArchDir(path, dir, arch), file, req.operation?.identity)),
+    },
+  ],
 };
+
+/** `dir` when `arch` is one apk knows, else this path is no part of the repository. */
+function inArchDir(path: string, dir: string, arch: string): string {
+  if (!isArch(arch)) throw new AppError('NOT_FOUND', notPart(path));
+  return dir;
+}
+
+const notPart = (path: string) => `${path} is not part of an Alpine repository (<branch>/<repo>/<arch>/APKINDEX.tar.gz or <name>-<version>.apk)`;
 
 async function sendIndex(req: FastifyRequest, reply: FastifyReply, repo: RepoDef, svc: Services, dir: string) {
   const src = indexSource(svc, dir);
@@ -80,25 +92,24 @@ async function sendKey(req: FastifyRequest, reply: FastifyReply, repo: RepoDef, 
 }
 
 /**
- * A package for every kind. Local: its row. Remote: only one the upstream's index lists, checked
- * while it streams in against the entry's size and `C:` (a mismatch is never cached nor sent
- * complete). Virtual: from the member whose entry the merged index kept, so shadowed versions
- * are never served.
+ * A package as its directory's index lists it (repos/listed.ts). Remote: only one the upstream's
+ * index lists, checked while it streams in against the entry's size and `C:` (a mismatch is never
+ * cached nor sent complete). Virtual: from the member whose entry the merged index kept.
  */
-async function apkFile(svc: Services, repo: RepoDef, dir: string, file: string): Promise<Served> {
-  const path = `${dir}/${file}`;
-  if (repo.kind === 'local') return resolveFile(svc, repo, { path });
-  const entry = findEntry((await resolveDoc(svc, repo, indexSource(svc, dir))).doc, file);
-  if (!entry) throw new AppError('NOT_FOUND', `${file} is not in the index of ${repo.name}/${dir}`);
-  if (repo.kind === 'virtual') {
-    const member = entry.member ? await svc.repos.get(entry.member) : null;
-    if (!member) throw new AppError('NOT_FOUND', `${file} is not in the index of ${repo.name}/${dir}`);
-    return apkFile(svc, member, dir, file);
-  }
-  const check = new ApkScanner(`upstream ${file}`, (info) => {
-    if (info.checksum !== entry.checksum) throw new AppError('DIGEST_INVALID', `${file}: control checksum ${info.checksum} differs from the index's ${entry.checksum}`);
-  }, 'DIGEST_INVALID');
-  return resolveFile(svc, repo, { path, rejectHtml: true, contentType: APK_TYPE, expect: { size: entry.size, check } });
+function apkFile(svc: Services, dir: string, file: string): ListedFile<Entry[], Entry> {
+  return {
+    doc: indexSource(svc, dir),
+    path: `${dir}/${file}`,
+    what: `${file} of the index of ${dir}`,
+    find: (entries) => findEntry(entries, file),
+    origin: (_entries, entry) => entry.member,
+    upstream(_repo, entry) {
+      const check = new ApkScanner(`upstream ${file}`, (info) => {
+        if (info.checksum !== entry.checksum) throw new AppError('DIGEST_INVALID', `${file}: control checksum ${info.checksum} differs from the index's ${entry.checksum}`);
+      }, 'DIGEST_INVALID');
+      return { contentType: APK_TYPE, expect: { size: entry.size, check } };
+    },
+  };
 }
 
 /**
@@ -118,12 +129,12 @@ async function savePackage(svc: Services, target: RepoDef, src: Readable, dir: s
   return { saved: true, path, checksum: check.info!.checksum, digest: w.digest.slice(7) };
 }
 
-async function deletePackage(svc: Services, target: RepoDef, dir: string, file: string) {
+async function deletePackage(svc: Services, target: RepoDef, dir: string, file: string, who?: Actor) {
   const path = `${dir}/${file}`;
   const rec = await svc.meta.files.get(target.name, path);
   if (rec?.meta?.kind !== 'apk') throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
   await signingKey(svc, target);
-  await svc.meta.files.remove(target.name, path);
+  await removeFile(svc, who, target.name, path);
   await svc.derived.refresh(svc, target, localIndexDoc(dir));
   return { deleted: true };
 }

@@ -6,9 +6,10 @@ import type { Services } from '../../repos/services.js';
 import type { FileRef, Served } from '../../repos/types.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { sendServed } from '../../server/send.js';
-import { preferNs } from './manifests.js';
+import { nsMembers } from './manifests.js';
 import { keys, type Target } from './names.js';
 import { upstreamAuth, upstreamUrl } from './remote-auth.js';
+import { removeFile } from '../../repos/writes.js';
 
 /**
  * A blob of an image as a FileRef every kind understands: local repos keep a
@@ -28,8 +29,7 @@ export function blobRef(svc: Services, image: string, digest: Digest): FileRef {
 
 export async function findBlob(svc: Services, repo: RepoDef, image: string, digest: Digest, ns?: string): Promise<Served> {
   try {
-    const from = ns && repo.kind === 'virtual' ? await preferNs(svc, repo, ns) : repo;
-    return await resolveFile(svc, from, blobRef(svc, image, digest));
+    return await resolveFile(svc, repo, { ...blobRef(svc, image, digest), members: ns ? nsMembers(ns) : undefined });
   } catch (err) {
     if (statusOf(err) === 404) throw new AppError('BLOB_UNKNOWN', `blob unknown to registry: ${digest}`);
     throw err;
@@ -47,6 +47,6 @@ export async function deleteBlob(reply: FastifyReply, svc: Services, repo: RepoD
   const digest = parseDigest(rawDigest);
   const path = keys.layer(image, digest);
   if (!(await svc.meta.files.get(repo.name, path))) throw new AppError('BLOB_UNKNOWN', `blob unknown to registry: ${digest}`);
-  await svc.meta.files.remove(repo.name, path);
+  await removeFile(svc, reply.request.operation?.identity, repo.name, path);
   return reply.code(202).header('docker-content-digest', digest).send();
 }

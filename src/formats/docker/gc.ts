@@ -7,6 +7,7 @@ import { keys, splitKey } from './names.js';
 import { DOCKER_CONFIG } from './options.js';
 import { dropSession } from './uploads.js';
 import { collect } from '../../lib/streams.js';
+import { removeFileIfUnchanged } from '../../repos/writes.js';
 
 /**
  * gc for docker repos, before the core sweeps unreferenced blobs:
@@ -78,10 +79,7 @@ async function gcRepo(ctx: GcContext, repo: RepoDef): Promise<void> {
 
 /** Removes a row only if nobody re-pushed it since it was marked (a push refreshes fetchedAt). */
 async function removeIfUnchanged(svc: Services, repo: string, rec: FileRec): Promise<void> {
-  await svc.meta.tx(async (m) => {
-    const now = await m.files.get(repo, rec.path);
-    if (now && now.fetchedAt === rec.fetchedAt && now.digest === rec.digest) await m.files.remove(repo, rec.path);
-  });
+  await removeFileIfUnchanged(svc, undefined, { ...rec, repo });
 }
 
 interface Doc { config?: { digest?: string }; layers?: { digest?: string }[]; manifests?: { digest?: string }[] }

@@ -62,10 +62,10 @@ export async function listTags(req: FastifyRequest, reply: FastifyReply, svc: Se
   return reply.header('content-type', 'application/json').send({ name: t.name, tags: out });
 }
 
-/** `_catalog`: every `REPO/IMAGE` with a manifest in a local or remote docker repo. */
-export async function catalog(req: FastifyRequest, reply: FastifyReply, svc: Services) {
+/** `_catalog`: every `REPO/IMAGE` with a manifest in a local or remote docker repo of `repos` (those the caller may see). */
+export async function catalog(req: FastifyRequest, reply: FastifyReply, svc: Services, repos: RepoDef[]) {
   const names = new Set<string>();
-  for (const r of await svc.repos.list()) {
+  for (const r of repos) {
     if (r.format !== 'docker' || r.kind === 'virtual') continue;
     for await (const f of svc.meta.files.list(r.name)) {
       const k = splitKey(f.path);

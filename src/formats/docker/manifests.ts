@@ -4,17 +4,17 @@ import { isDigest, parseDigest, sha256, type Digest } from '../../lib/digest.js'
 import { parseJson } from '../../lib/decode.js';
 import { AppError, isAppError, statusOf } from '../../lib/errors.js';
 import { putLocalFile, recordLocalFile } from '../../repos/local.js';
-import { ingestBuffer } from '../../storage/ingest.js';
 import { readCapped } from '../../repos/resolve.js';
-import { remoteFile } from '../../repos/remote.js';
+import { fillSettled } from '../../repos/remote.js';
+import { resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { FileRef, Served } from '../../repos/types.js';
-import { firstMember } from '../../repos/virtual.js';
-import { sendServed, etagOf } from '../../server/send.js';
+import { sendDoc, sendServed, etagOf } from '../../server/send.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import { isTag, keys, validateTag, type Target } from './names.js';
-import { upstreamAuth, upstreamImage, upstreamUrl } from './remote-auth.js';
-import { collect, collectRequest } from '../../lib/streams.js';
+import { upstreamAuth, upstreamUrl } from './remote-auth.js';
+import { collectRequest } from '../../lib/streams.js';
+import { removeFile, removeFiles } from '../../repos/writes.js';
 
 export const MT = {
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
@@ -45,23 +45,21 @@ function baseType(ct: string | undefined): string {
 
 // ---------------------------------------------------------------- reads
 
-/** A manifest by digest or tag, from any kind of repo. */
-export async function findManifest(svc: Services, repo: RepoDef, image: string, reference: string, ns?: string, depth = 0): Promise<Served> {
+/**
+ * A manifest by digest or tag, from any kind of repo (repos/resolve.ts). A tag is a file whose
+ * bytes are the manifest it names (local: written on push; remote: a mutable file, see tagRef);
+ * the manifest is then read by its digest from the repo that held the tag.
+ */
+export async function findManifest(svc: Services, repo: RepoDef, image: string, reference: string, ns?: string): Promise<Served> {
+  const members = ns ? nsMembers(ns) : undefined;
   try {
-    switch (repo.kind) {
-      case 'local': {
-        const digest = isDigest(reference) ? reference : (await tagRow(svc, repo, image, reference))?.digest;
-        const rec = digest && (await svc.meta.files.get(repo.name, keys.manifest(image, digest)));
-        if (!rec) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${image}:${reference}`);
-        return { rec, source: 'local', servedBy: repo.name, size: rec.size };
-      }
-      case 'remote':
-        return await remoteManifest(svc, repo, image, reference);
-      case 'virtual': {
-        const members = ns ? await preferNs(svc, repo, ns) : repo;
-        return await firstMember(svc, members, depth + 1, (m) => findManifest(svc, m, image, reference, ns, depth + 1));
-      }
-    }
+    if (isDigest(reference)) return await resolveFile(svc, repo, { ...manifestRef(svc, image, reference), members });
+    validateTag(reference);
+    const tag = await resolveFile(svc, repo, { ...tagRef(svc, image, reference), members });
+    const holder = tag.servedBy === repo.name ? repo : await svc.repos.get(tag.servedBy);
+    if (!holder) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${image}:${reference}`);
+    const served = await resolveFile(svc, holder, manifestRef(svc, image, tag.rec.digest));
+    return { ...served, source: tag.source === 'remote' ? 'remote' : served.source, staleAge: tag.staleAge };
   } catch (err) {
     if (statusOf(err) === 404 && !(isAppError(err) && err.code === 'MANIFEST_UNKNOWN')) {
       throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${image}:${reference}`);
@@ -71,20 +69,13 @@ export async function findManifest(svc: Services, repo: RepoDef, image: string, 
 }
 
 /**
- * containerd's `?ns=registry-1.docker.io`: the members that may answer are the
- * local ones and the remote ones whose upstream is that registry (Docker Hub aliases count as one).
+ * containerd's `?ns=registry-1.docker.io`: the members that may answer are the local (and
+ * virtual) ones and the remote ones whose upstream is that registry (Docker Hub aliases count as one).
  */
-export async function preferNs(svc: Services, repo: RepoDef, ns: string): Promise<RepoDef> {
+export function nsMembers(ns: string): (m: RepoDef) => boolean {
   const hub = (h: string) => (['docker.io', 'registry-1.docker.io', 'index.docker.io'].includes(h) ? 'docker.io' : h);
   const want = hub(ns.toLowerCase());
-  const keep: string[] = [];
-  for (const name of repo.members ?? []) {
-    const m = await svc.repos.get(name);
-    if (!m) continue;
-    if (m.kind === 'remote' && hub(new URL(m.upstream!).host.toLowerCase()) !== want && hub(new URL(m.upstream!).hostname.toLowerCase()) !== want) continue;
-    keep.push(name);
-  }
-  return { ...repo, members: keep };
+  return (m) => m.kind !== 'remote' || hub(new URL(m.upstream!).host.toLowerCase()) === want || hub(new URL(m.upstream!).hostname.toLowerCase()) === want;
 }
 
 async function tagRow(svc: Services, repo: RepoDef, image: string, tag: string): Promise<FileRec | null> {
@@ -104,57 +95,30 @@ function manifestRef(svc: Services, image: string, digest: Digest): FileRef {
 }
 
 /**
- * Remote: a manifest by digest is cached forever (verified first). A tag is a
- * row pointing at a digest; after metadata_ttl it is revalidated with a HEAD
- * (which does not count against Docker Hub's pull limit); if the upstream is
- * down, the cached tag still answers.
+ * A tag of a remote repo as a mutable file of the shared remote path (repos/remote.ts): TTL,
+ * single-flight, stale serving when the upstream fails. When due, it is revalidated with a HEAD
+ * (which does not count against Docker Hub's pull limit); only a moved tag downloads, verified
+ * against the digest the HEAD named, and its manifest is recorded by digest as well.
  */
-async function remoteManifest(svc: Services, repo: RepoDef, image: string, reference: string): Promise<Served> {
-  if (isDigest(reference)) return remoteFile(svc, repo, manifestRef(svc, image, reference));
-  const tag = reference;
-  const cached = await tagRow(svc, repo, image, tag);
-  if (cached && Date.now() - cached.fetchedAt < svc.repos.metadataTtl(repo)) {
-    return remoteFile(svc, repo, manifestRef(svc, image, cached.digest));
-  }
-  let digest: Digest;
-  try {
-    digest = await svc.coord.singleFlight(`docker-tag:${repo.name}:${image}:${tag}`, () => revalidateTag(svc, repo, image, tag, cached));
-  } catch (err) {
-    if (cached && statusOf(err) >= 500) {
-      svc.log.warn({ repo: repo.name, image, tag, err: (err as Error).message }, 'upstream failed; serving cached tag');
-      const served = await remoteFile(svc, repo, manifestRef(svc, image, cached.digest));
-      return { ...served, staleAge: Math.floor((Date.now() - cached.fetchedAt) / 1000) };
-    }
-    throw err;
-  }
-  return remoteFile(svc, repo, manifestRef(svc, image, digest));
-}
-
-async function revalidateTag(svc: Services, repo: RepoDef, image: string, tag: string, cached: FileRec | null): Promise<Digest> {
-  const settings = svc.repos.upstreamSettings(repo);
-  const url = upstreamUrl(svc, repo, image, 'manifests', tag);
-  const headers = await upstreamAuth(svc, repo, image);
-  const head = await svc.upstream.get(settings, url, { method: 'HEAD', accept: ACCEPT_ALL, headers });
-  let digest = head.headers['docker-content-digest'];
-  let size = Number(head.headers['content-length'] ?? -1);
-  if (!isDigest(digest)) {
-    // An upstream that does not say the digest on HEAD: GET it and hash it ourselves.
-    const r = await svc.upstream.get(settings, url, { accept: ACCEPT_ALL, headers });
-    const body = await collect(r.body!, {
-      max: svc.config.limits.metadata_body,
-      tooLarge: () => new AppError('UPSTREAM_FAILED', 'upstream manifest is too large'),
-    });
-    digest = sha256(body);
-    size = body.length;
-    const now = Date.now();
-    const rec: FileRec = { repo: repo.name, path: keys.manifest(image, digest), digest: digest as Digest, size, contentType: baseType(r.headers['content-type']) || undefined, source: 'remote', fetchedAt: now, lastAccess: now };
-    await ingestBuffer(svc, body, (m) => m.files.put(rec));
-  }
-  const now = Date.now();
-  await svc.meta.files.put(cached && cached.digest === digest
-    ? { ...cached, fetchedAt: now }
-    : { repo: repo.name, path: keys.tag(image, tag), digest: digest as Digest, size, source: 'remote', fetchedAt: now, lastAccess: now, meta: { upstream: upstreamImage(repo, image) } });
-  return digest as Digest;
+function tagRef(svc: Services, image: string, tag: string): FileRef {
+  return {
+    path: keys.tag(image, tag),
+    mutable: true,
+    whole: true,
+    accept: ACCEPT_ALL,
+    rejectHtml: false,
+    locate: (r) => upstreamUrl(svc, r, image, 'manifests', tag),
+    upstreamHeaders: (r) => upstreamAuth(svc, r, image),
+    probe: async (r) => {
+      const head = await svc.upstream.get(svc.repos.upstreamSettings(r), upstreamUrl(svc, r, image, 'manifests', tag), {
+        method: 'HEAD', accept: ACCEPT_ALL, headers: await upstreamAuth(svc, r, image),
+      });
+      head.body?.destroy();
+      const digest = head.headers['docker-content-digest'];
+      return isDigest(digest) ? digest : null;
+    },
+    aliases: (digest) => [keys.manifest(image, digest)],
+  };
 }
 
 /**
@@ -188,10 +152,7 @@ export async function getManifest(req: FastifyRequest, reply: FastifyReply, svc:
   if (served.body) {
     // First fetch through a remote: small, so take it whole, then answer like a stored one.
     const body = await readCapped(svc, served);
-    reply.header('x-artifact-source', served.source).header('x-artifact-repo', served.servedBy)
-      .header('content-type', served.rec.contentType ?? MT.dockerManifest).header('docker-content-digest', digest)
-      .header('etag', etagOf(digest)).header('content-length', String(body.length));
-    return reply.send(req.method === 'HEAD' ? undefined : body);
+    return sendDoc(req, reply, served, { body, etag: etagOf(digest) }, served.rec.contentType ?? MT.dockerManifest, { compress: false, headers });
   }
   return sendServed(req, reply, served, svc, { contentType: served.rec.contentType ?? MT.dockerManifest, headers });
 }
@@ -284,7 +245,7 @@ async function linkFromMembers(svc: Services, virtual: RepoDef, target: RepoDef,
       if (await linkFromMembers(svc, m, target, key, digest, depth + 1)) return true;
       continue;
     }
-    await svc.fills.get(`${m.name}:${key}`)?.done.catch(() => undefined);
+    await fillSettled(svc, m.name, key);
     const rec = await svc.meta.files.get(m.name, key);
     if (rec && rec.digest === digest && (await svc.blob.stat(digest))) {
       await recordLocalFile(svc, target, key, digest, rec.size, { contentType: rec.contentType, meta: rec.meta });
@@ -301,14 +262,11 @@ export async function deleteManifest(reply: FastifyReply, svc: Services, t: Targ
     if (!(await svc.meta.files.get(target.name, keys.manifest(t.image, digest)))) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${digest}`);
     const tags: string[] = [];
     for await (const f of svc.meta.files.list(target.name, keys.tags(t.image))) if (f.digest === digest) tags.push(f.path);
-    await svc.meta.tx(async (m) => {
-      for (const p of tags) await m.files.remove(target.name, p);
-      await m.files.remove(target.name, keys.manifest(t.image, digest));
-    });
+    await removeFiles(svc, reply.request.operation?.identity, target.name, [...tags, keys.manifest(t.image, digest)]);
     return reply.code(202).send();
   }
   const row = await tagRow(svc, target, t.image, reference);
   if (!row) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${t.image}:${reference}`);
-  await svc.meta.files.remove(target.name, keys.tag(t.image, reference));
+  await removeFile(svc, reply.request.operation?.identity, target.name, keys.tag(t.image, reference));
   return reply.code(202).send();
 }

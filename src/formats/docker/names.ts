@@ -9,29 +9,6 @@ const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
 const MAX_NAME = 255;
 
-export type Route =
-  | { kind: 'base' }
-  | { kind: 'catalog' }
-  | { kind: 'tags'; name: string }
-  | { kind: 'manifest'; name: string; reference: string }
-  | { kind: 'blob'; name: string; digest: string }
-  | { kind: 'upload'; name: string; id?: string }
-  | { kind: 'referrers'; name: string; digest: string };
-
-/** Splits the path after `/v2/` into an endpoint; null -> 404. */
-export function parseV2Path(rest: string): Route | null {
-  if (rest === '') return { kind: 'base' };
-  if (rest === '_catalog') return { kind: 'catalog' };
-  let m: RegExpExecArray | null;
-  if ((m = /^(.+)\/blobs\/uploads\/([^/]*)$/.exec(rest))) return { kind: 'upload', name: m[1], id: m[2] || undefined };
-  if ((m = /^(.+)\/blobs\/uploads$/.exec(rest))) return { kind: 'upload', name: m[1] };
-  if ((m = /^(.+)\/blobs\/([^/]+)$/.exec(rest))) return { kind: 'blob', name: m[1], digest: m[2] };
-  if ((m = /^(.+)\/manifests\/([^/]+)$/.exec(rest))) return { kind: 'manifest', name: m[1], reference: m[2] };
-  if ((m = /^(.+)\/tags\/list$/.exec(rest))) return { kind: 'tags', name: m[1] };
-  if ((m = /^(.+)\/referrers\/([^/]+)$/.exec(rest))) return { kind: 'referrers', name: m[1], digest: m[2] };
-  return null;
-}
-
 export function validateImage(image: string): void {
   if (image.length === 0 || image.length > MAX_NAME || !image.split('/').every((c) => COMPONENT.test(c))) {
     throw new AppError('NAME_INVALID', `invalid repository name "${image.slice(0, 300)}"`);

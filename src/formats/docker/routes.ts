@@ -1,85 +1,135 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decodePath } from '../../lib/decode.js';
+import { isDigest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import { writeTarget } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
-import { errorHandler } from '../../server/errors.js';
+import { visibleRepos, type Call, type Entry, type Operation, type Route } from '../../server/pipeline.js';
+import type { RepoDef } from '../../storage/meta/types.js';
 import { deleteBlob, getBlob } from './blobs.js';
-import { dockerErrorBody } from './errors.js';
 import { catalog, listTags, referrers } from './listings.js';
 import { deleteManifest, getManifest, putManifest } from './manifests.js';
-import { parseV2Path, resolveName } from './names.js';
+import { resolveName, type Target } from './names.js';
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus } from './uploads.js';
 
-const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
-
-/** The registry API under /v2/, in its own scope: pass-through bodies, docker error bodies. */
-export async function dockerRoutes(app: FastifyInstance, svc: Services): Promise<void> {
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
-  app.setErrorHandler(errorHandler(dockerErrorBody));
-  app.addHook('onRequest', async (_req, reply) => {
-    reply.headers(API_VERSION);
-  });
-  const handle = (req: FastifyRequest, reply: FastifyReply) => route(req, reply, svc);
-  app.all('/v2', handle);
-  app.all('/v2/', handle);
-  app.all('/v2/*', handle);
+/** The repo and image the matched route names: `REPO/IMAGE`, or an image of docker.default_repo (names.ts). */
+function target(c: Call): Target {
+  const name = c.params[0];
+  const repo = c.ctx.repo;
+  const slash = name.indexOf('/');
+  const image = slash > 0 && name.slice(0, slash) === repo.name ? name.slice(slash + 1) : name;
+  return { name, repo, image, ns: c.query.get('ns') ?? undefined };
 }
 
-async function route(req: FastifyRequest, reply: FastifyReply, svc: Services): Promise<unknown> {
-  const url = req.raw.url ?? '/';
-  const rawPath = url.split('?')[0].replace(/^\/v2\/?/, '');
-  const path = decodePath(rawPath, 'NAME_INVALID', 'malformed path');
-  const r = parseV2Path(path);
-  if (!r) throw new AppError('NAME_UNKNOWN', 'not found');
-  const m = req.method;
-  if (r.kind === 'base') {
-    if (m !== 'GET' && m !== 'HEAD') throw new AppError('UNSUPPORTED', `${m} not supported`);
-    return reply.header('content-type', 'application/json').send(m === 'HEAD' ? undefined : {});
+async function writable(svc: Services, repo: RepoDef): Promise<RepoDef> {
+  try {
+    return await writeTarget(svc, repo);
+  } catch {
+    throw new AppError('UNSUPPORTED', `${repo.name} is a ${repo.kind} repository and takes no pushes`);
   }
-  if (r.kind === 'catalog') {
-    if (m !== 'GET') throw new AppError('UNSUPPORTED', `${m} not supported`);
-    return catalog(req, reply, svc);
-  }
-  const ns = (req.query as Record<string, string | undefined>).ns;
-  const t = await resolveName(svc, r.name, ns);
-  req.artifact = { repo: t.repo.name, format: 'docker' };
-  const writable = async () => {
-    try {
-      return await writeTarget(svc, t.repo);
-    } catch {
-      throw new AppError('UNSUPPORTED', `${t.repo.name} is a ${t.repo.kind} repository and takes no pushes`);
-    }
-  };
-  switch (r.kind) {
-    case 'tags':
-      if (m !== 'GET') break;
-      return listTags(req, reply, svc, t);
-    case 'referrers':
-      if (m !== 'GET') break;
-      return referrers(req, reply, svc, t, r.digest);
-    case 'blob':
-      if (m === 'GET' || m === 'HEAD') return getBlob(req, reply, svc, t, r.digest);
-      if (m === 'DELETE') return deleteBlob(reply, svc, await writable(), t.image, r.digest);
-      break;
-    case 'manifest':
-      if (m === 'GET' || m === 'HEAD') return getManifest(req, reply, svc, t, r.reference);
-      if (m === 'PUT') return putManifest(req, reply, svc, t, await writable(), r.reference);
-      if (m === 'DELETE') return deleteManifest(reply, svc, t, await writable(), r.reference);
-      break;
-    case 'upload': {
-      const target = await writable();
-      if (!r.id) {
-        if (m === 'POST') return startUpload(req, reply, svc, t, target);
-        break;
+}
+
+const NAME = '(.+)';
+
+/** distribution's endpoints under /v2/, matched against the percent-decoded path (uploads before blobs). */
+const routes: Route[] = [
+  {
+    method: 'GET', path: /^$/, repo: false, action: 'read',
+    handle: async ({ req, reply }) => reply.header('content-type', 'application/json').send(req.method === 'HEAD' ? undefined : {}),
+  },
+  {
+    method: 'GET', path: /^_catalog$/, repo: false, action: 'read',
+    handle: async (c) => catalog(c.req, c.reply, c.svc, await visibleRepos(c.svc, c.op)),
+  },
+  {
+    method: 'POST', path: new RegExp(`^${NAME}/blobs/uploads/?$`), action: 'write',
+    // A cross-repo mount reads the source image's repo.
+    async touches(c) {
+      const from = c.query.get('from');
+      const mount = c.query.get('mount');
+      if (!from || !mount || !isDigest(mount)) return [];
+      try {
+        return [{ repo: (await resolveName(c.svc, from)).repo, action: 'read' }];
+      } catch {
+        return [];
       }
-      if (m === 'PATCH') return patchUpload(req, reply, svc, t, target, r.id);
-      if (m === 'PUT') return finishUpload(req, reply, svc, t, target, r.id);
-      if (m === 'GET') return uploadStatus(reply, svc, t, target, r.id);
-      if (m === 'DELETE') return cancelUpload(reply, svc, t, target, r.id);
-      break;
-    }
-  }
-  throw new AppError('UNSUPPORTED', `${m} not supported here`);
+    },
+    handle: async (c) => startUpload(c.req, c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo)),
+  },
+  {
+    method: 'PATCH', path: new RegExp(`^${NAME}/blobs/uploads/([^/]+)$`), action: 'write',
+    handle: async (c) => patchUpload(c.req, c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+  },
+  {
+    method: 'PUT', path: new RegExp(`^${NAME}/blobs/uploads/([^/]+)$`), action: 'write',
+    handle: async (c) => finishUpload(c.req, c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+  },
+  {
+    // Status and cancel of an upload session are part of a push.
+    method: 'GET', path: new RegExp(`^${NAME}/blobs/uploads/([^/]+)$`), action: 'write',
+    handle: async (c) => uploadStatus(c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+  },
+  {
+    method: 'DELETE', path: new RegExp(`^${NAME}/blobs/uploads/([^/]+)$`), action: 'write',
+    handle: async (c) => cancelUpload(c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+  },
+  {
+    method: 'GET', path: new RegExp(`^${NAME}/blobs/([^/]+)$`), action: 'read',
+    handle: async (c) => getBlob(c.req, c.reply, c.svc, target(c), c.params[1]),
+  },
+  {
+    method: 'DELETE', path: new RegExp(`^${NAME}/blobs/([^/]+)$`), action: 'delete',
+    handle: async (c) => deleteBlob(c.reply, c.svc, await writable(c.svc, c.ctx.repo), target(c).image, c.params[1]),
+  },
+  {
+    method: 'GET', path: new RegExp(`^${NAME}/manifests/([^/]+)$`), action: 'read',
+    handle: async (c) => getManifest(c.req, c.reply, c.svc, target(c), c.params[1]),
+  },
+  {
+    method: 'PUT', path: new RegExp(`^${NAME}/manifests/([^/]+)$`), action: 'write',
+    handle: async (c) => putManifest(c.req, c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+  },
+  {
+    method: 'DELETE', path: new RegExp(`^${NAME}/manifests/([^/]+)$`), action: 'delete',
+    handle: async (c) => deleteManifest(c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+  },
+  {
+    method: 'GET', path: new RegExp(`^${NAME}/tags/list$`), action: 'read',
+    handle: async (c) => listTags(c.req, c.reply, c.svc, target(c)),
+  },
+  {
+    method: 'GET', path: new RegExp(`^${NAME}/referrers/([^/]+)$`), action: 'read',
+    handle: async (c) => referrers(c.req, c.reply, c.svc, target(c), c.params[1]),
+  },
+];
+
+/** The registry API under /v2/: the repo is the name's first segment, else docker.default_repo (names.ts resolveName). */
+export const dockerEntry: Entry = {
+  prefix: '/v2',
+  routes,
+  headers: { 'docker-distribution-api-version': 'registry/2.0' },
+  locate: async (c) => (await resolveName(c.svc, c.params[0], c.query.get('ns') ?? undefined)).repo,
+};
+
+/** The whole path after /v2/ percent-decoded (names never carry an encoded `/`); malformed is NAME_INVALID. */
+export function decodeV2Path(rest: string): string {
+  return decodePath(rest, 'NAME_INVALID', 'malformed path');
+}
+
+/** The image name an Operation's subject (the path after /v2/) names, if any. */
+export function imageOf(subject: string | undefined): string | undefined {
+  return /^(.+?)\/(?:manifests|blobs|tags|referrers)(?:\/|$)/.exec(subject ?? '')?.[1];
+}
+
+/**
+ * The token challenge distribution clients expect: `scope` names the image as the client wrote it
+ * (the subject is the path after /v2/), `pull` for reads and `pull,push` for anything else.
+ */
+
+export function dockerChallenge(op: Operation, baseUrl: string): string {
+  const host = new URL(baseUrl).host;
+  let scope = '';
+  const name = imageOf(op.subject);
+  if (name) scope = `,scope="repository:${name}:${op.action === 'read' ? 'pull' : 'pull,push'}"`;
+  else if (op.subject === '_catalog') scope = ',scope="registry:catalog:*"';
+  return `Bearer realm="${baseUrl}/v2/token",service="${host}"${scope}`;
 }

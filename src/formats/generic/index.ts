@@ -5,6 +5,7 @@ import { putLocalFile, writeTarget } from '../../repos/local.js';
 import { resolveFile } from '../../repos/resolve.js';
 import { sendServed } from '../../server/send.js';
 import type { FormatHandler } from '../types.js';
+import { removeFile } from '../../repos/writes.js';
 import { GENERIC_OPTIONS } from './options.js';
 
 /**
@@ -29,7 +30,8 @@ export const generic: FormatHandler = {
     {
       method: 'GET', path: /^.+$/, action: 'read',
       async handle({ req, reply, svc, ctx, path }) {
-        const mutable = ctx.repo.kind !== 'local' && matchesAny(path, (ctx.repo.options.mutable as string[] | undefined) ?? DEFAULT_MUTABLE);
+        // Only remote repos (directly or as members) look at `mutable`; a local row is served as it is.
+        const mutable = matchesAny(path, (ctx.repo.options.mutable as string[] | undefined) ?? DEFAULT_MUTABLE);
         return sendServed(req, reply, await resolveFile(svc, ctx.repo, { path, mutable }), svc);
       },
     },
@@ -53,10 +55,10 @@ export const generic: FormatHandler = {
     },
     {
       method: 'DELETE', path: /^.+$/, action: 'delete',
-      async handle({ reply, svc, ctx, path }) {
+      async handle({ reply, svc, ctx, path, op }) {
         const target = await writeTarget(svc, ctx.repo);
         if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
-        await svc.meta.files.remove(target.name, path);
+        await removeFile(svc, op.identity, target.name, path);
         return reply.code(204).send();
       },
     },

@@ -60,7 +60,7 @@ export function parseList(module: string, body: Buffer): VersionList {
 /** Union of member lists: first member wins per version, local modules shadow remote ones unless allow-listed. */
 export function mergeLists(repo: RepoDef, module: string, parts: { member: RepoDef; doc: VersionList }[]): VersionList {
   const lists = parts.map((p) => ({ member: p.member, entries: p.doc.versions.map((v) => ({ ...v, member: v.member ?? p.member.name })) }));
-  const merged = mergeEntries(repo, lists, () => module, (e) => e.version)
+  const merged = mergeEntries(lists, () => module, (e) => e.version)
     .map((e) => ({ version: e.version, local: e.local, member: e.member }));
   return sorted(module, merged);
 }

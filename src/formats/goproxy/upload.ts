@@ -4,6 +4,7 @@ import type { Call } from '../../server/pipeline.js';
 import { ingestBuffer, ingestStream } from '../../storage/ingest.js';
 import { paths, type ZipMeta } from './index-doc.js';
 import { modulePathError, unescapePath, versionPathError } from './module.js';
+import { removeFiles } from '../../repos/writes.js';
 import { checkModuleZip, MAX_ZIP_BYTES } from './zipfile.js';
 
 /** The module path of an upload's URL, checked: 400 (not 404) for a path go would refuse. */
@@ -56,10 +57,6 @@ export async function deleteModule(c: Call, mod: string, version: string) {
   const target = await writeTarget(svc, c.ctx.repo);
   const zipPath = paths.file(mod, version, 'zip');
   if (!(await svc.meta.files.get(target.name, zipPath))) throw new AppError('NOT_FOUND', `${mod}@${version} not found in ${target.name}`);
-  await svc.meta.tx(async (m) => {
-    await m.files.remove(target.name, zipPath);
-    await m.files.remove(target.name, paths.file(mod, version, 'mod'));
-    await m.files.remove(target.name, paths.file(mod, version, 'info'));
-  });
+  await removeFiles(svc, c.req.operation?.identity, target.name, [zipPath, paths.file(mod, version, 'mod'), paths.file(mod, version, 'info')]);
   return { deleted: true };
 }

@@ -18,8 +18,6 @@ export interface Entry {
   created?: string;
   /** Remote: the URL the upstream lists (absolute, or relative to the upstream's index). */
   upstreamUrl?: string;
-  /** Published in a local repo (for the shadowing rule, through nested virtual repos too). */
-  local: boolean;
   /** Virtual: the member that listed it, which serves the package. */
   member?: string;
 }
@@ -52,7 +50,7 @@ export async function localIndex(svc: Services, repo: RepoDef): Promise<HelmInde
   for await (const f of svc.meta.files.list(repo.name)) {
     const chart = f.meta?.kind === 'chart' ? (f.meta.chart as ChartMeta) : undefined;
     if (!chart) continue;
-    add(index, { meta: chart, file: f.path, digest: f.digest.slice(7), created: new Date(f.fetchedAt).toISOString(), local: true });
+    add(index, { meta: chart, file: f.path, digest: f.digest.slice(7), created: new Date(f.fetchedAt).toISOString() });
   }
   return sorted(index);
 }
@@ -75,7 +73,7 @@ export function parseUpstreamIndex(body: Buffer, what: string): HelmIndex {
       const urls = Array.isArray(v.urls) ? v.urls.filter((u): u is string => typeof u === 'string') : [];
       if (urls.length === 0) continue;
       add(index, {
-        meta, file: chartFileName(meta.name, meta.version), upstreamUrl: urls[0], local: false,
+        meta, file: chartFileName(meta.name, meta.version), upstreamUrl: urls[0],
         digest: typeof v.digest === 'string' && /^[a-f0-9]{64}$/.test(v.digest) ? v.digest : undefined,
         created: typeof v.created === 'string' ? v.created : undefined,
       });
@@ -85,14 +83,14 @@ export function parseUpstreamIndex(body: Buffer, what: string): HelmIndex {
 }
 
 /**
- * Member indexes in member order. The first member listing a name+version wins; a chart name
- * that a local repo publishes anywhere below this virtual repo hides every non-local version of
- * that name (dependency confusion), unless `allow_shadowed` lists it.
+ * Member indexes in member order; the first member listing a name+version wins. A chart name that
+ * a local repo publishes anywhere below the virtual repo has no remote versions left by now
+ * (DocSource.entries in indexSource).
  */
-export function mergeIndexes(repo: RepoDef, parts: { member: RepoDef; doc: HelmIndex }[]): HelmIndex {
+export function mergeIndexes(_repo: RepoDef, parts: { member: RepoDef; doc: HelmIndex }[]): HelmIndex {
   const merged: HelmIndex = new Map();
   const lists = parts.map((p) => ({ member: p.member, entries: [...p.doc.values()].flat() }));
-  for (const e of mergeEntries(repo, lists, (x) => x.meta.name, (x) => x.meta.version)) add(merged, e);
+  for (const e of mergeEntries(lists, (x) => x.meta.name, (x) => x.meta.version)) add(merged, e);
   return sorted(merged);
 }
 
@@ -158,6 +156,7 @@ export function indexSource(svc: Services): DocSource<HelmIndex> {
     maxBytes: Math.max(svc.config.limits.metadata_body, 64 * 1024 * 1024),
     local: (repo) => localIndex(svc, repo),
     parseUpstream: (repo, body) => parseUpstreamIndex(body, `upstream of ${repo.name}`),
+    entries: { names: (index) => index.keys(), without: (index, names) => new Map([...index].filter(([n]) => !names.has(n))) },
     merge: mergeIndexes,
   };
 }

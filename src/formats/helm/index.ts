@@ -1,17 +1,18 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
-import { safeRepoPath } from '../../lib/paths.js';
+import { storedDerived } from '../../repos/derived.js';
 import { recordLocalFile, writeTarget } from '../../repos/local.js';
-import { resolveDoc, resolveFile } from '../../repos/resolve.js';
+import { httpUrl, resolveListed, type ListedFile } from '../../repos/listed.js';
+import { resolveDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
-import type { Served } from '../../repos/types.js';
 import { sendDocument, sendServed } from '../../server/send.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { boundaryOf, parseMultipart } from '../../lib/multipart.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import { chartFileName, isChartName, readChartYaml } from './chart.js';
+import { removeFiles, type Actor } from '../../repos/writes.js';
 import {
   findEntry, indexSource, INDEX_PATH, INDEX_TYPE, localIndexDoc, renderIndex, repoPath, withServerInfo, type Entry, type HelmIndex,
 } from './index-doc.js';
@@ -28,20 +29,20 @@ const FILE_RE = /^(?:charts\/)?([^/]+\.tgz)(\.prov)?$/;
 export const helm: FormatHandler = {
   name: 'helm',
 
-  async handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
-    const rest = safeRepoPath(ctx.rest);
-    const m = req.method;
-    const read = m === 'GET' || m === 'HEAD';
-    if (rest === INDEX_PATH && read) return sendIndex(req, reply, ctx, svc);
-    if (rest === 'api/charts' || rest === 'api/charts/') {
-      if (m === 'POST') return reply.code(201).send(await postCharts(req, ctx, svc));
-      if (read) return reply.send(await apiListing(svc, ctx, (index) => Object.fromEntries([...index].map(([n, l]) => [n, l.map((e) => entryJson(e, ctx))]))));
-    }
-    const api = /^api\/charts\/([^/]+)(?:\/([^/]+))?$/.exec(rest);
-    if (api) {
-      const [, name, version] = api;
-      if (m === 'DELETE' && version) return reply.send(await deleteChart(svc, await writeTarget(svc, ctx.repo), name, version));
-      if (read) {
+  routes: [
+    { method: 'GET', path: /^index\.yaml$/, action: 'read', handle: ({ req, reply, ctx, svc }) => sendIndex(req, reply, ctx, svc) },
+    { method: 'POST', path: /^api\/charts\/?$/, action: 'write', handle: async ({ req, reply, ctx, svc }) => reply.code(201).send(await postCharts(req, ctx, svc)) },
+    {
+      method: 'GET', path: /^api\/charts\/?$/, action: 'read',
+      handle: async ({ reply, ctx, svc }) => reply.send(await apiListing(svc, ctx, (index) => Object.fromEntries([...index].map(([n, l]) => [n, l.map((e) => entryJson(e, ctx))])))),
+    },
+    {
+      method: 'DELETE', path: /^api\/charts\/([^/]+)\/([^/]+)$/, action: 'delete',
+      handle: async ({ req, reply, ctx, svc, params: [name, version] }) => reply.send(await deleteChart(svc, await writeTarget(svc, ctx.repo), name, version, req.operation?.identity)),
+    },
+    {
+      method: 'GET', path: /^api\/charts\/([^/]+)(?:\/([^/]+))?$/, action: 'read',
+      async handle({ reply, ctx, svc, params: [name, version] }) {
         const body = await apiListing(svc, ctx, (index) => {
           const list = index.get(name) ?? [];
           if (!version) return list.length ? list.map((e) => entryJson(e, ctx)) : undefined;
@@ -50,20 +51,21 @@ export const helm: FormatHandler = {
         });
         if (body === undefined) throw new AppError('NOT_FOUND', version ? `chart ${name} ${version} not found` : `chart ${name} not found`);
         return reply.send(body);
-      }
-    }
-    const file = FILE_RE.exec(rest);
-    if (file) {
-      const [, chart, prov] = file;
-      if (read) return sendServed(req, reply, await chartFile(svc, ctx.repo, chart, Boolean(prov)), svc, { contentType: prov ? 'text/plain' : CHART_TYPE });
-      if (m === 'PUT' && !prov) {
+      },
+    },
+    {
+      method: 'GET', path: FILE_RE, action: 'read',
+      handle: async ({ req, reply, ctx, svc, params: [chart, prov] }) =>
+        sendServed(req, reply, await resolveListed(svc, ctx.repo, chartFile(svc, chart, Boolean(prov))), svc, { contentType: prov ? 'text/plain' : CHART_TYPE }),
+    },
+    {
+      method: 'PUT', path: /^(?:charts\/)?([^/]+\.tgz)$/, action: 'write',
+      async handle({ req, reply, ctx, svc, params: [chart] }) {
         const target = await writeTarget(svc, ctx.repo);
         return reply.code(201).send(await saveChart(svc, target, req.raw, { force: forced(req), fileName: chart }));
-      }
-    }
-    if (!read && m !== 'POST' && m !== 'PUT' && m !== 'DELETE') throw new AppError('METHOD_NOT_ALLOWED', `${m} is not supported here`);
-    throw new AppError('NOT_FOUND', `${rest} is not part of a helm chart repository`);
-  },
+      },
+    },
+  ],
 };
 
 function forced(req: FastifyRequest): boolean {
@@ -72,11 +74,9 @@ function forced(req: FastifyRequest): boolean {
 }
 
 async function sendIndex(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
-  if (ctx.repo.kind === 'local') {
-    // Stored bytes: streamed like any file, with the digest as ETag, Range and 304.
-    const rec = await svc.derived.current(svc, ctx.repo, localIndexDoc);
-    return sendServed(req, reply, { rec, source: 'local', servedBy: ctx.repo.name, size: rec.size }, svc, { contentType: INDEX_TYPE });
-  }
+  // Local: the stored bytes, streamed like any file.
+  const stored = await storedDerived(svc, ctx.repo, localIndexDoc);
+  if (stored) return sendServed(req, reply, stored, svc, { contentType: INDEX_TYPE });
   const served = await resolveDoc(svc, ctx.repo, indexSource(svc));
   const body = Buffer.from(withServerInfo(renderIndex(served.doc, (e) => `${ctx.repoUrl}/${e.file}`), repoPath(svc, ctx.repo)));
   return sendDocument(req, reply, served, body, INDEX_TYPE);
@@ -92,26 +92,22 @@ function entryJson(e: Entry, ctx: RequestCtx): Record<string, unknown> {
 }
 
 /**
- * A package (or its .prov) for every kind. Local: its row. Remote: found through the upstream's
- * index (whatever host its URL names), verified against the entry's digest. Virtual: from the
- * member whose entry the merged index kept, so shadowed versions are never served.
+ * A package (or its .prov) as the repo's index lists it (repos/listed.ts). Remote: located through
+ * the upstream's index (whatever host its URL names), verified against the entry's digest.
+ * Virtual: from the member whose entry the merged index kept.
  */
-async function chartFile(svc: Services, repo: RepoDef, file: string, prov: boolean, depth = 0): Promise<Served> {
-  const path = prov ? `${file}.prov` : file;
-  if (repo.kind === 'local') return resolveFile(svc, repo, { path });
-  const entry = findEntry((await resolveDoc(svc, repo, indexSource(svc))).doc, file);
-  if (!entry) throw new AppError('NOT_FOUND', `${file} is not in the index of ${repo.name}`);
-  if (repo.kind === 'virtual') {
-    const member = entry.member ? await svc.repos.get(entry.member) : null;
-    if (!member) throw new AppError('NOT_FOUND', `${file} is not in the index of ${repo.name}`);
-    return chartFile(svc, member, file, prov, depth + 1);
-  }
-  const base = new URL(INDEX_PATH, svc.repos.upstreamSettings(repo).upstream);
-  const url = new URL(entry.upstreamUrl!, base).toString();
-  return resolveFile(svc, repo, {
-    path, locate: () => (prov ? `${url}.prov` : url), rejectHtml: true,
-    expect: !prov && entry.digest ? { digest: `sha256:${entry.digest}` } : undefined,
-  });
+function chartFile(svc: Services, file: string, prov: boolean): ListedFile<HelmIndex, Entry> {
+  return {
+    doc: indexSource(svc),
+    path: prov ? `${file}.prov` : file,
+    what: `${file}${prov ? '.prov' : ''} of the index`,
+    find: (index) => findEntry(index, file),
+    origin: (_index, entry) => entry.member,
+    upstream(repo, entry) {
+      const url = httpUrl(entry.upstreamUrl, file, new URL(INDEX_PATH, svc.repos.upstreamSettings(repo).upstream).toString());
+      return { locate: () => (prov ? `${url}.prov` : url), expect: !prov && entry.digest ? { digest: `sha256:${entry.digest}` } : undefined };
+    },
+  };
 }
 
 interface Saved {
@@ -166,14 +162,11 @@ async function postCharts(req: FastifyRequest, ctx: RequestCtx, svc: Services): 
   return saved;
 }
 
-async function deleteChart(svc: Services, target: RepoDef, name: string, version: string): Promise<{ deleted: true }> {
+async function deleteChart(svc: Services, target: RepoDef, name: string, version: string, who?: Actor): Promise<{ deleted: true }> {
   if (!isChartName(name)) throw new AppError('NOT_FOUND', `chart ${name} not found`);
   const file = chartFileName(name, version);
   if (!(await svc.meta.files.get(target.name, file))) throw new AppError('NOT_FOUND', `chart ${name} ${version} not found`);
-  await svc.meta.tx(async (m) => {
-    await m.files.remove(target.name, file);
-    await m.files.remove(target.name, `${file}.prov`);
-  });
+  await removeFiles(svc, who, target.name, [file, `${file}.prov`]);
   await svc.derived.refresh(svc, target, localIndexDoc);
   return { deleted: true };
 }

@@ -6,7 +6,6 @@ import type { DocSource } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { escapeName, paths, tarballFileOf } from './names.js';
-import { Lru } from '../../lib/lru.js';
 import { collect } from '../../lib/streams.js';
 import type { RenderedDoc } from '../../server/send.js';
 import { promisify } from 'node:util';
@@ -64,15 +63,14 @@ export function wantsAbbreviated(accept: string | undefined): boolean {
   return false;
 }
 
-const MiB = 1024 * 1024;
 /**
- * Parsed documents by the identity of their bytes (the blob digest). Busy packages' packuments
- * (typescript, @types/node: ~10 MiB, ~30 MiB parsed) must fit, or every request re-parses them;
- * the two LRUs are budgeted 160 MiB together (a parsed document counted as 3x its JSON).
+ * Parsed documents live in `svc.parsedDocs` (bounded by weight, shared with every format) under
+ * `npm:<blob digest>` (merges: `npm:m:<member=digest|...>`), rendered bodies under
+ * `npm-render:<document>|<form>|<repo URL>|<name>`. Busy packages' packuments (typescript,
+ * @types/node: ~10 MiB, ~30 MiB parsed) must fit, or every request re-parses them.
  */
-const parsed = new Lru<PackDoc>(96 * MiB, 10_000, 48 * MiB);
-/** Rendered bodies (and their gzip form, made on first demand) by document identity + form + repo URL. */
-const rendered = new Lru<RenderedDoc>(64 * MiB, 10_000, 32 * MiB);
+const parsedKey = (k: string) => `npm:${k}`;
+const renderKey = (k: string) => `npm-render:${k}`;
 
 /** Counts of real parses and renders (cache misses): what the caches save shows here. */
 export const docWork = { parses: 0, renders: 0 };
@@ -100,14 +98,14 @@ export function normalise(raw: unknown, name: string): Packument {
 }
 
 /** A stored packument (upstream original or our own document), parsed once per distinct content (`key`: its blob digest). */
-export function parseStored(body: Buffer, name: string, key?: string): PackDoc {
+export function parseStored(svc: Services, body: Buffer, name: string, key?: string): PackDoc {
   const k = key ?? `sha256:${createHash('sha256').update(body).digest('hex')}`;
-  const hit = parsed.get(k);
+  const hit = svc.parsedDocs.get(parsedKey(k)) as PackDoc | undefined;
   if (hit) return hit;
   const raw = parseJson(body, 'UPSTREAM_FAILED', `packument of ${name} is not valid JSON`);
   const doc: PackDoc = { json: normalise(raw, name), key: k };
   docWork.parses++;
-  parsed.set(k, doc, body.length * 3);
+  svc.parsedDocs.set(parsedKey(k), doc, body.length * 3);
   return doc;
 }
 
@@ -139,9 +137,9 @@ export function hashesOf(dist: Dist | undefined): ExtraHashes {
 }
 
 /** Merges member documents in order: versions, dist-tags and times of all; the first member wins on conflicts. */
-export function mergeDocs(name: string, parts: { member: RepoDef; doc: PackDoc }[]): PackDoc {
+export function mergeDocs(svc: Services, name: string, parts: { member: RepoDef; doc: PackDoc }[]): PackDoc {
   const key = parts.every((p) => p.doc.key) ? `m:${parts.map((p) => `${p.member.name}=${p.doc.key}`).join('|')}` : undefined;
-  const hit = key ? parsed.get(key) : undefined;
+  const hit = key ? (svc.parsedDocs.get(parsedKey(key)) as PackDoc | undefined) : undefined;
   if (hit) return hit;
   const versions: Record<string, Manifest> = {};
   const tags: Record<string, string> = {};
@@ -162,7 +160,7 @@ export function mergeDocs(name: string, parts: { member: RepoDef; doc: PackDoc }
   }
   const { _rev: _drop, ...first } = parts[0].doc.json;
   const doc: PackDoc = { json: { ...first, _id: name, name, 'dist-tags': tags, versions, time }, key, origin };
-  if (key) parsed.set(key, doc, Object.keys(versions).length * 2048);
+  if (key) svc.parsedDocs.set(parsedKey(key), doc, Object.keys(versions).length * 2048);
   return doc;
 }
 
@@ -202,9 +200,9 @@ export function renderVersion(doc: PackDoc, version: string, repoUrl: string): J
  * internal fields and attachments are dropped; `abbreviated` keeps what an
  * install needs. Cached per (document, form, repo URL).
  */
-export function renderPackument(doc: PackDoc, name: string, repoUrl: string, abbreviated: boolean): RenderedDoc {
-  const ck = doc.key ? `${doc.key}|${abbreviated ? 'a' : 'f'}|${repoUrl}|${name}` : undefined;
-  const hit = ck ? rendered.get(ck) : undefined;
+export function renderPackument(svc: Services, doc: PackDoc, name: string, repoUrl: string, abbreviated: boolean): RenderedDoc {
+  const ck = doc.key ? renderKey(`${doc.key}|${abbreviated ? 'a' : 'f'}|${repoUrl}|${name}`) : undefined;
+  const hit = ck ? (svc.parsedDocs.get(ck) as RenderedDoc | undefined) : undefined;
   if (hit) return hit;
   const base = tarballBase(repoUrl, name);
   const j = doc.json;
@@ -231,7 +229,7 @@ export function renderPackument(doc: PackDoc, name: string, repoUrl: string, abb
     body, etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 40)}"`, gzipped: () => (gz ??= gzipAsync(body, { level: 6 })),
   };
   // Room for the gzip form too (JSON packuments compress about 8:1).
-  if (ck) rendered.set(ck, r, Math.ceil(body.length * 1.15) + ck.length);
+  if (ck) svc.parsedDocs.set(ck, r, Math.ceil(body.length * 1.15) + ck.length);
   return r;
 }
 
@@ -244,9 +242,9 @@ export function packumentUrl(upstream: string, name: string): string {
 export async function loadLocal(svc: Services, repo: RepoDef, name: string): Promise<PackDoc | null> {
   const rec = await svc.meta.files.get(repo.name, paths.doc(name));
   if (!rec) return null;
-  const hit = parsed.get(rec.digest);
+  const hit = svc.parsedDocs.get(parsedKey(rec.digest)) as PackDoc | undefined;
   if (hit) return hit;
-  return parseStored(await collect(await svc.blob.read(rec.digest)), name, rec.digest);
+  return parseStored(svc, await collect(await svc.blob.read(rec.digest)), name, rec.digest);
 }
 
 /**
@@ -288,8 +286,8 @@ export function packumentSource(svc: Services, name: string): DocSource<PackDoc>
     packageName: name,
     maxBytes: packumentCap(svc),
     local: async (repo) => (await loadLocal(svc, repo, name)) ?? lostDocument(svc, repo, name),
-    parseUpstream: (_repo, body, key) => parseStored(body, name, key),
-    known: (key) => parsed.get(key),
-    merge: (_repo, parts) => mergeDocs(name, parts),
+    parseUpstream: (_repo, body, key) => parseStored(svc, body, name, key),
+    known: (key) => svc.parsedDocs.get(parsedKey(key)) as PackDoc | undefined,
+    merge: (_repo, parts) => mergeDocs(svc, name, parts),
   };
 }

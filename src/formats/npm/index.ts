@@ -2,19 +2,19 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import semver from 'semver';
 import { AppError } from '../../lib/errors.js';
 import { collectRequest } from '../../lib/streams.js';
-import { writeTarget } from '../../repos/local.js';
+import { readTarget, writeTarget } from '../../repos/local.js';
 import { forward } from '../../repos/forward.js';
-import { resolveDoc, resolveFile, type ServedDoc } from '../../repos/resolve.js';
+import { resolveListed, type ListedFile } from '../../repos/listed.js';
+import { resolveDoc, type ServedDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
-import { MAX_DEPTH } from '../../repos/virtual.js';
-import { docHeaders, sendDoc, sendServed } from '../../server/send.js';
+import { originHeaders, sendDoc, sendDocument, sendServed } from '../../server/send.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import {
-  ABBREVIATED_TYPE, hashesOf, packumentSource, renderPackument, renderVersion, versionOfFile, wantsAbbreviated, type PackDoc,
+  ABBREVIATED_TYPE, hashesOf, type Dist, packumentSource, renderPackument, renderVersion, versionOfFile, wantsAbbreviated, type PackDoc,
 } from './index-doc.js';
-import { parseRoute, paths } from './names.js';
+import { npmPath, paths } from './names.js';
 import { addDistTag, deletePackage, deleteTarball, putPackage, removeDistTag } from './publish.js';
 
 /**
@@ -22,6 +22,9 @@ import { addDistTag, deletePackage, deleteTarball, putPackage, removeDistTag } f
  * tarballs, dist-tags, publish/unpublish. Kinds come from repos/: this file
  * only says what a packument and a tarball are.
  */
+/** A package name in a decoded path: `@scope/name` or `name` (validated by names.ts before routes match). */
+const NAME = '(@[^/]+/[^/]+|[^/@][^/]*)';
+
 export const npm: FormatHandler = {
   name: 'npm',
 
@@ -29,58 +32,73 @@ export const npm: FormatHandler = {
     return { error: message };
   },
 
-  async handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
-    const route = parseRoute(ctx.rest);
-    if (!route) throw new AppError('NOT_FOUND', 'not found');
-    const m = req.method;
-    const read = m === 'GET' || m === 'HEAD';
-    switch (route.kind) {
-      case 'forward':
-        if (m !== route.method) break;
-        return sendForwarded(req, reply, ctx, svc);
-      case 'ping':
-        if (!read) break;
-        return reply.send({});
-      case 'package':
-        if (read) return sendPackument(req, reply, ctx, svc, route.name);
-        if (m === 'PUT') return reply.code(201).send(await putPackage(req, svc, await writeTarget(svc, ctx.repo), route.name, route.rev));
-        if (m === 'DELETE') return reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), route.name, route.rev));
-        break;
-      case 'version':
-        if (read) return sendVersion(reply, ctx, svc, route.name, route.spec);
-        break;
-      case 'tarball':
-        if (read && route.rev === undefined) {
-          const served = await tarball(svc, ctx.repo, route.name, route.file);
-          return sendServed(req, reply, served, svc, { contentType: 'application/octet-stream' });
-        }
-        if (m === 'DELETE') return reply.send(await deleteTarball(svc, await writeTarget(svc, ctx.repo), route.name, route.file, route.rev));
-        break;
-      case 'dist-tags':
-        if (read && route.tag === undefined) {
-          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name));
-          return withSourceHeaders(reply, served).send(served.doc.json['dist-tags']);
-        }
-        if (read && route.tag !== undefined) {
-          const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, route.name));
-          const v = served.doc.json['dist-tags'][route.tag];
-          if (!v) throw new AppError('NOT_FOUND', `${route.tag} is not a dist-tag of ${route.name}`);
-          return withSourceHeaders(reply, served).send(JSON.stringify(v));
-        }
-        if ((m === 'PUT' || m === 'POST') && route.tag !== undefined) {
-          return reply.code(201).send(await addDistTag(req, svc, await writeTarget(svc, ctx.repo), route.name, route.tag));
-        }
-        if (m === 'DELETE' && route.tag !== undefined) {
-          return reply.send(await removeDistTag(svc, await writeTarget(svc, ctx.repo), route.name, route.tag));
-        }
-        break;
-    }
-    throw new AppError('METHOD_NOT_ALLOWED', `${m} is not supported here`);
-  },
+  decodePath: npmPath,
+  routes: [
+    // Registry endpoints under `-/` first: `-` is never a package name.
+    { method: 'GET', path: /^-\/ping$/, action: 'read', handle: async ({ reply }) => reply.send({}) },
+    {
+      method: 'POST', path: /^-\/npm\/v1\/security\/(?:advisories\/bulk|audits\/quick|audits)$/, action: 'read',
+      handle: ({ req, reply, ctx, svc }) => sendForwarded(req, reply, ctx, svc),
+    },
+    { method: 'GET', path: /^-\/v1\/search$/, action: 'read', handle: ({ req, reply, ctx, svc }) => sendForwarded(req, reply, ctx, svc) },
+    {
+      method: 'GET', path: new RegExp(`^-/package/${NAME}/dist-tags$`), action: 'read',
+      async handle({ req, reply, ctx, svc, params: [name] }) {
+        const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, name));
+        return sendJson(req, reply, served, served.doc.json['dist-tags']);
+      },
+    },
+    {
+      method: 'GET', path: new RegExp(`^-/package/${NAME}/dist-tags/([^/]+)$`), action: 'read',
+      async handle({ req, reply, ctx, svc, params: [name, tag] }) {
+        const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, name));
+        const v = served.doc.json['dist-tags'][tag];
+        if (!v) throw new AppError('NOT_FOUND', `${tag} is not a dist-tag of ${name}`);
+        return sendJson(req, reply, served, v);
+      },
+    },
+    {
+      method: ['PUT', 'POST'], path: new RegExp(`^-/package/${NAME}/dist-tags/([^/]+)$`), action: 'write',
+      handle: async ({ req, reply, ctx, svc, params: [name, tag] }) => reply.code(201).send(await addDistTag(req, svc, await writeTarget(svc, ctx.repo), name, tag)),
+    },
+    {
+      method: 'DELETE', path: new RegExp(`^-/package/${NAME}/dist-tags/([^/]+)$`), action: 'delete',
+      handle: async ({ reply, ctx, svc, params: [name, tag] }) => reply.send(await removeDistTag(svc, await writeTarget(svc, ctx.repo), name, tag)),
+    },
+    // The package: `NAME` or `NAME/-rev/REV` (the revision a write must match).
+    {
+      method: 'GET', path: new RegExp(`^${NAME}(?:/-rev/([^/]+))?$`), action: 'read',
+      handle: ({ req, reply, ctx, svc, params: [name] }) => sendPackument(req, reply, ctx, svc, name),
+    },
+    {
+      method: 'PUT', path: new RegExp(`^${NAME}(?:/-rev/([^/]+))?$`), action: 'write',
+      handle: async ({ req, reply, ctx, svc, params: [name, rev] }) => reply.code(201).send(await putPackage(req, svc, await writeTarget(svc, ctx.repo), name, rev || undefined)),
+    },
+    {
+      method: 'DELETE', path: new RegExp(`^${NAME}(?:/-rev/([^/]+))?$`), action: 'delete',
+      handle: async ({ req, reply, ctx, svc, params: [name, rev] }) => reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), name, rev || undefined, req.operation?.identity)),
+    },
+    {
+      method: 'GET', path: new RegExp(`^${NAME}/-/([^/]+)$`), action: 'read',
+      async handle({ req, reply, ctx, svc, params: [name, file] }) {
+        const served = await tarball(svc, ctx.repo, name, file);
+        return sendServed(req, reply, served, svc, { contentType: 'application/octet-stream' });
+      },
+    },
+    {
+      method: 'DELETE', path: new RegExp(`^${NAME}/-/([^/]+)(?:/-rev/([^/]+))?$`), action: 'delete',
+      handle: async ({ req, reply, ctx, svc, params: [name, file, rev] }) => reply.send(await deleteTarball(svc, await writeTarget(svc, ctx.repo), name, file, rev || undefined, req.operation?.identity)),
+    },
+    {
+      method: 'GET', path: new RegExp(`^${NAME}/([^/]+)$`), action: 'read',
+      handle: ({ req, reply, ctx, svc, params: [name, spec] }) => sendVersion(req, reply, ctx, svc, name, spec),
+    },
+  ],
 };
 
-function withSourceHeaders(reply: FastifyReply, served: ServedDoc<PackDoc>): FastifyReply {
-  return docHeaders(reply, served).header('content-type', 'application/json');
+/** A small JSON answer drawn from a packument (dist-tags, one version), through the one document responder. */
+function sendJson(req: FastifyRequest, reply: FastifyReply, served: ServedDoc<PackDoc>, value: unknown) {
+  return sendDocument(req, reply, served, JSON.stringify(value), 'application/json');
 }
 
 /** Headers of an audit or search request that matter to the upstream's answer. */
@@ -93,7 +111,7 @@ async function sendForwarded(req: FastifyRequest, reply: FastifyReply, ctx: Requ
   const body = req.method === 'POST' ? await collectRequest(req.raw, svc.config.limits.metadata_body, 'audit request') : undefined;
   const query = req.url.indexOf('?');
   const r = await forward(svc, ctx.repo, { method: req.method as 'GET' | 'POST', path: ctx.rest + (query === -1 ? '' : req.url.slice(query)), body, headers });
-  reply.code(r.status).header('x-artifact-source', 'remote').header('x-artifact-repo', r.servedBy);
+  originHeaders(reply.code(r.status), { source: 'remote', servedBy: r.servedBy });
   for (const h of ['content-type', 'content-encoding', 'content-length']) if (r.headers[h]) reply.header(h, r.headers[h]);
   return reply.send(r.body);
 }
@@ -106,60 +124,47 @@ async function sendForwarded(req: FastifyRequest, reply: FastifyReply, ctx: Requ
 async function sendPackument(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services, name: string) {
   const write = /[?&]write=true(&|$)/.test(req.url);
   const abbreviated = !write && wantsAbbreviated(req.headers.accept);
-  let repo = ctx.repo;
-  if (write && repo.kind === 'virtual' && typeof repo.options.default_local === 'string') repo = await writeTarget(svc, repo);
+  const repo = write ? await readTarget(svc, ctx.repo) : ctx.repo;
   const served = await resolveDoc(svc, repo, packumentSource(svc, name));
-  return sendDoc(req, reply, served, renderPackument(served.doc, name, ctx.repoUrl, abbreviated), abbreviated ? ABBREVIATED_TYPE : 'application/json');
+  return sendDoc(req, reply, served, renderPackument(svc, served.doc, name, ctx.repoUrl, abbreviated), abbreviated ? ABBREVIATED_TYPE : 'application/json');
 }
 
 /** GET /REPO/<name>/<version|tag>: one version's manifest. */
-async function sendVersion(reply: FastifyReply, ctx: RequestCtx, svc: Services, name: string, spec: string) {
+async function sendVersion(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services, name: string, spec: string) {
   const served = await resolveDoc(svc, ctx.repo, packumentSource(svc, name));
   const j = served.doc.json;
   const version = j.versions[spec] ? spec : j['dist-tags'][spec] ?? semver.maxSatisfying(Object.keys(j.versions), spec);
   if (!version || !j.versions[version]) throw new AppError('NOT_FOUND', `${name}@${spec} is not in ${ctx.repo.name}`);
-  return withSourceHeaders(reply, served).send(renderVersion(served.doc, version, ctx.repoUrl));
+  return sendJson(req, reply, served, renderVersion(served.doc, version, ctx.repoUrl));
 }
 
 /**
- * A tarball from any kind. Local: its row. Remote: the cache, else fetched
- * from the URL the upstream packument gives and verified against that
- * version's dist.integrity/shasum before it is kept. Virtual: from the member
- * whose version the merged packument lists (so what the merged document
- * shows is what downloads, and a shadowed remote never serves it).
+ * A tarball as the package's packument lists it (repos/listed.ts). Remote: fetched from the URL
+ * the upstream packument gives and verified against that version's dist.integrity/shasum before
+ * it is kept. Virtual: from the member whose version the merged packument lists.
  */
-export async function tarball(svc: Services, repo: RepoDef, name: string, file: string, depth = 0): Promise<Served> {
-  const path = paths.tarball(name, file);
-  switch (repo.kind) {
-    case 'local':
-      return resolveFile(svc, repo, { path });
-    case 'remote': {
-      if (await svc.meta.files.get(repo.name, path)) return resolveFile(svc, repo, { path });
-      const { doc, version } = await findTarball(svc, repo, name, file, depth);
-      const dist = doc.json.versions[version].dist!;
+export function tarballFile(svc: Services, name: string, file: string): ListedFile<PackDoc, { version: string; dist?: Dist }> {
+  return {
+    doc: packumentSource(svc, name),
+    path: paths.tarball(name, file),
+    what: `${file} of ${name}`,
+    cachedFirst: true,
+    find(doc) {
+      const version = versionOfFile(doc, file);
+      return version === undefined ? undefined : { version, dist: doc.json.versions[version].dist };
+    },
+    origin: (doc, { version }) => doc.origin?.get(version),
+    upstream(repo, { version, dist }) {
       const hashes = hashesOf(dist);
       if (!hashes.sha512 && !hashes.sha1) throw new AppError('UPSTREAM_FAILED', `${name}@${version} has no integrity to verify its tarball against`);
-      return resolveFile(svc, repo, {
-        path, expect: { hashes }, contentType: 'application/octet-stream', locate: (r) => upstreamTarballUrl(svc, r, name, file, dist.tarball),
-      });
-    }
-    case 'virtual': {
-      if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
-      const { doc, version } = await findTarball(svc, repo, name, file, depth);
-      const member = doc.origin?.get(version);
-      const def = member ? await svc.repos.get(member) : null;
-      if (!def) throw new AppError('NOT_FOUND', `${file} is not a tarball of ${name} in ${repo.name}`);
-      return tarball(svc, def, name, file, depth + 1);
-    }
-  }
+      return { expect: { hashes }, contentType: 'application/octet-stream', locate: (r) => upstreamTarballUrl(svc, r, name, file, dist?.tarball) };
+    },
+  };
 }
 
-/** The version whose dist.tarball is `file`, from the package's packument. */
-async function findTarball(svc: Services, repo: RepoDef, name: string, file: string, depth: number): Promise<{ doc: PackDoc; version: string }> {
-  const { doc } = await resolveDoc(svc, repo, packumentSource(svc, name), depth);
-  const version = versionOfFile(doc, file);
-  if (version) return { doc, version };
-  throw new AppError('NOT_FOUND', `${file} is not a tarball of ${name} in ${repo.name}`);
+/** A tarball from any kind of repo. */
+export function tarball(svc: Services, repo: RepoDef, name: string, file: string): Promise<Served> {
+  return resolveListed(svc, repo, tarballFile(svc, name, file));
 }
 
 /** Where the upstream keeps a tarball: its packument's dist.tarball (http/https only), else the registry layout. */

@@ -78,15 +78,26 @@ const FORWARDED: Record<string, 'GET' | 'POST'> = {
   '-/v1/search': 'GET',
 };
 
-/**
- * Parses the path after /REPO/ (still percent-encoded). `@scope%2fname` and
- * `@scope/name` are the same package.
- */
-export function parseRoute(rest: string): NpmRoute | null {
+/** The path after /REPO/ decoded, trailing slashes dropped: `@scope%2fname` and `@scope/name` are the same package. */
+function decodeSegments(rest: string): string[] {
   const decoded = decodePath(rest);
   if (/[\\\u0000-\u001f\u007f]/.test(decoded)) throw new AppError('INVALID_PATH', 'path contains a backslash or control character');
   const seg = decoded.split('/');
   while (seg.length > 0 && seg[seg.length - 1] === '') seg.pop();
+  return seg;
+}
+
+/**
+ * The path the npm route table matches (format `decodePath`): decoded, its names and tarball
+ * files validated (NAME_INVALID, INVALID_PATH); '' (no route) for a path that is no endpoint.
+ */
+export function npmPath(rest: string): string {
+  return parseRoute(rest) ? decodeSegments(rest).join('/') : '';
+}
+
+/** Parses the path after /REPO/ (still percent-encoded) into the endpoint it names. */
+export function parseRoute(rest: string): NpmRoute | null {
+  const seg = decodeSegments(rest);
   if (seg.length === 0) return null;
   if (seg[0] === '-') {
     if (seg.length === 2 && seg[1] === 'ping') return { kind: 'ping' };

@@ -13,6 +13,7 @@ import {
   JSON_TYPE, moduleSource, releaseSource, renderModule, renderRelease, renderReleasePage, tarballPath, upstreamUrl,
   type ModuleReleases, type Release,
 } from './docs.js';
+import { removeFile } from '../../repos/writes.js';
 import { normalizeName, parseSlug, readModuleMetadata, releaseSlug } from './metadata.js';
 
 const TARBALL_TYPE = 'application/gzip';
@@ -95,12 +96,12 @@ export const puppet: FormatHandler = {
     },
     {
       method: 'DELETE', path: /^v3\/releases\/([^/]+)$/, action: 'delete',
-      async handle({ reply, svc, ctx, params }) {
+      async handle({ req, reply, svc, ctx, params }) {
         const id = slugOf(params[0]);
         const target = await writeTarget(svc, ctx.repo);
         const path = tarballPath(id.name, id.version);
         if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `release ${params[0]} not found`);
-        await svc.meta.files.remove(target.name, path);
+        await removeFile(svc, req.operation?.identity, target.name, path);
         return reply.code(204).send();
       },
     },

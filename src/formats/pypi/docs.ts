@@ -1,15 +1,13 @@
-import { sha256 } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
-import { localFile } from '../../repos/local.js';
-import { remoteFile } from '../../repos/remote.js';
-import { resolveDoc, type DocSource } from '../../repos/resolve.js';
+import { httpUrl, resolveListed, type ListedFile } from '../../repos/listed.js';
+import type { DocSource } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
-import { MAX_DEPTH } from '../../repos/virtual.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import {
   mergeProjects, mergeRoots, parseProjectPage, parseRootPage, UPSTREAM_ACCEPT, type ProjectDoc, type PyFile, type RootDoc,
 } from './index-doc.js';
+import { normalizeName } from './names.js';
 
 /** Storage layout inside a repo: files under `packages/<project>/`, cached upstream pages under `simple/`. */
 export const packagePath = (project: string, filename: string) => `packages/${project}/${filename}`;
@@ -57,6 +55,7 @@ export function projectSource(svc: Services, project: string): DocSource<Project
       rejectHtml: false,
     },
     packageName: project,
+    cacheAs: 'pypi-project',
     async local(repo) {
       const files: PyFile[] = [];
       for await (const rec of svc.meta.files.list(repo.name, `packages/${project}/`)) {
@@ -78,6 +77,7 @@ export function projectSource(svc: Services, project: string): DocSource<Project
 export function rootSource(svc: Services): DocSource<RootDoc> {
   return {
     ref: { path: 'simple/index', locate: (r) => simpleBase(svc, r), accept: UPSTREAM_ACCEPT, mutable: true, rejectHtml: false },
+    cacheAs: 'pypi-root',
     async local(repo) {
       const names = new Map<string, string>();
       for await (const rec of svc.meta.files.list(repo.name, 'packages/')) {
@@ -91,6 +91,10 @@ export function rootSource(svc: Services): DocSource<RootDoc> {
     parseUpstream(_repo, body) {
       return parseRootPage(body);
     },
+    entries: {
+      names: (doc) => doc.projects.map(normalizeName),
+      without: (doc, names) => ({ projects: doc.projects.filter((n) => !names.has(normalizeName(n))) }),
+    },
     merge(_repo, parts) {
       return mergeRoots(parts);
     },
@@ -98,51 +102,32 @@ export function rootSource(svc: Services): DocSource<RootDoc> {
 }
 
 /**
- * A distribution file (or its `.metadata`) through any kind. Remote: cached
- * forever once verified against the sha256 the upstream page lists, fetched
- * from the URL that page gives. Virtual: from the member whose entry the
- * merged page lists, so a download always matches the index it came from.
+ * A distribution file (or its `.metadata`) as its project page lists it (repos/listed.ts). Remote:
+ * cached forever once verified against the sha256 the upstream page lists, fetched from the URL
+ * that page gives. Virtual: from the member whose entry the merged page lists.
  */
-export async function resolvePyFile(svc: Services, repo: RepoDef, project: string, filename: string, metadata: boolean, depth = 0): Promise<Served> {
-  if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
-  const path = packagePath(project, filename) + (metadata ? METADATA_SUFFIX : '');
-  switch (repo.kind) {
-    case 'local':
-      return localFile(svc, repo, { path });
-    case 'remote': {
-      if (await svc.meta.files.get(repo.name, path)) return remoteFile(svc, repo, { path });
-      const entry = await entryOf(svc, repo, project, filename, metadata);
-      const digest = metadata ? entry.metadata?.sha256 : entry.hashes.sha256;
-      return remoteFile(svc, repo, {
-        path,
-        locate: () => entry.url! + (metadata ? METADATA_SUFFIX : ''),
-        expect: digest ? { digest: `sha256:${digest}`, size: metadata ? undefined : entry.size } : undefined,
-        rejectHtml: true,
-      });
-    }
-    case 'virtual': {
-      const entry = await entryOf(svc, repo, project, filename, metadata);
-      const member = entry.from ? await svc.repos.get(entry.from) : null;
-      if (!member) throw new AppError('NOT_FOUND', `${filename} not found in ${repo.name}`);
-      return resolvePyFile(svc, member, project, filename, metadata, depth + 1);
-    }
-  }
+export function pyFile(svc: Services, project: string, filename: string, metadata: boolean): ListedFile<ProjectDoc, PyFile> {
+  const what = filename + (metadata ? METADATA_SUFFIX : '');
+  return {
+    doc: projectSource(svc, project),
+    path: packagePath(project, what),
+    what,
+    cachedFirst: true,
+    find: (doc) => doc.files.find((f) => f.filename === filename && (!metadata || f.metadata)),
+    origin: (_doc, entry) => entry.from,
+    upstream(_repo, entry) {
+      const url = httpUrl(entry.url, filename);
+      const hex = metadata ? entry.metadata?.sha256 : entry.hashes.sha256;
+      if (hex !== undefined && !/^[a-f0-9]{64}$/.test(hex)) throw new AppError('UPSTREAM_FAILED', `upstream lists a malformed sha256 for ${filename}`);
+      return {
+        locate: () => url + (metadata ? METADATA_SUFFIX : ''),
+        expect: hex ? { digest: `sha256:${hex}`, size: metadata ? undefined : entry.size } : undefined,
+      };
+    },
+  };
 }
 
-async function entryOf(svc: Services, repo: RepoDef, project: string, filename: string, metadata: boolean): Promise<PyFile> {
-  const { doc } = await resolveDoc(svc, repo, projectSource(svc, project));
-  const entry = doc.files.find((f) => f.filename === filename);
-  if (!entry || (metadata && !entry.metadata)) throw new AppError('NOT_FOUND', `${filename}${metadata ? METADATA_SUFFIX : ''} not found in ${repo.name}`);
-  if (repo.kind === 'remote' && !/^https?:\/\//i.test(entry.url ?? '')) throw new AppError('UPSTREAM_FAILED', `upstream lists no http(s) URL for ${filename}`);
-  if (repo.kind === 'remote') {
-    const hex = metadata ? entry.metadata?.sha256 : entry.hashes.sha256;
-    if (hex !== undefined && !/^[a-f0-9]{64}$/.test(hex)) throw new AppError('UPSTREAM_FAILED', `upstream lists a malformed sha256 for ${filename}`);
-  }
-  return entry;
+/** A distribution file (or its `.metadata`) through any kind of repo. */
+export function resolvePyFile(svc: Services, repo: RepoDef, project: string, filename: string, metadata: boolean): Promise<Served> {
+  return resolveListed(svc, repo, pyFile(svc, project, filename, metadata));
 }
-
-/** Weak validator for a rendered document. */
-export function docEtag(body: string): string {
-  return `"${sha256(body).slice(7, 39)}"`;
-}
-

@@ -1,7 +1,6 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { pipeline } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
-import { safeRepoPath } from '../../lib/paths.js';
 import { collect } from '../../lib/streams.js';
 import { localFile, writeLocalRow, writeTarget } from '../../repos/local.js';
 import { resolveFile } from '../../repos/resolve.js';
@@ -11,15 +10,20 @@ import type { Services } from '../../repos/services.js';
 import { sendDocument, sendServed } from '../../server/send.js';
 import { ingestBuffer, ingestStream } from '../../storage/ingest.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
-import type { FormatHandler, GcContext, RequestCtx } from '../types.js';
+import type { FormatHandler, GcContext } from '../types.js';
 import { RpmHeaderTap } from './header.js';
 import { remotePackage, remoteRepodataFile, remoteRepomd, repomdChecksums } from './remote.js';
 import { RPM_OPTIONS } from './options.js';
 import { localRepodata, REPOMD_PATH, XML_TYPE } from './repodata.js';
-import { ASC_PATH, KEY_PATH, PGP_KEY_TYPE, PGP_TYPE, repoKey, signaturePath, signBytes, signsRepomd } from './sign.js';
+import { PGP_KEY_TYPE, PGP_TYPE, repoKey, signBytes } from '../../lib/pgp.js';
+import { ASC_PATH, KEY_PATH, signaturePath, signsRepomd } from './sign.js';
 import { virtualRepomd } from './virtual.js';
+import { removeFile } from '../../repos/writes.js';
 
 const RPM_TYPE = 'application/x-rpm';
+/** Packages: `.rpm` at any path outside repodata/. */
+const PACKAGE_RE = /^(?!repodata\/).+\.rpm$/;
+const isPackage = (path: string) => PACKAGE_RE.test(path);
 
 /**
  * yum/dnf repositories under /REPO/ (the baseurl): packages at any path, and `repodata/`, which
@@ -30,42 +34,52 @@ export const rpm: FormatHandler = {
   name: 'rpm',
   options: RPM_OPTIONS,
 
-  async handle(req: FastifyRequest, reply: FastifyReply, ctx: RequestCtx, svc: Services) {
-    const path = safeRepoPath(ctx.rest);
-    const m = req.method;
-    const isPackage = path.endsWith('.rpm') && !path.startsWith('repodata/');
-    if (m === 'GET' || m === 'HEAD') {
-      const contentType = isPackage ? RPM_TYPE : path.endsWith('.xml') ? XML_TYPE : undefined;
-      if (ctx.repo.kind === 'remote' && path === REPOMD_PATH) {
-        const { served, body } = await remoteRepomd(svc, ctx.repo);
-        return sendDocument(req, reply, served, body, XML_TYPE);
-      }
-      if (ctx.repo.kind !== 'remote' && path === KEY_PATH) {
-        const key = await repoKey(ctx.repo);
-        if (!key) throw new AppError('NOT_FOUND', `${ctx.repo.name} has no gpg key`);
-        return sendDocument(req, reply, { source: 'local', servedBy: ctx.repo.name }, key.publicArmored, PGP_KEY_TYPE);
-      }
-      if (ctx.repo.kind !== 'remote' && path === ASC_PATH) {
-        return sendServed(req, reply, await repomdSignature(svc, ctx.repo), svc, { contentType: PGP_TYPE });
-      }
-      return sendServed(req, reply, await rpmFile(svc, ctx.repo, path), svc, { contentType });
-    }
-    if (m === 'PUT' && isPackage) {
-      const target = await writeTarget(svc, ctx.repo);
-      await repoKey(target); // a key that cannot be used fails the write before anything changes
-      return reply.code(201).send(await savePackage(req, svc, target, path));
-    }
-    if (m === 'DELETE' && isPackage) {
-      const target = await writeTarget(svc, ctx.repo);
-      if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
-      await repoKey(target);
-      await svc.meta.files.remove(target.name, path);
-      await svc.derived.refresh(svc, target, localRepodata);
-      return reply.code(204).send();
-    }
-    if (m === 'PUT' || m === 'DELETE') throw new AppError('BAD_REQUEST', `only .rpm packages outside repodata/ can be written (got ${path})`);
-    throw new AppError('METHOD_NOT_ALLOWED', `${m} is not supported here`);
-  },
+  routes: [
+    {
+      method: 'GET', path: /^.+$/, action: 'read',
+      async handle({ req, reply, ctx, svc, path }) {
+        const contentType = isPackage(path) ? RPM_TYPE : path.endsWith('.xml') ? XML_TYPE : undefined;
+        if (ctx.repo.kind === 'remote' && path === REPOMD_PATH) {
+          const { served, body } = await remoteRepomd(svc, ctx.repo);
+          return sendDocument(req, reply, served, body, XML_TYPE);
+        }
+        if (ctx.repo.kind !== 'remote' && path === KEY_PATH) {
+          const key = await repoKey(ctx.repo);
+          if (!key) throw new AppError('NOT_FOUND', `${ctx.repo.name} has no gpg key`);
+          return sendDocument(req, reply, { source: 'local', servedBy: ctx.repo.name }, key.publicArmored, PGP_KEY_TYPE);
+        }
+        if (ctx.repo.kind !== 'remote' && path === ASC_PATH) {
+          return sendServed(req, reply, await repomdSignature(svc, ctx.repo), svc, { contentType: PGP_TYPE });
+        }
+        return sendServed(req, reply, await rpmFile(svc, ctx.repo, path), svc, { contentType });
+      },
+    },
+    {
+      method: 'PUT', path: PACKAGE_RE, action: 'write',
+      async handle({ req, reply, ctx, svc, path }) {
+        const target = await writeTarget(svc, ctx.repo);
+        await repoKey(target); // a key that cannot be used fails the write before anything changes
+        return reply.code(201).send(await savePackage(req, svc, target, path));
+      },
+    },
+    {
+      method: 'DELETE', path: PACKAGE_RE, action: 'delete',
+      async handle({ req, reply, ctx, svc, path }) {
+        const target = await writeTarget(svc, ctx.repo);
+        if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
+        await repoKey(target);
+        await removeFile(svc, req.operation?.identity, target.name, path);
+        await svc.derived.refresh(svc, target, localRepodata);
+        return reply.code(204).send();
+      },
+    },
+    {
+      method: ['PUT', 'DELETE'], path: /^.+$/, action: ({ req }) => (req.method === 'DELETE' ? 'delete' : 'write'),
+      async handle({ path }) {
+        throw new AppError('BAD_REQUEST', `only .rpm packages outside repodata/ can be written (got ${path})`);
+      },
+    },
+  ],
 
   gc: rpmGc,
 };
@@ -146,7 +160,7 @@ async function rpmGc(ctx: GcContext): Promise<void> {
     for await (const f of svc.meta.files.list(repo.name, 'repodata/')) {
       if (f.path === REPOMD_PATH || keep.has(f.path) || signsRepomd(f.path, current.digest) || f.fetchedAt >= cutoff) continue;
       ctx.report({ action: 'delete-row', repo: repo.name, path: f.path, bytes: f.size });
-      if (!ctx.dryRun) await svc.meta.files.remove(repo.name, f.path);
+      if (!ctx.dryRun) await removeFile(svc, undefined, repo.name, f.path);
     }
   }
 }

@@ -1,9 +1,11 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { networkInterfaces } from 'node:os';
 import { ConfigError, parseRepoEntry } from '../../config/load.js';
 import { AppError } from '../../lib/errors.js';
 import { MASK } from '../../lib/secrets.js';
 import type { Services } from '../../repos/services.js';
+import type { RepoDef } from '../../storage/meta/types.js';
+import { runWithHooks, visibleRepos, type Action, type Operation } from '../pipeline.js';
 
 function entryFrom(body: unknown, name?: string) {
   if (!body || typeof body !== 'object' || Array.isArray(body)) throw new AppError('BAD_REQUEST', 'expected a JSON object');
@@ -58,41 +60,67 @@ function sameOrigin(a: string | undefined, b: string | undefined): boolean {
   }
 }
 
-/** The management API: what `artifactapi repo …` calls. */
-export async function repositoriesApi(app: FastifyInstance, svc: Services): Promise<void> {
-  app.get('/api/v1/repositories', async () => (await svc.repos.list()).map((r) => svc.repos.publicRepo(r)));
+/** The management API's Operation: no format, the repo when the URL names an existing one. */
+function apiOp(action: Action, repo?: RepoDef | null, subject?: string): Operation {
+  return { format: 'api', action, repo: repo ?? undefined, touches: repo ? [{ repo, action }] : [], subject: subject ?? repo?.name };
+}
 
-  app.post('/api/v1/repositories', async (req, reply) => {
-    const def = await svc.repos.put(entryFrom(req.body), { create: true, isSelf: selfCheck(req, svc, app) });
-    return reply.code(201).header('location', `/api/v1/repositories/${def.name}`).send(svc.repos.publicRepo(def));
+/**
+ * The management API: what `artifactapi repo …` calls. Every route goes through the pipeline's
+ * hooks: list and show read each repo (the list keeps only what the caller may see), create,
+ * update and delete are `admin`.
+ */
+export async function repositoriesApi(app: FastifyInstance, svc: Services): Promise<void> {
+  const publicRepo = (def: RepoDef) => svc.repos.publicRepo(def);
+  const run = (req: FastifyRequest, reply: FastifyReply, op: Operation, handle: () => Promise<unknown>) => runWithHooks(op, { req, reply, svc }, handle);
+
+  app.get('/api/v1/repositories', async (req, reply) => {
+    const op = apiOp('read');
+    return run(req, reply, op, async () => (await visibleRepos(svc, op)).map(publicRepo));
   });
 
-  app.get<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req) => svc.repos.publicRepo(await svc.repos.require(req.params.name)));
+  app.post('/api/v1/repositories', async (req, reply) => {
+    const name = (req.body as { name?: unknown } | undefined)?.name;
+    return run(req, reply, apiOp('admin', null, typeof name === 'string' ? name : undefined), async () => {
+      const def = await svc.repos.put(entryFrom(req.body), { create: true, isSelf: selfCheck(req, svc, app) });
+      return reply.code(201).header('location', `/api/v1/repositories/${def.name}`).send(publicRepo(def));
+    });
+  });
 
-  app.put<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req) => {
+  app.get<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req, reply) => {
+    const repo = await svc.repos.require(req.params.name);
+    return run(req, reply, apiOp('read', repo), async () => publicRepo(repo));
+  });
+
+  app.put<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req, reply) => {
     const existing = await svc.repos.get(req.params.name);
-    const input = entryFrom(req.body, req.params.name);
-    // Keep stored credentials when an update does not mention them, unless it points the repo at
-    // another origin: they belong to the old upstream.
-    if (existing && input.options.password === undefined && existing.options.password !== undefined && input.options.username === undefined
-      && sameOrigin(existing.upstream, input.upstream)) {
-      input.options.username = existing.options.username;
-      input.options.password = existing.options.password;
-    }
-    // A secret sent back as shown (masked) keeps its stored value: GET, change a key, PUT works.
-    for (const k of svc.repos.schema.secretKeys(input.format)) {
-      if (input.options[k] !== MASK) continue;
-      // The password belongs to its upstream: not carried to another origin.
-      if (existing?.options[k] === undefined || (k === 'password' && !sameOrigin(existing.upstream, input.upstream))) {
-        throw new AppError('BAD_REQUEST', `repository: ${k} is the masked value "${MASK}"; give the secret itself (or ${k}_file / ${k}_env)`);
+    return run(req, reply, apiOp('admin', existing, req.params.name), async () => {
+      const input = entryFrom(req.body, req.params.name);
+      // Keep stored credentials when an update does not mention them, unless it points the repo at
+      // another origin: they belong to the old upstream.
+      if (existing && input.options.password === undefined && existing.options.password !== undefined && input.options.username === undefined
+        && sameOrigin(existing.upstream, input.upstream)) {
+        input.options.username = existing.options.username;
+        input.options.password = existing.options.password;
       }
-      input.options[k] = existing.options[k];
-    }
-    return svc.repos.publicRepo(await svc.repos.put(input, { isSelf: selfCheck(req, svc, app) }));
+      // A secret sent back as shown (masked) keeps its stored value: GET, change a key, PUT works.
+      for (const k of svc.repos.schema.secretKeys(input.format)) {
+        if (input.options[k] !== MASK) continue;
+        // The password belongs to its upstream: not carried to another origin.
+        if (existing?.options[k] === undefined || (k === 'password' && !sameOrigin(existing.upstream, input.upstream))) {
+          throw new AppError('BAD_REQUEST', `repository: ${k} is the masked value "${MASK}"; give the secret itself (or ${k}_file / ${k}_env)`);
+        }
+        input.options[k] = existing.options[k];
+      }
+      return publicRepo(await svc.repos.put(input, { isSelf: selfCheck(req, svc, app) }));
+    });
   });
 
   app.delete<{ Params: { name: string } }>('/api/v1/repositories/:name', async (req, reply) => {
-    await svc.repos.remove(req.params.name);
-    return reply.code(204).send();
+    const existing = await svc.repos.get(req.params.name);
+    return run(req, reply, apiOp('admin', existing, req.params.name), async () => {
+      await svc.repos.remove(req.params.name);
+      return reply.code(204).send();
+    });
   });
 }

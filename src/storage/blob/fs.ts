@@ -1,12 +1,13 @@
 import { promises as fsp } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import type { ByteRange } from '../../lib/range.js';
 import { fileSink, tempPath } from '../../lib/spool.js';
-import { OwnedTempDir } from '../../lib/temp-dirs.js';
-import type { BlobStat, BlobStore, BlobWriter, Part, PartStore, Staged } from './types.js';
+import { GrowingFile, type Growing } from '../../lib/tail.js';
+import { OwnedTempDir, sweepLocalTemp } from '../../lib/temp-dirs.js';
+import type { BlobStat, BlobStore, BlobWriter, Part, PartStore, Staged, StagingLeftover } from './types.js';
 
 /**
  * data/cas/sha256/ab/<hex>; temp files in this process's own data/cas/tmp/<id>/ (same filesystem, so
@@ -33,6 +34,23 @@ export class FsBlobStore implements BlobStore {
 
   async close(): Promise<void> {
     await this.temp.release();
+  }
+
+  sendFile(d: Digest): string {
+    return this.localPath(d);
+  }
+
+  openFill(): Growing {
+    return new GrowingFile();
+  }
+
+  async quarantine(d: Digest, dir: string): Promise<void> {
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.rename(this.localPath(d), join(dir, hexOf(d))).catch(() => {});
+  }
+
+  async *sweepStaging(before: number, dryRun: boolean): AsyncIterable<StagingLeftover> {
+    yield* sweepLocalTemp(dirname(this.tempDir), before, dryRun);
   }
 
   localPath(d: Digest): string {

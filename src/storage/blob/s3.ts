@@ -11,7 +11,9 @@ import { digestFromHex, hexOf, isDigest, type Digest } from '../../lib/digest.js
 import { AppError } from '../../lib/errors.js';
 import { byteRange } from '../../lib/streams.js';
 import type { ByteRange } from '../../lib/range.js';
-import { OwnedTempDir } from '../../lib/temp-dirs.js';
+import { GrowingWindow, type Growing } from '../../lib/tail.js';
+import { OwnedTempDir, sweepLocalTemp } from '../../lib/temp-dirs.js';
+import { dirname } from 'node:path';
 import type { BlobStat, BlobStore, BlobWriter, Part, PartStore, Staged, StagingLeftover } from './types.js';
 
 export interface S3Options {
@@ -176,22 +178,19 @@ export class S3BlobStore implements BlobStore {
     return sink;
   }
 
-  /** Outside the metadata transaction: uploads a local temp file, or copies a staging object into place. */
+  /**
+   * Outside the metadata transaction (the publisher re-checks gc's deletion state after it, see
+   * storage/ingest.ts): confirms the object is there, else uploads a local temp file or copies a
+   * staging object into place. Written in place and gone (a gc deleted it meanwhile): nothing to copy from.
+   */
   async stage(s: Staged, d: Digest, size: number): Promise<void> {
-    if (this.isFinal(s, d) || (await this.stat(d))) return;
+    if (await this.stat(d)) return;
+    if (this.isFinal(s, d)) throw new AppError('UNAVAILABLE', `blob ${d} was removed while it was being published; retry`);
     await this.place(s, d, size);
   }
 
-  /** Inside the transaction: normally just a HEAD (stage did the work); redoes it if a gc removed an old copy meanwhile. */
-  async commit(s: Staged, d: Digest, size: number): Promise<void> {
-    if (await this.stat(d)) {
-      await this.discard(s);
-      return;
-    }
-    if (this.isFinal(s, d)) throw new AppError('UNAVAILABLE', `blob ${d} was removed while it was being published; retry`);
-    await this.place(s, d, size);
-    await this.discard(s);
-  }
+  /** Inside the transaction, so no network call: `stage` did the work; the staging copy is discarded after. */
+  async commit(_s: Staged, _d: Digest, _size: number): Promise<void> {}
 
   /** Drops staged content; an object written in place under a digest stays (it may be shared; gc reaps it if unreferenced). */
   async discard(s: Staged): Promise<void> {
@@ -248,8 +247,18 @@ export class S3BlobStore implements BlobStore {
     };
   }
 
-  /** Staging objects and unfinished multipart uploads of killed processes. */
+  openFill(): Growing {
+    return new GrowingWindow();
+  }
+
+  /** Nowhere to move it aside in a bucket: deleted (the next request refetches remote content). */
+  async quarantine(d: Digest, _dir: string): Promise<void> {
+    await this.delete(d);
+  }
+
+  /** Local temp files (spools) of killed processes, staging objects and unfinished multipart uploads. */
   async *sweepStaging(before: number, dryRun: boolean): AsyncIterable<StagingLeftover> {
+    yield* sweepLocalTemp(dirname(this.tempDir), before, dryRun);
     for await (const o of this.objects(STAGING)) {
       if (o.modified.getTime() >= before) continue;
       if (!dryRun) await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: o.key }));

@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Digest } from '../../lib/digest.js';
 import type { ByteRange } from '../../lib/range.js';
+import type { Growing } from '../../lib/tail.js';
 
 export interface BlobStat {
   digest: Digest;
@@ -73,15 +74,27 @@ export interface BlobStore {
    * copy a staging object into place). `commit` then only confirms the blob is there.
    */
   stage?(s: Staged, d: Digest, size: number): Promise<void>;
-  /** Makes staged content visible as `d` (consumes it); already present: the staged copy is dropped. */
+  /**
+   * Makes staged content visible as `d` (consumes it); already present: the staged copy is dropped.
+   * Runs inside the metadata transaction, so local work only (a rename), never a network call.
+   */
   commit(s: Staged, d: Digest, size: number): Promise<void>;
   /** Drops staged content that will not be committed. */
   discard(s: Staged): Promise<void>;
   delete(d: Digest): Promise<void>;
   list(): AsyncIterable<BlobStat>;
-  /** Staging content of killed processes, untouched since `before` (ms epoch): removed unless dryRun. */
-  sweepStaging?(before: number, dryRun: boolean): AsyncIterable<StagingLeftover>;
-  /** The blob's path on local disk, when the store is a local filesystem (fast send path). */
+  /**
+   * Staging content of killed processes (temp dirs of dead processes at once; temp files, staging
+   * objects and unfinished multipart uploads untouched since `before`, ms epoch): removed unless dryRun.
+   */
+  sweepStaging(before: number, dryRun: boolean): AsyncIterable<StagingLeftover>;
+  /** Moves a blob that failed verification out of the store (fs: into `dir`, kept for a look; s3: deleted). */
+  quarantine(d: Digest, dir: string): Promise<void>;
+  /** Where a cache fill lands while readers follow it: a local temp file they tail, or a window in memory. */
+  openFill(): Growing;
+  /** Send-file capability: a local file holding the blob, for file I/O on the send path. Absent: stream `read`. */
+  sendFile?(d: Digest): string;
+  /** Where the bytes lie on local disk, for tools and tests (fs only). */
   localPath?(d: Digest): string;
   close?(): Promise<void>;
 }

@@ -19,7 +19,7 @@ export function withFileCache(inner: MetaStore, ttlMs = 1000, maxEntries = 50_00
   // writes still invalidate.
   const wrap = (m: MetaStore, inTx = false): MetaStore => ({
     ...m,
-    tx: (fn) => m.tx((txm) => fn(wrap(txm, true))),
+    tx: (fn, o) => m.tx((txm) => fn(wrap(txm, true)), o),
     files: {
       ...m.files,
       async get(repo, path) {
@@ -42,6 +42,10 @@ export function withFileCache(inner: MetaStore, ttlMs = 1000, maxEntries = 50_00
       async remove(repo, path) {
         cache.delete(key(repo, path));
         await m.files.remove(repo, path);
+      },
+      async removeIf(repo, path, digest, fetchedAt) {
+        cache.delete(key(repo, path));
+        await m.files.removeIf(repo, path, digest, fetchedAt);
       },
       async removeRepo(repo) {
         forgetRepo(repo);

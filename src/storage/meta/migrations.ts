@@ -83,10 +83,52 @@ CREATE TABLE upload_sessions (
     postgres: 'CREATE INDEX files_repo_path_c ON files (repo, path COLLATE "C");',
   },
   {
+    version: 3,
+    name: 'identities',
+    // Users, API tokens (only a hash of each) and grants; src/storage/meta/identities.ts reads them.
+    sql: `
+CREATE TABLE users (
+  name TEXT PRIMARY KEY,
+  password_hash TEXT NOT NULL,
+  admin INTEGER NOT NULL DEFAULT 0,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE tokens (
+  id TEXT PRIMARY KEY,
+  hash TEXT NOT NULL UNIQUE,
+  username TEXT NOT NULL,
+  description TEXT,
+  repos TEXT,
+  actions TEXT,
+  expires_at BIGINT,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX tokens_user ON tokens (username);
+CREATE TABLE grants (
+  subject TEXT NOT NULL,
+  pattern TEXT NOT NULL,
+  actions TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (subject, pattern)
+);
+`,
+  },
+  {
     version: 4,
     name: 'audit',
     // Migration 3 is the identities' (users, tokens, grants).
     sql: AUDIT_TABLE,
     postgres: AUDIT_TABLE.replace('INTEGER PRIMARY KEY AUTOINCREMENT', 'BIGSERIAL PRIMARY KEY'),
+  },
+  {
+    version: 5,
+    name: 'blob_deletions',
+    // gc deletes bytes outside the metadata transaction: a row says a deletion is under way
+    // (state 'deleting', its token), then that it ended ('gone', kept as a tombstone). See storage/ingest.ts.
+    sql: `
+ALTER TABLE blobs ADD COLUMN state TEXT;
+ALTER TABLE blobs ADD COLUMN del_token TEXT;
+ALTER TABLE blobs ADD COLUMN deleted_at BIGINT;
+`,
   },
 ];

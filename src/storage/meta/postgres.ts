@@ -3,56 +3,22 @@ import type { Digest } from '../../lib/digest.js';
 import { auditStore } from './audit.js';
 import { migrations } from './migrations.js';
 import { toPostgres, type SqlRunner } from './sql.js';
-import { blobFromRow, fileFromRow, fileToParams, prefixEnd, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
-import type { BlobRec, FileRec, MetaStore, RepoDef, UploadSession } from './types.js';
+import { sqlFor } from './statements.js';
+import { blobFromRow, deletionFromRow, fileFromRow, fileToParams, prefixEnd, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
+import type { BlobRec, FileRec, MetaStore, RepoDef, TxOptions, UploadSession } from './types.js';
 
 type Querier = { query: (text: string, values?: unknown[]) => Promise<pg.QueryResult<Row>> };
 
-/** Advisory lock keys (any two 32-bit ints unlikely to collide with other users of the database). */
-const TX_LOCK = [0x41525449, 1] as const; // 'ARTI', 1: publish/gc exclusivity
-const MIGRATE_LOCK = [0x41525449, 2] as const;
+/** Advisory lock keys (two 32-bit ints; the first unlikely to collide with other users of the database). */
+const LOCK_SPACE = 0x41525449; // 'ARTI': per-name locks of `tx(fn, { lock })`, the second int hashtext(name)
+const MIGRATE_LOCK = [LOCK_SPACE, 2] as const;
 
 // BIGINT (int8) and SUM (numeric) come back as strings; fileFromRow & co convert with Number().
-
-const FILE_COLS = 'repo, path, digest, size, content_type, source, upstream_etag, upstream_last_modified, fetched_at, last_access, meta';
-const SQL = {
-  ping: 'SELECT 1',
-  repoGet: 'SELECT * FROM repos WHERE name = $1',
-  repoList: 'SELECT * FROM repos ORDER BY name',
-  repoPut: `INSERT INTO repos (name, format, kind, upstream, members, options, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-    ON CONFLICT (name) DO UPDATE SET format = excluded.format, kind = excluded.kind, upstream = excluded.upstream,
-    members = excluded.members, options = excluded.options`,
-  repoDel: 'DELETE FROM repos WHERE name = $1',
-  fileGet: 'SELECT * FROM files WHERE repo = $1 AND path = $2',
-  filePut: `INSERT INTO files (${FILE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-    ON CONFLICT (repo, path) DO UPDATE SET digest = excluded.digest, size = excluded.size, content_type = excluded.content_type,
-    source = excluded.source, upstream_etag = excluded.upstream_etag, upstream_last_modified = excluded.upstream_last_modified,
-    fetched_at = excluded.fetched_at, last_access = excluded.last_access, meta = excluded.meta`,
-  fileDel: 'DELETE FROM files WHERE repo = $1 AND path = $2',
-  fileDelRepo: 'DELETE FROM files WHERE repo = $1',
-  // COLLATE "C": byte order, the same order SQLite's BINARY collation gives, so paging by `path > $n` is exact.
-  // Prefix as a range on the files_repo_path_c index (migration 2), never a function of path.
-  filePage: `SELECT * FROM files WHERE repo = $1 AND path COLLATE "C" >= $2::text AND path COLLATE "C" < $3::text
-    ORDER BY path COLLATE "C" LIMIT $4`,
-  filePageAfter: `SELECT * FROM files WHERE repo = $1 AND path COLLATE "C" > $2::text AND path COLLATE "C" < $3::text
-    ORDER BY path COLLATE "C" LIMIT $4`,
-  fileByDigest: 'SELECT * FROM files WHERE digest = $1',
-  fileTouch: 'UPDATE files SET last_access = $1 WHERE repo = $2 AND path = $3 AND last_access < $1',
-  fileTotal: 'SELECT SUM(size) AS total FROM files WHERE repo = $1',
-  fileLru: 'SELECT * FROM files WHERE repo = $1 ORDER BY last_access ASC LIMIT $2',
-  blobTouch: `INSERT INTO blobs (digest, size, last_touched) VALUES ($1, $2, $3)
-    ON CONFLICT (digest) DO UPDATE SET last_touched = GREATEST(blobs.last_touched, excluded.last_touched)`,
-  blobGet: 'SELECT * FROM blobs WHERE digest = $1',
-  blobDel: 'DELETE FROM blobs WHERE digest = $1',
-  blobPage: 'SELECT * FROM blobs WHERE digest COLLATE "C" > $1::text ORDER BY digest COLLATE "C" LIMIT $2',
-  blobUnref: `SELECT digest FROM blobs b WHERE b.last_touched < $1
-    AND NOT EXISTS (SELECT 1 FROM files f WHERE f.digest = b.digest)`,
-  sessPut: 'INSERT INTO upload_sessions (id, repo, scope, started_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING',
-  sessGet: 'SELECT * FROM upload_sessions WHERE id = $1',
-  sessDel: 'DELETE FROM upload_sessions WHERE id = $1',
-  sessOld: 'SELECT * FROM upload_sessions WHERE started_at < $1',
-  sessCount: 'SELECT COUNT(*) AS n FROM upload_sessions WHERE repo = $1',
-} as const;
+const SQL = sqlFor('postgres');
+/** Postgres only: a batch of access times in one round trip, from unnested arrays. */
+const FILE_TOUCH_BATCH = `UPDATE files f SET last_access = v.at FROM
+  (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(repo, path, at)) v
+  WHERE f.repo = v.repo AND f.path = v.path AND f.last_access < v.at`;
 
 export interface PostgresOptions {
   poolSize?: number;
@@ -69,8 +35,7 @@ export class PostgresMetaStore implements MetaStore {
     private readonly pool: pg.Pool,
     private readonly q: Querier,
     private readonly inTx: boolean,
-    /** Transactions queue in-process first: at most one pooled connection waits on the advisory lock. */
-    private readonly txQueue: { tail: Promise<void> },
+    private readonly txSlots: Slots,
   ) {}
 
   static async open(url: string, o: PostgresOptions = {}): Promise<PostgresMetaStore> {
@@ -83,7 +48,7 @@ export class PostgresMetaStore implements MetaStore {
       await pool.end().catch(() => {});
       throw err;
     }
-    return new PostgresMetaStore(pool, pool, false, { tail: Promise.resolve() });
+    return new PostgresMetaStore(pool, pool, false, new Slots(Math.max(1, (o.poolSize ?? 10) - 1)));
   }
 
   private async rows(sql: string, params: unknown[] = []): Promise<Row[]> {
@@ -105,22 +70,21 @@ export class PostgresMetaStore implements MetaStore {
 
   audit = auditStore(this.sql);
 
-  tx<T>(fn: (m: MetaStore) => Promise<T>): Promise<T> {
+  tx<T>(fn: (m: MetaStore) => Promise<T>, o: TxOptions = {}): Promise<T> {
     if (this.inTx) return fn(this);
-    // The advisory lock makes transactions exclusive anyway; queueing here first means a burst of
-    // them holds one connection, not the whole pool (which a body using the pool would then starve on).
-    const result = this.txQueue.tail.then(() => this.runTx(fn));
-    this.txQueue.tail = result.then(() => undefined, () => undefined);
-    return result;
+    // At most pool size - 1 transactions hold a connection at once (others queue here), so a body
+    // that makes a plain query on the pool always finds a connection.
+    return this.txSlots.run(() => this.runTx(fn, o.lock ?? []));
   }
 
-  private async runTx<T>(fn: (m: MetaStore) => Promise<T>): Promise<T> {
+  private async runTx<T>(fn: (m: MetaStore) => Promise<T>, lock: string[]): Promise<T> {
     const client = await this.pool.connect();
     let broken = false;
     try {
       await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1, $2)', [...TX_LOCK]);
-      const result = await fn(new PostgresMetaStore(this.pool, client, true, this.txQueue));
+      // Per-name locks, in one order everywhere (no deadlock between two multi-name transactions).
+      for (const name of [...new Set(lock)].sort()) await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [LOCK_SPACE, name]);
+      const result = await fn(new PostgresMetaStore(this.pool, client, true, this.txSlots));
       await client.query('COMMIT');
       return result;
     } catch (err) {
@@ -152,19 +116,17 @@ export class PostgresMetaStore implements MetaStore {
     },
     put: (f: FileRec) => this.exec(SQL.filePut, fileToParams(f)),
     remove: (repo: string, path: string) => this.exec(SQL.fileDel, [repo, path]),
+    removeIf: (repo: string, path: string, d: Digest, fetchedAt: number) => this.exec(SQL.fileDelIf, [repo, path, d, fetchedAt]),
     list: (repo: string, prefix = '') => this.iterateFiles(repo, prefix),
     byDigest: async (d: Digest) => (await this.rows(SQL.fileByDigest, [d])).map(fileFromRow),
     touch: async (entries: { repo: string; path: string; at: number }[]) => {
       if (entries.length === 0) return;
       if (this.inTx) {
-        for (const e of entries) await this.exec(SQL.fileTouch, [e.at, e.repo, e.path]);
+        for (const e of entries) await this.exec(SQL.fileTouch, [e.at, e.repo, e.path, e.at]);
         return;
       }
       // One round trip for the batch: update from an unnested array of rows.
-      await this.exec(`UPDATE files f SET last_access = v.at FROM
-        (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(repo, path, at)) v
-        WHERE f.repo = v.repo AND f.path = v.path AND f.last_access < v.at`,
-      [entries.map((e) => e.repo), entries.map((e) => e.path), entries.map((e) => e.at)]);
+      await this.exec(FILE_TOUCH_BATCH, [entries.map((e) => e.repo), entries.map((e) => e.path), entries.map((e) => e.at)]);
     },
     totalSize: async (repo: string) => Number((await this.one(SQL.fileTotal, [repo]))?.total ?? 0),
     lru: async (repo: string, limit: number) => (await this.rows(SQL.fileLru, [repo, limit])).map(fileFromRow),
@@ -180,6 +142,10 @@ export class PostgresMetaStore implements MetaStore {
     remove: (d: Digest) => this.exec(SQL.blobDel, [d]),
     list: () => this.iterateBlobs(),
     unreferenced: async (before: number) => (await this.rows(SQL.blobUnref, [before])).map((r) => r.digest as Digest),
+    deletion: async (d: Digest) => deletionFromRow(await this.one(SQL.blobState, [d])),
+    beginDelete: (d: Digest, size: number, token: string) => this.exec(SQL.blobBeginDelete, [d, size, token, Date.now()]),
+    endDelete: (d: Digest, token: string) => this.exec(SQL.blobEndDelete, [Date.now(), d, token]),
+    purgeGone: async (before: number) => (await this.q.query(SQL.blobPurgeGone, [before])).rowCount ?? 0,
   };
 
   sessions = {
@@ -242,5 +208,25 @@ async function migrate(pool: pg.Pool): Promise<void> {
     throw err;
   } finally {
     client.release();
+  }
+}
+
+/** A counting semaphore: at most `n` holders at once, the rest wait in order. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  constructor(n: number) {
+    this.free = n;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((r) => this.waiting.push(r));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
   }
 }

@@ -1,5 +1,5 @@
 import type { Digest } from '../../lib/digest.js';
-import type { BlobRec, FileRec, RepoDef, UploadSession } from './types.js';
+import type { BlobDeletion, BlobRec, FileRec, RepoDef, UploadSession } from './types.js';
 
 /** Row <-> record mapping shared by the SQL adapters (same columns in both dialects). */
 export type Row = Record<string, unknown>;
@@ -46,7 +46,7 @@ export function sessFromRow(r: Row): UploadSession {
 }
 
 export function blobFromRow(r: Row): BlobRec {
-  return { digest: r.digest as Digest, size: Number(r.size), lastTouched: Number(r.last_touched) };
+  return { digest: r.digest as Digest, size: Number(r.size), lastTouched: Number(r.last_touched), ...(r.state === 'deleting' ? { deleting: true } : {}) };
 }
 
 
@@ -64,4 +64,8 @@ export function prefixEnd(prefix: string): string {
     if (last <= 0x10ffff) return String.fromCodePoint(...points, last);
   }
   return String.fromCodePoint(0x10ffff).repeat(8);
+}
+
+export function deletionFromRow(r: Row | undefined): BlobDeletion {
+  return { token: (r?.del_token as string | null | undefined) ?? null, deleting: r?.state === 'deleting' };
 }

@@ -7,8 +7,9 @@ import { auditStore } from './audit.js';
 import { migrations } from './migrations.js';
 import type { SqlRunner } from './sql.js';
 import { keysetPages } from './paging.js';
-import { blobFromRow, fileFromRow, fileToParams, prefixEnd, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
-import type { BlobRec, FileRec, MetaStore, RepoDef, UploadSession } from './types.js';
+import { sqlFor, type StatementName } from './statements.js';
+import { blobFromRow, deletionFromRow, fileFromRow, fileToParams, prefixEnd, repoFromRow, repoToParams, sessFromRow, type Row } from './rows.js';
+import type { BlobRec, FileRec, MetaStore, RepoDef, TxOptions, UploadSession } from './types.js';
 
 
 /** A promise-chain mutex: one holder at a time within this process. */
@@ -50,7 +51,7 @@ export class SqliteMetaStore implements MetaStore {
   private readonly db: Database.Database;
   private readonly mutex: Mutex;
   private readonly inTx: boolean;
-  private readonly s: ReturnType<typeof prepare>;
+  private readonly s: Record<StatementName, Database.Statement>;
 
   static open(file: string, o: { busyTimeout?: number } = {}): SqliteMetaStore {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -64,7 +65,7 @@ export class SqliteMetaStore implements MetaStore {
     return new SqliteMetaStore(db, new Mutex(), false, prepare(db), o.busyTimeout ?? 5000);
   }
 
-  private constructor(db: Database.Database, mutex: Mutex, inTx: boolean, stmts: ReturnType<typeof prepare>, private readonly busyTimeout: number) {
+  private constructor(db: Database.Database, mutex: Mutex, inTx: boolean, stmts: Record<StatementName, Database.Statement>, private readonly busyTimeout: number) {
     this.db = db;
     this.mutex = mutex;
     this.inTx = inTx;
@@ -77,7 +78,8 @@ export class SqliteMetaStore implements MetaStore {
     return this.mutex.run(() => whenUnlocked(fn, deadline));
   }
 
-  tx<T>(fn: (m: MetaStore) => Promise<T>): Promise<T> {
+  /** Every write transaction is exclusive here (BEGIN IMMEDIATE), so `o.lock` needs nothing more. */
+  tx<T>(fn: (m: MetaStore) => Promise<T>, _o?: TxOptions): Promise<T> {
     if (this.inTx) return fn(this);
     const deadline = Date.now() + this.busyTimeout;
     return this.mutex.run(async () => {
@@ -110,6 +112,7 @@ export class SqliteMetaStore implements MetaStore {
     },
     put: (f: FileRec) => this.write(() => void this.s.filePut.run(...fileToParams(f))),
     remove: (repo: string, path: string) => this.write(() => void this.s.fileDel.run(repo, path)),
+    removeIf: (repo: string, path: string, d: Digest, fetchedAt: number) => this.write(() => void this.s.fileDelIf.run(repo, path, d, fetchedAt)),
     list: (repo: string, prefix = '') => this.iterateFiles(repo, prefix),
     byDigest: async (d: Digest) => (this.s.fileByDigest.all(d) as Row[]).map(fileFromRow),
     touch: (entries: { repo: string; path: string; at: number }[]) =>
@@ -131,6 +134,10 @@ export class SqliteMetaStore implements MetaStore {
     remove: (d: Digest) => this.write(() => void this.s.blobDel.run(d)),
     list: () => this.iterateBlobs(),
     unreferenced: async (before: number) => (this.s.blobUnref.all(before) as Row[]).map((r) => r.digest as Digest),
+    deletion: async (d: Digest) => deletionFromRow(this.s.blobState.get(d) as Row | undefined),
+    beginDelete: (d: Digest, size: number, token: string) => this.write(() => void this.s.blobBeginDelete.run(d, size, token, Date.now())),
+    endDelete: (d: Digest, token: string) => this.write(() => void this.s.blobEndDelete.run(Date.now(), d, token)),
+    purgeGone: (before: number) => this.write(() => this.s.blobPurgeGone.run(before).changes),
   };
 
   sessions = {
@@ -195,41 +202,9 @@ function migrate(db: Database.Database): void {
   }).immediate();
 }
 
-function prepare(db: Database.Database) {
-  const fileCols = 'repo, path, digest, size, content_type, source, upstream_etag, upstream_last_modified, fetched_at, last_access, meta';
-  return {
-    ping: db.prepare('SELECT 1'),
-    repoGet: db.prepare('SELECT * FROM repos WHERE name = ?'),
-    repoList: db.prepare('SELECT * FROM repos ORDER BY name'),
-    repoPut: db.prepare(`INSERT INTO repos (name, format, kind, upstream, members, options, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT (name) DO UPDATE SET format = excluded.format, kind = excluded.kind, upstream = excluded.upstream,
-      members = excluded.members, options = excluded.options`),
-    repoDel: db.prepare('DELETE FROM repos WHERE name = ?'),
-    fileGet: db.prepare('SELECT * FROM files WHERE repo = ? AND path = ?'),
-    filePut: db.prepare(`INSERT INTO files (${fileCols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT (repo, path) DO UPDATE SET digest = excluded.digest, size = excluded.size, content_type = excluded.content_type,
-      source = excluded.source, upstream_etag = excluded.upstream_etag, upstream_last_modified = excluded.upstream_last_modified,
-      fetched_at = excluded.fetched_at, last_access = excluded.last_access, meta = excluded.meta`),
-    fileDel: db.prepare('DELETE FROM files WHERE repo = ? AND path = ?'),
-    fileDelRepo: db.prepare('DELETE FROM files WHERE repo = ?'),
-    // A range on the (repo, path) key, never a function of path: that would scan the whole repo.
-    filePage: db.prepare('SELECT * FROM files WHERE repo = ? AND path >= ? AND path < ? ORDER BY path LIMIT ?'),
-    filePageAfter: db.prepare('SELECT * FROM files WHERE repo = ? AND path > ? AND path < ? ORDER BY path LIMIT ?'),
-    fileByDigest: db.prepare('SELECT * FROM files WHERE digest = ?'),
-    fileTouch: db.prepare('UPDATE files SET last_access = ? WHERE repo = ? AND path = ? AND last_access < ?'),
-    fileTotal: db.prepare('SELECT SUM(size) AS total FROM files WHERE repo = ?'),
-    fileLru: db.prepare('SELECT * FROM files WHERE repo = ? ORDER BY last_access ASC LIMIT ?'),
-    blobTouch: db.prepare(`INSERT INTO blobs (digest, size, last_touched) VALUES (?, ?, ?)
-      ON CONFLICT (digest) DO UPDATE SET last_touched = MAX(blobs.last_touched, excluded.last_touched)`),
-    blobGet: db.prepare('SELECT * FROM blobs WHERE digest = ?'),
-    blobDel: db.prepare('DELETE FROM blobs WHERE digest = ?'),
-    blobPage: db.prepare('SELECT * FROM blobs WHERE digest > ? ORDER BY digest LIMIT ?'),
-    blobUnref: db.prepare(`SELECT digest FROM blobs b WHERE b.last_touched < ?
-      AND NOT EXISTS (SELECT 1 FROM files f WHERE f.digest = b.digest)`),
-    sessPut: db.prepare('INSERT INTO upload_sessions (id, repo, scope, started_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING'),
-    sessGet: db.prepare('SELECT * FROM upload_sessions WHERE id = ?'),
-    sessDel: db.prepare('DELETE FROM upload_sessions WHERE id = ?'),
-    sessOld: db.prepare('SELECT * FROM upload_sessions WHERE started_at < ?'),
-    sessCount: db.prepare('SELECT COUNT(*) AS n FROM upload_sessions WHERE repo = ?'),
-  };
+/** The shared statement set (statements.ts), prepared once per connection. */
+function prepare(db: Database.Database): Record<StatementName, Database.Statement> {
+  const out = {} as Record<StatementName, Database.Statement>;
+  for (const [name, text] of Object.entries(sqlFor('sqlite')) as [StatementName, string][]) out[name] = db.prepare(text);
+  return out;
 }

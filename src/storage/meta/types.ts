@@ -37,6 +37,29 @@ export interface BlobRec {
   digest: Digest;
   size: number;
   lastTouched: number;
+  /** A gc deletion of the bytes is under way (see MetaStore.blobs.deletion). */
+  deleting?: boolean;
+}
+
+/**
+ * Where a digest stands with gc deletions: `token` names the last deletion begun (null: none on
+ * record), `deleting` says it has not finished. A publisher reads this before it establishes the
+ * bytes and again under the digest's lock: the same token and no deletion under way means no
+ * delete of these bytes ran in between (see storage/ingest.ts).
+ */
+export interface BlobDeletion {
+  token: string | null;
+  deleting: boolean;
+}
+
+export interface TxOptions {
+  /**
+   * Names to hold exclusively for the transaction (digests it publishes or sweeps). Two
+   * transactions that share a name run one after the other, across every process on the
+   * database; others run side by side (Postgres: transaction-scoped advisory locks; SQLite
+   * serialises every write transaction anyway).
+   */
+  lock?: string[];
 }
 
 /** A resumable upload (docker chunked blob uploads). */
@@ -48,8 +71,8 @@ export interface UploadSession {
 }
 
 export interface MetaStore {
-  /** Short, exclusive across processes (sqlite: BEGIN IMMEDIATE; postgres: a transaction with an advisory lock). No network I/O inside. */
-  tx<T>(fn: (m: MetaStore) => Promise<T>): Promise<T>;
+  /** Short, atomic; exclusive per `o.lock` name across processes (sqlite: BEGIN IMMEDIATE, all of them). No network I/O inside. */
+  tx<T>(fn: (m: MetaStore) => Promise<T>, o?: TxOptions): Promise<T>;
   repos: {
     get(name: string): Promise<RepoDef | null>;
     list(): Promise<RepoDef[]>;
@@ -60,6 +83,8 @@ export interface MetaStore {
     get(repo: string, path: string): Promise<FileRec | null>;
     put(f: FileRec): Promise<void>;
     remove(repo: string, path: string): Promise<void>;
+    /** Removes the row only if it still points at `digest` and was fetched at `fetchedAt` (a concurrent rewrite survives). */
+    removeIf(repo: string, path: string, digest: Digest, fetchedAt: number): Promise<void>;
     /** Files of a repo, ordered by path; `prefix` filters by path prefix. */
     list(repo: string, prefix?: string): AsyncIterable<FileRec>;
     /** Every file row that points at a digest (verify/repair). */
@@ -74,11 +99,19 @@ export interface MetaStore {
   };
   blobs: {
     touch(d: Digest, size: number, at?: number): Promise<void>;
+    /** The blob's row (null when none, or when gc deleted the bytes). */
     get(d: Digest): Promise<BlobRec | null>;
     remove(d: Digest): Promise<void>;
     list(): AsyncIterable<BlobRec>;
-    /** Blobs no file row points at and not touched since `before` (gc candidates). */
+    /** Blobs no file row points at and not touched since `before` (gc candidates; deletions under way included). */
     unreferenced(before: number): Promise<Digest[]>;
+    deletion(d: Digest): Promise<BlobDeletion>;
+    /** gc: marks the bytes as being deleted under a new `token` (publishers of `d` now wait). */
+    beginDelete(d: Digest, size: number, token: string): Promise<void>;
+    /** gc: the delete of `token` returned; the row stays as a tombstone until `purgeGone`. */
+    endDelete(d: Digest, token: string): Promise<void>;
+    /** Drops tombstones of deletions that ended before `before`. */
+    purgeGone(before: number): Promise<number>;
   };
   sessions: {
     put(s: UploadSession): Promise<void>;

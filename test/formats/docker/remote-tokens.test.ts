@@ -99,7 +99,7 @@ describe('docker remote upstream tokens', () => {
     expect(regA.issued.size).toBe(1);
 
     const put = await fetch(`${srv.url}/api/v1/repositories/dmove`, {
-      method: 'PUT', headers: { 'content-type': 'application/json' },
+      method: 'PUT', headers: { 'content-type': 'application/json', authorization: srv.adminAuth },
       body: JSON.stringify({ format: 'docker', kind: 'remote', upstream: regB.up.url, metadata_ttl: '1ms' }),
     });
     expect(put.status).toBe(200);
@@ -140,7 +140,7 @@ describe('docker remote upstream tokens', () => {
     tls.trust(realm.issued);
     const serve = await spawnServe([], { env: { NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem') } });
     try {
-      const add = (body: Record<string, unknown>) => fetch(`${serve.url}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const add = (body: Record<string, unknown>) => fetch(`${serve.url}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${serve.adminToken}` }, body: JSON.stringify(body) });
       expect((await add({ name: 'dcreds', format: 'docker', kind: 'remote', upstream: tls.up.url, username: 'u', password: 'secret-pw' })).status).toBe(201);
       expect((await add({ name: 'danon', format: 'docker', kind: 'remote', upstream: tls.up.url })).status).toBe(201);
 

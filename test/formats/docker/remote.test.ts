@@ -38,7 +38,8 @@ describe.skipIf(!which('docker-registry') || !which('skopeo'))('docker remote re
     await layout.write({ v1 });
     await skopeo('copy', ...TLS, '--preserve-digests', `oci:${layout.dir}:v1`, `docker://${reg.host}/team/app:v1`);
     srv = await startServer();
-    await srv.addRepo({ name: 'dhub', format: 'docker', kind: 'remote', upstream: reg.url, metadata_ttl: '1s' });
+    // A TTL longer than a skopeo push to the upstream takes on a loaded machine, so "still fresh" holds.
+    await srv.addRepo({ name: 'dhub', format: 'docker', kind: 'remote', upstream: reg.url, metadata_ttl: '4s' });
   });
   afterAll(async () => {
     if (srv) await closeServer(srv);
@@ -65,10 +66,12 @@ describe.skipIf(!which('docker-registry') || !which('skopeo'))('docker remote re
     const l2 = new Layout(join(tmp, 'img2'));
     const v2 = await l2.image({ layers: 1, seed: 'v2' });
     await l2.write({ v1: v2 });
+    // Revalidated now (the upstream still has v1), so the TTL runs from here.
+    expect((await fetch(`${srv.url}/v2/dhub/team/app/manifests/v1`, { method: 'HEAD' })).headers.get('docker-content-digest')).toBe(v1.digest);
     await skopeo('copy', ...TLS, `oci:${l2.dir}:v1`, `docker://${reg.host}/team/app:v1`);
     const within = await fetch(`${srv.url}/v2/dhub/team/app/manifests/v1`, { method: 'HEAD' });
     expect(within.headers.get('docker-content-digest')).toBe(v1.digest); // still fresh: no upstream call
-    await new Promise((r) => setTimeout(r, 1100));
+    await new Promise((r) => setTimeout(r, 4100));
     const after = await fetch(`${srv.url}/v2/dhub/team/app/manifests/v1`);
     expect(after.headers.get('docker-content-digest')).toBe(v2.digest);
     const out = join(tmp, 'out2');
@@ -86,7 +89,7 @@ describe.skipIf(!which('docker-registry') || !which('skopeo'))('docker remote re
 
   it('still resolves cached tags when the upstream is down', async () => {
     await reg.close();
-    await new Promise((r) => setTimeout(r, 1100)); // past metadata_ttl: a revalidation is due and fails
+    await new Promise((r) => setTimeout(r, 4100)); // past metadata_ttl: a revalidation is due and fails
     const out = join(tmp, 'out3');
     await skopeo('copy', ...TLS, `docker://${srv.host}/dhub/team/app:v1`, `oci:${out}:v1`);
     const m = await fetch(`${srv.url}/v2/dhub/team/app/manifests/v1`);

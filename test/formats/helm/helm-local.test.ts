@@ -22,10 +22,10 @@ async function rowCount(repo: string): Promise<number> {
 }
 
 describe('helm local repo', () => {
-  it('formats this build does not serve yet are still refused by name', async () => {
-    const res = await fetch(`${srv.url}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'r1', format: 'terraform', kind: 'local' }) });
+  it('a format this build does not know is refused by name', async () => {
+    const res = await fetch(`${srv.url}/api/v1/repositories`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: srv.adminAuth }, body: JSON.stringify({ name: 'r1', format: 'maven', kind: 'local' }) });
     expect(res.status).toBe(400);
-    expect((await res.json()).error.message).toBe('format "terraform" is not supported by this build yet');
+    expect((await res.json()).error.message).toBe('unknown format "maven" (one of: generic, docker, helm, pypi, npm, rpm, alpine, puppet, terraform, goproxy)');
   });
 
   it('an empty repo serves an empty index with the ChartMuseum context path (helm repo add)', async () => {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { which } from '../../helpers/which.js';
+import { SUITE_TOKEN } from '../../helpers/server.js';
 
 export { which };
 
@@ -55,7 +56,7 @@ export class NpmScratch {
     const hostPath = o.registry.replace(/^https?:/, '');
     await writeFile(userconfig, [
       `registry=${o.registry}`,
-      ...(o.tokenInConfig === false ? [] : [`${hostPath.endsWith('/') ? hostPath : `${hostPath}/`}:_authToken=test-token`]),
+      ...(o.tokenInConfig === false ? [] : [`${hostPath.endsWith('/') ? hostPath : `${hostPath}/`}:_authToken=${SUITE_TOKEN}`]),
       'audit=false', 'fund=false', 'update-notifier=false', 'progress=false',
     ].join('\n') + '\n');
     return execa('npm', [...args, '--userconfig', userconfig, '--cache', cache, '--registry', o.registry, '--no-audit', '--no-fund', '--loglevel=warn'], {

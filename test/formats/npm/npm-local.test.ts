@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type TestServer } from '../../helpers/server.js';
+import { startServer, SUITE_TOKEN, type TestServer } from '../../helpers/server.js';
 import { HAVE_NPM, NpmScratch } from './npm-helpers.js';
 
 describe.skipIf(!HAVE_NPM)('npm local repository with the real npm client', () => {
@@ -24,7 +24,7 @@ describe.skipIf(!HAVE_NPM)('npm local repository with the real npm client', () =
   it('publishes unscoped and scoped packages, serves them to npm view and npm install', async () => {
     const dep = await s.makePackage({ name: 'local-dep', version: '1.0.0' });
     // The token given on the command line, as `npm publish --//HOST/REPO/:_authToken=x`.
-    await s.npm(['publish', `--//${srv.host}/npm-local/:_authToken=x`], { cwd: dep, registry, tokenInConfig: false });
+    await s.npm(['publish', `--//${srv.host}/npm-local/:_authToken=${SUITE_TOKEN}`], { cwd: dep, registry, tokenInConfig: false });
     const main = await s.makePackage({ name: '@acme/widget', version: '1.0.0', dependencies: { 'local-dep': '^1.0.0' } });
     await s.npm(['publish', '--access', 'public'], { cwd: main, registry });
 
@@ -122,7 +122,7 @@ describe.skipIf(!HAVE_NPM)('npm local repository with the real npm client', () =
       versions: { '1.0.0': { name: 'local-dep', version: '1.0.0', dist: { integrity, shasum: createHash('sha1').update(other.data).digest('hex'), tarball: `${registry}local-dep/-/local-dep-1.0.0.tgz` } } },
       _attachments: { 'local-dep-1.0.0.tgz': { content_type: 'application/octet-stream', data: other.data.toString('base64'), length: other.data.length } },
     };
-    const r = await fetch(`${srv.url}/npm-local/local-dep`, { method: 'PUT', body: JSON.stringify(body), headers: { 'content-type': 'application/json', authorization: 'Bearer x' } });
+    const r = await fetch(`${srv.url}/npm-local/local-dep`, { method: 'PUT', body: JSON.stringify(body), headers: { 'content-type': 'application/json', authorization: `Bearer ${SUITE_TOKEN}` } });
     expect(r.status).toBe(409);
     expect((await r.json()).error).toMatch(/previously published/);
     const after = Buffer.from(await (await fetch(`${srv.url}/npm-local/local-dep/-/local-dep-1.0.0.tgz`)).arrayBuffer());

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
+import { SUITE_TOKEN } from '../../helpers/server.js';
 
 const run = promisify(execFile);
 
@@ -47,7 +48,7 @@ export async function moduleTgz(metadata: Record<string, unknown> | string, o: {
 export async function publish(repoUrl: string, tgz: Buffer, file = 'module.tar.gz'): Promise<Response> {
   const form = new FormData();
   form.append('file', new Blob([new Uint8Array(tgz)], { type: 'application/octet-stream' }), file);
-  return fetch(`${repoUrl}/v3/releases`, { method: 'POST', body: form, headers: { authorization: 'Bearer x' } });
+  return fetch(`${repoUrl}/v3/releases`, { method: 'POST', body: form, headers: { authorization: `Bearer ${SUITE_TOKEN}` } });
 }
 
 export interface PuppetRun {

@@ -10,6 +10,7 @@ const run = promisify(execFile);
 export const FIXTURES = resolve(import.meta.dirname, '../../../fixtures/pypi');
 
 import { which } from '../../helpers/which.js';
+import { SUITE_TOKEN } from '../../helpers/server.js';
 
 export { which };
 
@@ -122,10 +123,11 @@ export async function pyEval(target: string, code: string): Promise<string> {
   return r.stdout.trim();
 }
 
-export async function twineUpload(repoUrl: string, files: string[]): Promise<RunResult> {
+/** twine upload with `-u`/`-p` (default `__token__` and the suites' admin token, which every test server knows). */
+export async function twineUpload(repoUrl: string, files: string[], creds: { user: string; password: string } = { user: '__token__', password: SUITE_TOKEN }): Promise<RunResult> {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('TWINE_')) delete env[k];
-  return runAllowFail('twine', ['upload', '--repository-url', repoUrl, '-u', 'x', '-p', 'x', '--non-interactive', '--disable-progress-bar', ...files], env);
+  return runAllowFail('twine', ['upload', '--repository-url', repoUrl, '-u', creds.user, '-p', creds.password, '--non-interactive', '--disable-progress-bar', ...files], env);
 }
 
 /** A twine-shaped multipart upload built by hand (fields first, then `content`), for the refusal paths. */

@@ -1,0 +1,226 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { decodePath, parseJson, tryDecode } from '../lib/decode.js';
+import { AppError } from '../lib/errors.js';
+import { collectRequest } from '../lib/streams.js';
+import { dockerErrorBody } from '../formats/docker/errors.js';
+import { imageOf } from '../formats/docker/routes.js';
+import { formatHandler } from '../formats/index.js';
+import type { Services } from '../repos/services.js';
+import { baseUrlOf, dispatchRepoRequest } from '../server/dispatch.js';
+import { defaultErrorBody, errorHandler } from '../server/errors.js';
+import type { Operation } from '../server/pipeline.js';
+import type { GrantRec } from '../storage/meta/identities.js';
+import type { RepoDef } from '../storage/meta/types.js';
+import { ANONYMOUS, LEVEL, type Auth, type Identity } from './auth.js';
+import { sha256hex, TOKEN_PREFIX } from './secrets.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who sent the request (auth's onRequest hook); anonymous when no credentials came. */
+    identity?: Identity;
+    /** Whether credentials came with it (anonymous by choice vs. by lack of them). */
+    credentialed?: boolean;
+  }
+}
+
+const REALM = 'artifactapi';
+const isDocker = (url: string | undefined) => /^\/v2(?:[/?]|$)/.test(url ?? '');
+
+/** The 401 challenge of the protocol the request speaks. */
+export function challengeOf(req: FastifyRequest, svc: Services, scope?: string, error?: string): Record<string, string> {
+  if (isDocker(req.raw.url)) {
+    const base = baseUrlOf(req, svc.config.public_url);
+    const parts = [`realm="${base}/v2/token"`, `service="${REALM}"`];
+    if (scope) parts.push(`scope="${scope}"`);
+    if (error) parts.push(`error="${error}"`);
+    return { 'www-authenticate': `Bearer ${parts.join(',')}` };
+  }
+  return { 'www-authenticate': `Basic realm="${REALM}", charset="UTF-8"` };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What the before-hook learnt about a request, for the (synchronous) listing filter. */
+const grantsOf = new WeakMap<Operation, { id: Identity; grants: GrantRec[] }>();
+
+/** Docker's scope string for an operation on `repo`, for the challenge. */
+function dockerScope(op: Operation, repo: RepoDef): string {
+  const image = imageOf(op.subject) ?? repo.name;
+  const actions = op.action === 'read' ? 'pull' : op.action === 'write' ? 'pull,push' : 'delete';
+  return `repository:${image}:${actions}`;
+}
+
+/**
+ * Attaches auth to the core: one onRequest hook (who is asking; bad credentials are 401 for every
+ * path, so they reveal nothing about which repos exist), the pipeline's before-hook (may this
+ * identity do `op.action` on every repo in `op.touches`), the listing filter, and the login
+ * endpoints: docker's `/v2/token`, npm's CouchDB login, whoami and logout. Formats know nothing of it.
+ */
+export async function installAuth(app: FastifyInstance, svc: Services, auth: Auth): Promise<void> {
+  app.addHook('onRequest', async (req) => {
+    const header = req.headers.authorization;
+    if (!header) {
+      req.identity = ANONYMOUS;
+      return;
+    }
+    req.credentialed = true;
+    const addr = req.socket.remoteAddress ?? '';
+    const wait = auth.throttle.retryAfter(addr);
+    if (wait > 0) throw new AppError('TOOMANYREQUESTS', 'too many failed logins from this address; try again later', undefined, { 'retry-after': String(wait) });
+    const id = await auth.fromHeader(header);
+    if (id) {
+      req.identity = id;
+      return;
+    }
+    await sleep(auth.throttle.failed(addr));
+    await answerInRepoShape(req, svc, auth);
+    throw new AppError('UNAUTHORIZED', 'bad credentials', undefined, challengeOf(req, svc, undefined, isDocker(req.raw.url) ? 'invalid_token' : undefined));
+  });
+
+  svc.pipeline.before.push(async (op, req) => {
+    const id = req.identity ?? ANONYMOUS;
+    if (id.user) op.identity = { user: id.user, ...(id.tokenId ? { tokenId: id.tokenId } : {}) };
+    const grants = await auth.grantsFor(id);
+    grantsOf.set(op, { id, grants });
+    // Docker clients learn whether to log in from the `/v2/` ping: unless anonymous may write anyway, a
+    // caller without credentials gets the challenge there, and anonymous pulls then take the token dance.
+    if (op.format === 'docker' && !op.repo && op.subject === undefined && !id.user && !['write', 'admin'].includes(svc.config.auth.anonymous)) {
+      throw new AppError('UNAUTHORIZED', 'authentication required', undefined, challengeOf(req, svc));
+    }
+    if (op.action === 'admin' && op.touches.length === 0) {
+      if (auth.isAdmin(id)) return;
+      if (!id.user) throw new AppError('UNAUTHORIZED', 'authentication required', undefined, challengeOf(req, svc));
+      throw new AppError('DENIED', 'this needs an admin');
+    }
+    for (const [i, t] of op.touches.entries()) {
+      const level = auth.levelWith(id, t.repo, grants);
+      if (level >= LEVEL[t.action]) continue;
+      if (level < LEVEL.read && i === 0) hide(req, op, t.repo);
+      // Docker: a Bearer token that lacks the scope while its user would have it: ask for a wider token.
+      const could = id.docker ? auth.levelWith({ ...id, docker: undefined }, t.repo, grants) : level;
+      if (!id.user || (id.docker && could >= LEVEL[t.action])) {
+        throw new AppError('UNAUTHORIZED', 'authentication required', undefined,
+          challengeOf(req, svc, op.format === 'docker' ? dockerScope(op, t.repo) : undefined, id.docker ? 'insufficient_scope' : undefined));
+      }
+      throw new AppError('DENIED', `${id.user} may not ${t.action} in ${t.repo.name}`);
+    }
+  });
+
+  svc.pipeline.visible.push((op, repo) => {
+    const known = grantsOf.get(op);
+    if (!known) return false;
+    return auth.levelWith(known.id, repo, known.grants) >= LEVEL.read;
+  });
+
+  await app.register(async (scope) => dockerTokenRoute(scope, svc, auth));
+  await app.register(async (scope) => npmLoginRoutes(scope, svc, auth));
+}
+
+/** A repo the caller may not read answers as a missing repo would: same status, code, message and body shape. */
+function hide(req: FastifyRequest, op: Operation, repo: RepoDef): never {
+  req.artifact = undefined;
+  if (op.format === 'docker') {
+    const name = op.subject?.split(/[@:]/)[0] ?? repo.name;
+    throw new AppError('NAME_UNKNOWN', `repository name not known to registry: ${name}`);
+  }
+  throw new AppError('REPO_NOT_FOUND', `no repository named "${repo.name}"`);
+}
+
+/** A 401 under a public repo speaks its format's error shape (npm's `{"error"}`); elsewhere the default, as for a missing repo. */
+async function answerInRepoShape(req: FastifyRequest, svc: Services, auth: Auth): Promise<void> {
+  const path = (req.raw.url ?? '/').split('?')[0];
+  const first = path.split('/')[1];
+  if (!first || isDocker(path)) return;
+  const name = tryDecode(first);
+  if (name === undefined) return;
+  const repo = await svc.repos.get(name).catch(() => null);
+  if (repo && auth.anonymousLevel(repo) >= LEVEL.read) req.artifact = { repo: repo.name, format: repo.format };
+}
+
+// ---- docker: GET /v2/token ---------------------------------------------------------------------
+
+async function dockerTokenRoute(app: FastifyInstance, svc: Services, auth: Auth): Promise<void> {
+  app.setErrorHandler(errorHandler(dockerErrorBody));
+  const { resolveName } = await import('../formats/docker/names.js');
+  const resolve = async (name: string) => {
+    try {
+      return (await resolveName(svc, name)).repo;
+    } catch {
+      return null;
+    }
+  };
+  app.get('/v2/token', async (req, reply) => {
+    const q = req.query as Record<string, string | string[] | undefined>;
+    const scopes = ([] as string[]).concat(q.scope ?? []).flatMap((s) => s.split(' ')).filter(Boolean);
+    const id = req.identity ?? ANONYMOUS;
+    if (id.docker) throw new AppError('UNAUTHORIZED', 'a Bearer token cannot buy another; send Basic credentials', undefined, challengeOf(req, svc));
+    const service = typeof q.service === 'string' ? q.service : undefined;
+    reply.header('cache-control', 'no-store');
+    return reply.send(await auth.dockerToken(id, service, scopes, resolve));
+  });
+}
+
+// ---- npm: login (legacy CouchDB user PUT), whoami, logout -----------------------------------------
+
+async function npmLoginRoutes(app: FastifyInstance, svc: Services, auth: Auth): Promise<void> {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
+  app.setErrorHandler((err, req, reply) => {
+    const handler = req.artifact?.format ? formatHandler(req.artifact.format) : undefined;
+    return errorHandler(handler?.errorBody?.bind(handler) ?? defaultErrorBody)(err as Error, req, reply);
+  });
+
+  /**
+   * Whether this is an npm account request: yes under an npm repo, a missing one, or one the caller
+   * may not read (so a private repo answers as a missing one); no under a readable repo of another
+   * format, whose own paths these are.
+   */
+  const isAccountRequest = async (req: FastifyRequest): Promise<boolean> => {
+    const name = (req.params as { repo: string }).repo;
+    const repo = await svc.repos.get(name);
+    const id = req.identity ?? ANONYMOUS;
+    const readable = repo ? (await auth.level(id, repo)) >= LEVEL.read : false;
+    if (repo && repo.format !== 'npm' && readable) return false;
+    if (repo && readable) req.artifact = { repo: repo.name, format: 'npm' };
+    return true;
+  };
+
+  app.put('/:repo/-/user/*', async (req, reply) => {
+    if (!(await isAccountRequest(req))) return dispatchRepoRequest(req, reply, svc);
+    const m = /^org\.couchdb\.user:(.+)$/.exec(decodePath((req.params as { '*': string })['*']));
+    if (!m) throw new AppError('NOT_FOUND', 'not found');
+    const body = (parseJson(await collectRequest(req.raw, 64 * 1024, 'login body'), 'BAD_REQUEST', 'expected a JSON user document') ?? {}) as { name?: unknown; password?: unknown };
+    const name = typeof body.name === 'string' ? body.name : m[1];
+    const password = typeof body.password === 'string' ? body.password : '';
+    const addr = req.socket.remoteAddress ?? '';
+    const wait = auth.throttle.retryAfter(addr);
+    if (wait > 0) throw new AppError('TOOMANYREQUESTS', 'too many failed logins from this address; try again later', undefined, { 'retry-after': String(wait) });
+    const id = name === m[1] ? await auth.fromPassword(name, password) : null;
+    if (!id) {
+      await sleep(auth.throttle.failed(addr));
+      throw new AppError('UNAUTHORIZED', 'bad username or password (users are created by an admin: artifactapi user add)', undefined, challengeOf(req, svc));
+    }
+    const { rec, secret } = await auth.createToken(id.user!, { description: `npm login on ${(req.params as { repo: string }).repo}` });
+    return reply.code(201).send({ ok: true, id: `org.couchdb.user:${id.user}`, rev: `1-${rec.id}`, token: secret });
+  });
+
+  app.get('/:repo/-/whoami', async (req, reply) => {
+    if (!(await isAccountRequest(req))) return dispatchRepoRequest(req, reply, svc);
+    const id = req.identity ?? ANONYMOUS;
+    if (!id.user) throw new AppError('UNAUTHORIZED', 'not logged in', undefined, challengeOf(req, svc));
+    return reply.send({ username: id.user });
+  });
+
+  app.delete('/:repo/-/user/token/*', async (req, reply) => {
+    if (!(await isAccountRequest(req))) return dispatchRepoRequest(req, reply, svc);
+    const id = req.identity ?? ANONYMOUS;
+    if (!id.user) throw new AppError('UNAUTHORIZED', 'not logged in', undefined, challengeOf(req, svc));
+    const secret = decodePath((req.params as { '*': string })['*']);
+    const t = secret.startsWith(TOKEN_PREFIX) ? await auth.store.tokens.byHash(sha256hex(secret)) : null;
+    // Someone else's token (or none): the same answer, so a guesser learns nothing.
+    if (!t || (t.user !== id.user && !auth.isAdmin(id))) throw new AppError('NOT_FOUND', 'no such token');
+    await auth.store.tokens.remove(t.id);
+    return reply.send({ ok: true });
+  });
+}
+
