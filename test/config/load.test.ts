@@ -210,6 +210,27 @@ describe('format sections and repo options come from the formats', () => {
     ].join('; '));
   });
 
+  it('terraform declares [terraform] and the gpg secrets it shares with rpm; auth is a core section', () => {
+    const c = load({ file: toml([
+      '[terraform]', 'default_repo = "tf"', '[auth]', 'anonymous = "none"',
+      '[[repos]]', 'name = "tf"', 'format = "terraform"', 'kind = "local"', 'gpg_key_env = "TF_KEY"', 'gpg_passphrase_file = "/run/tf.pass"', 'anonymous = "read"',
+    ].join('\n')) });
+    expect(c.terraform).toEqual({ default_repo: 'tf' });
+    expect(c.auth.anonymous).toBe('none');
+    expect(c.repos[0].options).toEqual({ gpg_key_env: 'TF_KEY', gpg_passphrase_file: '/run/tf.pass', anonymous: 'read' });
+    const f = toml(['[auth]', 'anonymous = "everyone"', '[[repos]]', 'name = "tf"', 'format = "terraform"', 'kind = "local"', 'anonymous = "admin"', 'signing_key = "k"'].join('\n'));
+    expect(errorOf({ file: f })).toBe(`${f}: auth.anonymous: expected one of none, read, write, admin, got "everyone"; `
+      + 'repos[0].anonymous: expected one of none, read, write, got "admin"; unknown key "repos[0].signing_key" (a key of alpine repos, not terraform)');
+  });
+
+  it('auth.token_key_file stays a path (auth reads its bytes) and wins over token_key; token_key_env wins over both', () => {
+    expect(load({ flags: { 'auth.token_key_file': '/k', 'auth.token_key': 'inline' } }).auth).toMatchObject({ token_key_file: '/k' });
+    expect(load({ flags: { 'auth.token_key_file': '/k', 'auth.token_key': 'inline' } }).auth.token_key).toBeUndefined();
+    const c = load({ flags: { 'auth.token_key_file': '/k', 'auth.token_key_env': 'K' }, env: { K: 'from-env' } });
+    expect(c.auth.token_key).toBe('from-env');
+    expect(c.auth).not.toHaveProperty('token_key_file');
+  });
+
   it('a format yet to come declares its options and section the same way (composeSchema)', () => {
     const schema = composeSchema([{
       name: 'goproxy',

@@ -20,7 +20,7 @@ describe('repository options by format, and secrets, through the API', () => {
 
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await fetch(`${srv.url}/api/v1/repositories${path}`, {
-      method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
+      method, headers: { authorization: srv.adminAuth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
     return { status: res.status, text, json: text ? JSON.parse(text) : undefined };
