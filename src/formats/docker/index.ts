@@ -3,7 +3,7 @@ import type { FormatHandler } from '../types.js';
 import { dockerErrorBody } from './errors.js';
 import { dockerGc } from './gc.js';
 import { DOCKER_CONFIG, DOCKER_OPTIONS } from './options.js';
-import { decodeV2Path, dockerChallenge, dockerEntry } from './routes.js';
+import { decodeV2Path, dockerChallenge, dockerEntry, dockerNotFound } from './routes.js';
 
 /** Docker / OCI distribution: everything lives under /v2/ (routes.ts); /REPO/ itself serves nothing. */
 export const docker: FormatHandler = {
@@ -22,5 +22,6 @@ export const docker: FormatHandler = {
   decodePath: decodeV2Path,
   errorBody: dockerErrorBody,
   challenge: dockerChallenge,
+  notFound: dockerNotFound,
   gc: dockerGc,
 };
