@@ -1,8 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatConfig, type Config } from '../config/schema.js';
-import { DOCKER_CONFIG } from '../formats/docker/options.js';
+import type { Config } from '../config/schema.js';
 import { AppError } from '../lib/errors.js';
 import { globToRegExp } from '../lib/glob.js';
 import type { Action } from '../server/pipeline.js';
@@ -213,7 +212,7 @@ export class Auth {
     if (id.docker) {
       let scoped = 0;
       for (const a of id.docker) {
-        const repoOf = a.name.includes('/') ? a.name.slice(0, a.name.indexOf('/')) : formatConfig(this.config, 'docker', DOCKER_CONFIG).default_repo;
+        const repoOf = a.name.includes('/') ? a.name.slice(0, a.name.indexOf('/')) : this.config.docker.default_repo;
         if (repoOf === repo.name) scoped = Math.max(scoped, ...a.actions.map((x) => DOCKER_LEVEL[x] ?? 0));
       }
       level = Math.min(level, scoped);
