@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { decodePath, parseJson, tryDecode } from '../lib/decode.js';
 import { AppError } from '../lib/errors.js';
 import { collectRequest } from '../lib/streams.js';
 import { formatHandler } from '../formats/index.js';
@@ -106,12 +107,8 @@ async function answerInRepoShape(req: FastifyRequest, svc: Services, auth: Auth)
   const path = (req.raw.url ?? '/').split('?')[0];
   const first = path.split('/')[1];
   if (!first || entryOf(path)) return;
-  let name: string;
-  try {
-    name = decodeURIComponent(first);
-  } catch {
-    return;
-  }
+  const name = tryDecode(first);
+  if (name === undefined) return;
   const repo = await svc.repos.get(name).catch(() => null);
   if (repo && auth.anonymousLevel(repo) >= LEVEL.read) req.artifact = { repo: repo.name, format: repo.format };
 }
@@ -142,12 +139,8 @@ async function npmLoginRoutes(app: FastifyInstance, svc: Services, auth: Auth): 
   };
 
   const jsonBody = async (req: FastifyRequest, what: string): Promise<Record<string, unknown>> => {
-    try {
-      const body: unknown = JSON.parse((await collectRequest(req.raw, 64 * 1024, what)).toString('utf8'));
-      if (body && typeof body === 'object' && !Array.isArray(body)) return body as Record<string, unknown>;
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-    }
+    const body = parseJson(await collectRequest(req.raw, 64 * 1024, what), 'BAD_REQUEST', `expected a JSON ${what}`);
+    if (body && typeof body === 'object' && !Array.isArray(body)) return body as Record<string, unknown>;
     throw new AppError('BAD_REQUEST', `expected a JSON ${what}`);
   };
 
@@ -169,7 +162,7 @@ async function npmLoginRoutes(app: FastifyInstance, svc: Services, auth: Auth): 
 
   app.put('/:repo/-/user/*', async (req, reply) => {
     if (!(await isAccountRequest(req))) return dispatchRepoRequest(req, reply, svc);
-    const m = /^org\.couchdb\.user:(.+)$/.exec(decodeURIComponent((req.params as { '*': string })['*']));
+    const m = /^org\.couchdb\.user:(.+)$/.exec(decodePath((req.params as { '*': string })['*']));
     if (!m) throw new AppError('NOT_FOUND', 'not found');
     const body = await jsonBody(req, 'user document');
     const name = typeof body.name === 'string' ? body.name : m[1];
@@ -188,7 +181,7 @@ async function npmLoginRoutes(app: FastifyInstance, svc: Services, auth: Auth): 
   app.delete('/:repo/-/user/token/*', async (req, reply) => {
     if (!(await isAccountRequest(req))) return dispatchRepoRequest(req, reply, svc);
     const id = needUser(req);
-    const secret = decodeURIComponent((req.params as { '*': string })['*']);
+    const secret = decodePath((req.params as { '*': string })['*']);
     const t = secret.startsWith(TOKEN_PREFIX) ? await auth.store.tokens.byHash(sha256hex(secret)) : null;
     // Someone else's token (or none): the same answer, so a guesser learns nothing.
     if (!t || (t.user !== id.user && !auth.isAdmin(id))) throw new AppError('NOT_FOUND', 'no such token');
@@ -236,7 +229,7 @@ async function npmLoginRoutes(app: FastifyInstance, svc: Services, auth: Auth): 
   app.delete('/:repo/-/npm/v1/tokens/token/*', async (req, reply) => {
     if (!(await isAccountRequest(req))) return dispatchRepoRequest(req, reply, svc);
     // npm sends the key from the listing, or the whole token when given one.
-    const key = decodeURIComponent((req.params as { '*': string })['*']);
+    const key = decodePath((req.params as { '*': string })['*']);
     const byValue = key.startsWith(TOKEN_PREFIX);
     return tokenOp(req, reply, 'delete', byValue ? 'token' : `token:${key}`, async () => {
       const id = needUser(req);
