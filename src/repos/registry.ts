@@ -171,3 +171,8 @@ export function publicRepo(def: RepoDef): Record<string, unknown> {
     createdAt: new Date(def.createdAt).toISOString(),
   };
 }
+
+/** The upstream a repo mirrors (remote repos); undefined for repos that have none. */
+export function upstreamOf(repo: RepoDef): URL | undefined {
+  return repo.kind === 'remote' && repo.upstream ? new URL(repo.upstream) : undefined;
+}

@@ -27,6 +27,12 @@ export function isNotFound(err: unknown): boolean {
   return statusOf(err) === 404;
 }
 
+/** A rejection handler: 404-like answers become null, anything else is rethrown. */
+export function nullIfNotFound(err: unknown): null {
+  if (isNotFound(err)) return null;
+  throw err;
+}
+
 /**
  * Asks each member in order and returns the first answer. A member's 404 moves
  * on; other failures are remembered and, if no member has it, reported as 502;
@@ -78,6 +84,27 @@ export async function allMembers<T>(svc: Services, repo: RepoDef, depth: number,
     throw new AppError('NOT_FOUND', `not found in any member of ${repo.name}`);
   }
   return out;
+}
+
+/** A local or remote repo under a virtual one, with the member names leading to it (the virtual repo's own excluded). */
+export interface Leaf<T> {
+  member: RepoDef;
+  path: string[];
+  value: T;
+}
+
+/**
+ * allMembers through nested virtual repos: every leaf (local or remote repo), asked at once, in
+ * member order depth first. `level` sees each virtual repo's leaves (nested ones first) and may
+ * replace them: the dependency-confusion rule applies at every level (repos/resolve.ts shadowing).
+ */
+export async function allLeaves<T>(svc: Services, repo: RepoDef, depth: number, ask: (leaf: RepoDef) => Promise<T>,
+  level?: (repo: RepoDef, leaves: Leaf<T>[]) => Leaf<T>[] | Promise<Leaf<T>[]>, path: string[] = []): Promise<Leaf<T>[]> {
+  const parts = await allMembers(svc, repo, depth + 1, async (m): Promise<Leaf<T>[]> => (m.kind === 'virtual'
+    ? allLeaves(svc, m, depth + 1, ask, level, [...path, m.name])
+    : [{ member: m, path: [...path, m.name], value: await ask(m) }]));
+  const leaves = parts.flatMap((p) => p.value);
+  return level ? level(repo, leaves) : leaves;
 }
 
 /**
