@@ -44,6 +44,9 @@ export interface FormatHandler {
   errorBody?(code: string, message: string, status: number): unknown;
   /** The `WWW-Authenticate` value of a 401 (the core adds it); default `Basic realm="artifactapi"`. */
   challenge?(op: Operation, baseUrl: string): string;
-  /** gc: drop the format's own unreferenced rows (untagged manifests...) before blobs are swept. */
-  gc?(ctx: GcContext): Promise<void>;
+  /**
+   * gc: drop the format's own unreferenced rows (untagged manifests...) before blobs are swept.
+   * `run` is given the format's repos of the kinds it names.
+   */
+  gc?: { kinds: RepoDef['kind'][]; run(ctx: GcContext, repos: RepoDef[]): Promise<void> };
 }

@@ -86,7 +86,7 @@ export async function allMembers<T>(svc: Services, repo: RepoDef, depth: number,
   return out;
 }
 
-/** A local or remote repo under a virtual one, with the member names leading to it (the virtual repo's own excluded). */
+/** A local or remote repo under a virtual one, with the member names leading to it from there. */
 export interface Leaf<T> {
   member: RepoDef;
   path: string[];
@@ -94,17 +94,29 @@ export interface Leaf<T> {
 }
 
 /**
- * allMembers through nested virtual repos: every leaf (local or remote repo), asked at once, in
- * member order depth first. `level` sees each virtual repo's leaves (nested ones first) and may
- * replace them: the dependency-confusion rule applies at every level (repos/resolve.ts shadowing).
+ * The leaves of `repo` (itself when it is local or remote; a virtual repo's members' leaves, in
+ * member order depth first), asked at once with allMembers' rules at every level. `level` sees
+ * each virtual repo's leaves (nested ones first) and may replace them: the dependency-confusion
+ * rule applies at every level (repos/resolve.ts shadowing).
  */
 export async function allLeaves<T>(svc: Services, repo: RepoDef, depth: number, ask: (leaf: RepoDef) => Promise<T>,
   level?: (repo: RepoDef, leaves: Leaf<T>[]) => Leaf<T>[] | Promise<Leaf<T>[]>, path: string[] = []): Promise<Leaf<T>[]> {
-  const parts = await allMembers(svc, repo, depth + 1, async (m): Promise<Leaf<T>[]> => (m.kind === 'virtual'
-    ? allLeaves(svc, m, depth + 1, ask, level, [...path, m.name])
-    : [{ member: m, path: [...path, m.name], value: await ask(m) }]));
+  if (repo.kind !== 'virtual') return [{ member: repo, path, value: await ask(repo) }];
+  const parts = await allMembers(svc, repo, depth + 1, (m) => allLeaves(svc, m, depth + 1, ask, level, [...path, m.name]));
   const leaves = parts.flatMap((p) => p.value);
   return level ? level(repo, leaves) : leaves;
+}
+
+/** The leaves of `repo` (as allLeaves), asked one at a time until one answers something other than undefined. */
+export async function firstLeaf<T>(svc: Services, repo: RepoDef, ask: (leaf: RepoDef) => Promise<T | undefined>, depth = 0): Promise<T | undefined> {
+  if (repo.kind !== 'virtual') return ask(repo);
+  if (depth > MAX_DEPTH) return undefined;
+  for (const name of repo.members ?? []) {
+    const m = await svc.repos.get(name);
+    const hit = m ? await firstLeaf(svc, m, ask, depth + 1) : undefined;
+    if (hit !== undefined) return hit;
+  }
+  return undefined;
 }
 
 /**
