@@ -47,7 +47,7 @@ docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 pids+=($!)
 
 port=$((30000 + RANDOM % 10000))
-ARTIFACTAPI_SERVER_LOG_LEVEL=warn ARTIFACTAPI_SERVER_VERIFY_ON_READ=${VERIFY_ON_READ:-true} node bin/artifactapi serve --host 127.0.0.1 --port "$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
+ARTIFACTAPI_AUTH_ANONYMOUS=admin ARTIFACTAPI_SERVER_LOG_LEVEL=warn ARTIFACTAPI_SERVER_VERIFY_ON_READ=${VERIFY_ON_READ:-true} node bin/artifactapi serve --host 127.0.0.1 --port "$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && curl -sf "http://127.0.0.1:$reg_port/v2/" >/dev/null && break; sleep 0.2; done
 node bin/artifactapi repo add bench --format docker --kind local --url "http://127.0.0.1:$port" >/dev/null

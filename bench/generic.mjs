@@ -97,7 +97,7 @@ async function startArtifactapi(name, env = {}) {
   const dataDir = join(work, `data-${name}`);
   mkdirSync(dataDir, { recursive: true });
   const p = run(process.execPath, [join(ROOT, 'bin/artifactapi'), 'serve', '--workers', '0', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir], {
-    env: { ARTIFACTAPI_CONFIG: join(work, 'none.toml'), ...env },
+    env: { ARTIFACTAPI_CONFIG: join(work, 'none.toml'), ARTIFACTAPI_AUTH_ANONYMOUS: 'admin', ...env },
   });
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(`${url}/health`);

@@ -92,7 +92,7 @@ log(`packument: ${(body.length / 1e6).toFixed(1)} MB, ${VERSIONS} versions`);
 const dataDir = await mkdtemp(join(tmpdir(), 'artifactapi-bench-packument-'));
 const port = await freePort();
 const server = spawn(process.execPath, [join(ROOT, 'bin/artifactapi'), 'serve', '--workers', '0', '--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir], {
-  stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ARTIFACTAPI_SERVER_LOG_LEVEL: 'warn' },
+  stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ARTIFACTAPI_SERVER_LOG_LEVEL: 'warn', ARTIFACTAPI_AUTH_ANONYMOUS: 'admin' },
 });
 const stop = async () => {
   if (server.exitCode === null) {

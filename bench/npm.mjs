@@ -220,7 +220,7 @@ async function main() {
     // artifactapi
     const aport = await freePort();
     const api = start(process.execPath, [join(ROOT, 'bin/artifactapi'), 'serve', '--host', '127.0.0.1', '--port', String(aport), '--data-dir', join(scratch, 'data')], {
-      env: { ...process.env, ARTIFACTAPI_SERVER_LOG_LEVEL: 'warn' },
+      env: { ...process.env, ARTIFACTAPI_SERVER_LOG_LEVEL: 'warn', ARTIFACTAPI_AUTH_ANONYMOUS: 'admin' },
     });
     const aurl = `http://127.0.0.1:${aport}`;
     await waitFor(`${aurl}/health`, api);

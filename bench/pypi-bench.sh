@@ -41,7 +41,7 @@ up_port=$((20000 + RANDOM % 10000))
 pids+=($!)
 
 port=$((30000 + RANDOM % 10000))
-ARTIFACTAPI_SERVER_LOG_LEVEL=warn node bin/artifactapi serve --host 127.0.0.1 --port "$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
+ARTIFACTAPI_AUTH_ANONYMOUS=admin ARTIFACTAPI_SERVER_LOG_LEVEL=warn node bin/artifactapi serve --host 127.0.0.1 --port "$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
 pids+=($!)
 base="http://127.0.0.1:$port"
 for _ in $(seq 50); do curl -sf "$base/health" >/dev/null && break; sleep 0.2; done

@@ -3,6 +3,7 @@ import { AppError } from '../lib/errors.js';
 import { parseDuration } from '../lib/units.js';
 import type { Services } from '../repos/services.js';
 import { guarded } from '../server/api/guard.js';
+import { BASIC_CHALLENGE } from '../server/errors.js';
 import { ANONYMOUS, checkUserName, parseActions, publicToken, publicUser, type Auth } from './auth.js';
 import { randomPassword } from './secrets.js';
 
@@ -48,7 +49,7 @@ export async function identitiesApi(app: FastifyInstance, svc: Services, auth: A
   const who = (req: FastifyRequest) => req.identity ?? ANONYMOUS;
   const needUser = (req: FastifyRequest) => {
     const id = who(req);
-    if (!id.user) throw new AppError('UNAUTHORIZED', 'authentication required', undefined, { 'www-authenticate': 'Basic realm="artifactapi", charset="UTF-8"' });
+    if (!id.user) throw new AppError('UNAUTHORIZED', 'authentication required', undefined, { 'www-authenticate': BASIC_CHALLENGE });
     return id;
   };
 

@@ -1,11 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../lib/errors.js';
 import { collectRequest } from '../lib/streams.js';
-import { dockerErrorBody } from '../formats/docker/errors.js';
-import { imageOf } from '../formats/docker/routes.js';
 import { formatHandler } from '../formats/index.js';
 import type { Services } from '../repos/services.js';
-import { baseUrlOf, dispatchRepoRequest } from '../server/dispatch.js';
+import type { ChallengeDetail } from '../formats/types.js';
+import { challengeOf, dispatchRepoRequest, entryOf } from '../server/dispatch.js';
 import { defaultErrorBody, errorHandler } from '../server/errors.js';
 import type { Operation } from '../server/pipeline.js';
 import type { GrantRec } from '../storage/meta/identities.js';
@@ -22,38 +21,20 @@ declare module 'fastify' {
   }
 }
 
-const REALM = 'artifactapi';
-const isDocker = (url: string | undefined) => /^\/v2(?:[/?]|$)/.test(url ?? '');
-
-/** The 401 challenge of the protocol the request speaks. */
-export function challengeOf(req: FastifyRequest, svc: Services, scope?: string, error?: string): Record<string, string> {
-  if (isDocker(req.raw.url)) {
-    const base = baseUrlOf(req, svc.config.public_url);
-    const parts = [`realm="${base}/v2/token"`, `service="${REALM}"`];
-    if (scope) parts.push(`scope="${scope}"`);
-    if (error) parts.push(`error="${error}"`);
-    return { 'www-authenticate': `Bearer ${parts.join(',')}` };
-  }
-  return { 'www-authenticate': `Basic realm="${REALM}", charset="UTF-8"` };
-}
+/** The 401 challenge header of the protocol the request speaks. */
+const challenge = (req: FastifyRequest, svc: Services, o?: ChallengeDetail) => ({ 'www-authenticate': challengeOf(req, svc, o) });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What the before-hook learnt about a request, for the (synchronous) listing filter. */
 const grantsOf = new WeakMap<Operation, { id: Identity; grants: GrantRec[] }>();
 
-/** Docker's scope string for an operation on `repo`, for the challenge. */
-function dockerScope(op: Operation, repo: RepoDef): string {
-  const image = imageOf(op.subject) ?? repo.name;
-  const actions = op.action === 'read' ? 'pull' : op.action === 'write' ? 'pull,push' : 'delete';
-  return `repository:${image}:${actions}`;
-}
-
 /**
  * Attaches auth to the core: one onRequest hook (who is asking; bad credentials are 401 for every
  * path, so they reveal nothing about which repos exist), the pipeline's before-hook (may this
  * identity do `op.action` on every repo in `op.touches`), the listing filter, and the login
- * endpoints: docker's `/v2/token`, npm's CouchDB login, whoami and logout. Formats know nothing of it.
+ * endpoints of npm's CouchDB login, whoami and logout (docker's `/v2/token` is a docker route that asks
+ * `svc.auth` for the token). Formats know nothing of permissions.
  */
 export async function installAuth(app: FastifyInstance, svc: Services, auth: Auth): Promise<void> {
   app.addHook('onRequest', async (req) => {
@@ -73,7 +54,7 @@ export async function installAuth(app: FastifyInstance, svc: Services, auth: Aut
     }
     await sleep(auth.throttle.failed(addr));
     await answerInRepoShape(req, svc, auth);
-    throw new AppError('UNAUTHORIZED', 'bad credentials', undefined, challengeOf(req, svc, undefined, isDocker(req.raw.url) ? 'invalid_token' : undefined));
+    throw new AppError('UNAUTHORIZED', 'bad credentials', undefined, challenge(req, svc, { error: 'invalid_token' }));
   });
 
   svc.pipeline.before.push(async (op, req) => {
@@ -81,14 +62,14 @@ export async function installAuth(app: FastifyInstance, svc: Services, auth: Aut
     if (id.user) op.identity = { user: id.user, ...(id.tokenId ? { tokenId: id.tokenId } : {}) };
     const grants = await auth.grantsFor(id);
     grantsOf.set(op, { id, grants });
-    // Docker clients learn whether to log in from the `/v2/` ping: unless anonymous may write anyway, a
+    // Where clients learn whether to log in (docker's `/v2/` ping): unless anonymous may write anyway, a
     // caller without credentials gets the challenge there, and anonymous pulls then take the token dance.
-    if (op.format === 'docker' && !op.repo && op.subject === undefined && !id.user && !['write', 'admin'].includes(svc.config.auth.anonymous)) {
-      throw new AppError('UNAUTHORIZED', 'authentication required', undefined, challengeOf(req, svc));
+    if (op.login && !id.user && !['write', 'admin'].includes(svc.config.auth.anonymous)) {
+      throw new AppError('UNAUTHORIZED', 'authentication required', undefined, challenge(req, svc));
     }
     if (op.action === 'admin' && op.touches.length === 0) {
       if (auth.isAdmin(id)) return;
-      if (!id.user) throw new AppError('UNAUTHORIZED', 'authentication required', undefined, challengeOf(req, svc));
+      if (!id.user) throw new AppError('UNAUTHORIZED', 'authentication required', undefined, challenge(req, svc));
       throw new AppError('DENIED', 'this needs an admin');
     }
     for (const [i, t] of op.touches.entries()) {
@@ -98,8 +79,7 @@ export async function installAuth(app: FastifyInstance, svc: Services, auth: Aut
       // Docker: a Bearer token that lacks the scope while its user would have it: ask for a wider token.
       const could = id.docker ? auth.levelWith({ ...id, docker: undefined }, t.repo, grants) : level;
       if (!id.user || (id.docker && could >= LEVEL[t.action])) {
-        throw new AppError('UNAUTHORIZED', 'authentication required', undefined,
-          challengeOf(req, svc, op.format === 'docker' ? dockerScope(op, t.repo) : undefined, id.docker ? 'insufficient_scope' : undefined));
+        throw new AppError('UNAUTHORIZED', 'authentication required', undefined, challenge(req, svc, { touch: t, ...(id.docker ? { error: 'insufficient_scope' } : {}) }));
       }
       throw new AppError('DENIED', `${id.user} may not ${t.action} in ${t.repo.name}`);
     }
@@ -111,25 +91,21 @@ export async function installAuth(app: FastifyInstance, svc: Services, auth: Aut
     return auth.levelWith(known.id, repo, known.grants) >= LEVEL.read;
   });
 
-  await app.register(async (scope) => dockerTokenRoute(scope, svc, auth));
   await app.register(async (scope) => npmLoginRoutes(scope, svc, auth));
 }
 
 /** A repo the caller may not read answers as a missing repo would: same status, code, message and body shape. */
 function hide(req: FastifyRequest, op: Operation, repo: RepoDef): never {
   req.artifact = undefined;
-  if (op.format === 'docker') {
-    const name = op.subject?.split(/[@:]/)[0] ?? repo.name;
-    throw new AppError('NAME_UNKNOWN', `repository name not known to registry: ${name}`);
-  }
-  throw new AppError('REPO_NOT_FOUND', `no repository named "${repo.name}"`);
+  const notFound = formatHandler(op.format)?.notFound;
+  throw notFound ? notFound(op, repo) : new AppError('REPO_NOT_FOUND', `no repository named "${repo.name}"`);
 }
 
 /** A 401 under a public repo speaks its format's error shape (npm's `{"error"}`); elsewhere the default, as for a missing repo. */
 async function answerInRepoShape(req: FastifyRequest, svc: Services, auth: Auth): Promise<void> {
   const path = (req.raw.url ?? '/').split('?')[0];
   const first = path.split('/')[1];
-  if (!first || isDocker(path)) return;
+  if (!first || entryOf(path)) return;
   let name: string;
   try {
     name = decodeURIComponent(first);
@@ -138,29 +114,6 @@ async function answerInRepoShape(req: FastifyRequest, svc: Services, auth: Auth)
   }
   const repo = await svc.repos.get(name).catch(() => null);
   if (repo && auth.anonymousLevel(repo) >= LEVEL.read) req.artifact = { repo: repo.name, format: repo.format };
-}
-
-// ---- docker: GET /v2/token ---------------------------------------------------------------------
-
-async function dockerTokenRoute(app: FastifyInstance, svc: Services, auth: Auth): Promise<void> {
-  app.setErrorHandler(errorHandler(dockerErrorBody));
-  const { resolveName } = await import('../formats/docker/names.js');
-  const resolve = async (name: string) => {
-    try {
-      return (await resolveName(svc, name)).repo;
-    } catch {
-      return null;
-    }
-  };
-  app.get('/v2/token', async (req, reply) => {
-    const q = req.query as Record<string, string | string[] | undefined>;
-    const scopes = ([] as string[]).concat(q.scope ?? []).flatMap((s) => s.split(' ')).filter(Boolean);
-    const id = req.identity ?? ANONYMOUS;
-    if (id.docker) throw new AppError('UNAUTHORIZED', 'a Bearer token cannot buy another; send Basic credentials', undefined, challengeOf(req, svc));
-    const service = typeof q.service === 'string' ? q.service : undefined;
-    reply.header('cache-control', 'no-store');
-    return reply.send(await auth.dockerToken(id, service, scopes, resolve));
-  });
 }
 
 // ---- npm: login (legacy CouchDB user PUT), whoami, logout -----------------------------------------
@@ -207,7 +160,7 @@ async function npmLoginRoutes(app: FastifyInstance, svc: Services, auth: Auth): 
     const id = name === m[1] ? await auth.fromPassword(name, password) : null;
     if (!id) {
       await sleep(auth.throttle.failed(addr));
-      throw new AppError('UNAUTHORIZED', 'bad username or password (users are created by an admin: artifactapi user add)', undefined, challengeOf(req, svc));
+      throw new AppError('UNAUTHORIZED', 'bad username or password (users are created by an admin: artifactapi user add)', undefined, challenge(req, svc));
     }
     const { rec, secret } = await auth.createToken(id.user!, { description: `npm login on ${(req.params as { repo: string }).repo}` });
     return reply.code(201).send({ ok: true, id: `org.couchdb.user:${id.user}`, rev: `1-${rec.id}`, token: secret });
@@ -216,14 +169,14 @@ async function npmLoginRoutes(app: FastifyInstance, svc: Services, auth: Auth): 
   app.get('/:repo/-/whoami', async (req, reply) => {
     if (!(await isAccountRequest(req))) return dispatchRepoRequest(req, reply, svc);
     const id = req.identity ?? ANONYMOUS;
-    if (!id.user) throw new AppError('UNAUTHORIZED', 'not logged in', undefined, challengeOf(req, svc));
+    if (!id.user) throw new AppError('UNAUTHORIZED', 'not logged in', undefined, challenge(req, svc));
     return reply.send({ username: id.user });
   });
 
   app.delete('/:repo/-/user/token/*', async (req, reply) => {
     if (!(await isAccountRequest(req))) return dispatchRepoRequest(req, reply, svc);
     const id = req.identity ?? ANONYMOUS;
-    if (!id.user) throw new AppError('UNAUTHORIZED', 'not logged in', undefined, challengeOf(req, svc));
+    if (!id.user) throw new AppError('UNAUTHORIZED', 'not logged in', undefined, challenge(req, svc));
     const secret = decodeURIComponent((req.params as { '*': string })['*']);
     const t = secret.startsWith(TOKEN_PREFIX) ? await auth.store.tokens.byHash(sha256hex(secret)) : null;
     // Someone else's token (or none): the same answer, so a guesser learns nothing.

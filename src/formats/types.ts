@@ -1,7 +1,13 @@
 import type { FormatName } from '../config/schema.js';
+import type { AppError } from '../lib/errors.js';
 import type { Services } from '../repos/services.js';
 import type { RepoDef } from '../storage/meta/types.js';
-import type { Entry, Operation, Route } from '../server/pipeline.js';
+import type { Action, Entry, Operation, Route } from '../server/pipeline.js';
+
+export interface ChallengeDetail {
+  touch?: { repo: RepoDef; action: Action };
+  error?: string;
+}
 
 /** What a format handler is told about the request it handles under /REPO/. */
 export interface RequestCtx {
@@ -42,8 +48,13 @@ export interface FormatHandler {
   entry?: Entry;
   /** Error body in the protocol's own shape; default `{"error":{"code","message"}}`. */
   errorBody?(code: string, message: string, status: number): unknown;
-  /** The `WWW-Authenticate` value of a 401 (the core adds it); default `Basic realm="artifactapi"`. */
-  challenge?(op: Operation, baseUrl: string): string;
+  /**
+   * The `WWW-Authenticate` value of a 401 (the core adds it); default `Basic realm="artifactapi"`.
+   * `o.touch` is the repo and action that was refused, `o.error` the reason (docker's `invalid_token`).
+   */
+  challenge?(op: Operation, baseUrl: string, o?: ChallengeDetail): string;
+  /** How a repo the caller may not read answers (exactly as a missing one would); default REPO_NOT_FOUND. */
+  notFound?(op: Operation, repo: RepoDef): AppError;
   /**
    * gc: drop the format's own unreferenced rows (untagged manifests...) before blobs are swept.
    * `run` is given the format's repos of the kinds it names.

@@ -1,11 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../lib/errors.js';
 import { FORMAT_HANDLERS, formatHandler } from '../formats/index.js';
-import type { FormatHandler, RequestCtx } from '../formats/types.js';
+import type { ChallengeDetail, FormatHandler, RequestCtx } from '../formats/types.js';
 import { RESERVED_NAMES } from '../repos/registry.js';
 import type { Services } from '../repos/services.js';
 import type { RepoDef } from '../storage/meta/types.js';
-import { defaultErrorBody, type ErrorShape } from './errors.js';
+import { BASIC_CHALLENGE, defaultErrorBody, type ErrorShape } from './errors.js';
 import { actionOfMethod, runEntry, runOperation, type Entry } from './pipeline.js';
 
 declare module 'fastify' {
@@ -27,19 +27,28 @@ export function entryOf(url: string): { format: FormatHandler; entry: Entry } | 
   return ENTRIES.find(({ entry }) => url === entry.prefix || url.startsWith(`${entry.prefix}/`) || url.startsWith(`${entry.prefix}?`));
 }
 
+/** The format a request speaks: the one the dispatcher found, else the entry its URL is under (before dispatch). */
+function formatOf(req: FastifyRequest): FormatHandler | undefined {
+  if (req.artifact?.format) return formatHandler(req.artifact.format);
+  return entryOf((req.raw.url ?? '/').split('?')[0])?.format;
+}
+
+/** The `WWW-Authenticate` value of a 401 in the protocol the request speaks; default Basic. */
+export function challengeOf(req: FastifyRequest, svc: Services, o?: ChallengeDetail): string {
+  const format = formatOf(req);
+  if (!format?.challenge) return BASIC_CHALLENGE;
+  const op = req.operation ?? { format: format.name, action: actionOfMethod(req.method), touches: [] };
+  return format.challenge(op, baseUrlOf(req, svc.config.public_url), o);
+}
+
 /**
  * The error shape of a request: its format's body and challenge (the format is known once the
  * dispatcher found the repo or the entry), else the default. Set once, on the root scope.
  */
 export function errorShapes(svc: Services): (req: FastifyRequest) => ErrorShape {
   return (req) => {
-    const format = req.artifact?.format ? formatHandler(req.artifact.format) : undefined;
-    return {
-      body: format?.errorBody?.bind(format) ?? defaultErrorBody,
-      challenge: format?.challenge && ((r) => format.challenge!(
-        r.operation ?? { format: format.name, action: actionOfMethod(r.method), touches: [] }, baseUrlOf(r, svc.config.public_url),
-      )),
-    };
+    const format = formatOf(req);
+    return { body: format?.errorBody?.bind(format) ?? defaultErrorBody, challenge: (r) => challengeOf(r, svc) };
   };
 }
 

@@ -17,7 +17,7 @@ export function codeOf(err: unknown): string {
 }
 
 /** The default 401 challenge (npm, pypi, generic, the management API). */
-export const BASIC_CHALLENGE = 'Basic realm="artifactapi"';
+export const BASIC_CHALLENGE = 'Basic realm="artifactapi", charset="UTF-8"';
 
 /** How a protocol answers errors: its body shape and the `WWW-Authenticate` value of a 401. */
 export interface ErrorShape {

@@ -24,21 +24,27 @@ export interface Operation {
   subject?: string;
   /** Set by an identity hook (auth); undefined = anonymous. */
   identity?: { user: string; tokenId?: string };
+  /** The route is where clients learn whether to log in (Route.login). */
+  login?: boolean;
 }
 
-/** One matched request, handed to a route's handler. */
-export interface Call {
+/** One matched request of a repo-less route (docker's `/v2/` base, `_catalog`, `/v2/token`). */
+export interface RepolessCall {
   req: FastifyRequest;
   reply: FastifyReply;
   svc: Services;
-  /** The request's repo and base URL. A repo-less route (`repo: false`) must not read `ctx.repo`. */
-  ctx: RequestCtx;
   /** The path the route matched: decoded by the format (`decodePath`, default safeRepoPath), or raw for `raw` routes. */
   path: string;
   /** The route pattern's capture groups (undefined ones as ''). */
   params: string[];
   query: URLSearchParams;
   op: Operation;
+}
+
+/** One matched request, handed to a route's handler, with the repo it names. */
+export interface Call extends RepolessCall {
+  /** The request's repo and base URL. */
+  ctx: RequestCtx;
 }
 
 export type Method = 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
@@ -48,20 +54,26 @@ export type Method = 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
  * format entry's prefix). `GET` also answers `HEAD`. A path that some route matches under other
  * methods only is 405; a path no route matches is 404.
  */
-export interface Route {
+interface RouteShape<C> {
   method: Method | Method[];
   path: RegExp;
   /** Match against the still percent-encoded path (formats whose names carry `%2f`). */
   raw?: boolean;
-  /** The route names no repo (docker's `/v2/` base, `_catalog`): the Operation has no repo, `ctx.repo` is unset. */
-  repo?: false;
-  action: Action | ((c: Call) => Action);
+  action: Action | ((c: C) => Action);
   /** Other repos the request touches (a cross-repo mount reads its source): added to `op.touches`. */
-  touches?(c: Call): Promise<{ repo: RepoDef; action: Action }[]>;
+  touches?(c: C): Promise<{ repo: RepoDef; action: Action }[]>;
   /** What the audit trail names; default the matched path. */
-  subject?(c: Call): string | undefined;
-  handle(c: Call): Promise<unknown>;
+  subject?(c: C): string | undefined;
+  /**
+   * Clients learn here whether to log in (docker's `/v2/` ping): an identity hook may challenge a
+   * caller without credentials although the route itself needs no permission.
+   */
+  login?: true;
+  handle(c: C): Promise<unknown>;
 }
+
+/** A route naming a repo (the URL's, or the one its entry locates), or a repo-less one (`repo: false`: the Operation has none). */
+export type Route = (RouteShape<Call> & { repo?: true }) | (RouteShape<RepolessCall> & { repo: false });
 
 /** A format's entry outside `/REPO/`, in its own URL layout (docker's `/v2/`): the same dispatcher serves it. */
 export interface Entry {
@@ -71,7 +83,7 @@ export interface Entry {
   /** Headers on every answer under the prefix, errors included (docker's API version). */
   headers?: Record<string, string>;
   /** The repo a matched route names in this layout (docker: first name segment, docker.default_repo). */
-  locate(c: Call): Promise<RepoDef>;
+  locate(c: RepolessCall): Promise<RepoDef>;
 }
 
 /** Core hooks around every operation: identity and permission before, audit after. */
@@ -128,8 +140,6 @@ export function matchRoute(format: FormatHandler, routes: Route[], method: strin
   throw new AppError('NOT_FOUND', `${rest || '/'} is not part of a ${format.name} repository`);
 }
 
-const NO_REPO = Object.freeze({}) as RequestCtx;
-
 /** `/REPO/…`: the repo is known from the URL; finds the route and runs it through the hooks. */
 export function runOperation(format: FormatHandler, req: FastifyRequest, reply: FastifyReply, svc: Services, ctx: RequestCtx): Promise<unknown> {
   return dispatch(format, format.routes, req, reply, svc, ctx.rest, async () => ctx);
@@ -143,21 +153,22 @@ export function runEntry(
 }
 
 async function dispatch(
-  format: FormatHandler, routes: Route[], req: FastifyRequest, reply: FastifyReply, svc: Services, rest: string, locate: (c: Call) => Promise<RequestCtx>,
+  format: FormatHandler, routes: Route[], req: FastifyRequest, reply: FastifyReply, svc: Services, rest: string, locate: (c: RepolessCall) => Promise<RequestCtx>,
 ): Promise<unknown> {
   const { route, path, params } = matchRoute(format, routes, req.method, rest);
-  const op: Operation = { format: format.name, action: actionOfMethod(req.method), touches: [] };
-  const call: Call = {
-    req, reply, svc, ctx: NO_REPO, path, params, op,
-    query: new URLSearchParams((req.raw.url ?? '').split('?')[1] ?? ''),
-  };
-  if (route.repo !== false) {
-    call.ctx = await locate(call);
-    op.repo = call.ctx.repo;
-    req.artifact = { repo: op.repo.name, format: format.name };
-  }
+  const op: Operation = { format: format.name, action: actionOfMethod(req.method), touches: [], ...(route.login ? { login: true } : {}) };
+  const call: RepolessCall = { req, reply, svc, path, params, op, query: new URLSearchParams((req.raw.url ?? '').split('?')[1] ?? '') };
+  if (route.repo === false) return runRoute(route, call);
+  const ctx = await locate(call);
+  op.repo = ctx.repo;
+  req.artifact = { repo: op.repo.name, format: format.name };
+  return runRoute(route, { ...call, ctx });
+}
+
+async function runRoute<C extends RepolessCall>(route: RouteShape<C>, call: C): Promise<unknown> {
+  const { op } = call;
   op.action = typeof route.action === 'function' ? route.action(call) : route.action;
-  op.subject = route.subject ? route.subject(call) : path || undefined;
+  op.subject = route.subject ? route.subject(call) : call.path || undefined;
   op.touches = [...(op.repo ? [{ repo: op.repo, action: op.action }] : []), ...(route.touches ? await route.touches(call) : [])];
   return runWithHooks(op, call, route.handle);
 }
@@ -166,7 +177,7 @@ async function dispatch(
  * The hook sequence, for routes the dispatcher matched and for core routes (management API):
  * before-hooks (throw to refuse), the handler, then after-hooks with the outcome.
  */
-export async function runWithHooks<C extends { req: FastifyRequest; reply: FastifyReply; svc: Services }>(
+export async function runWithHooks<C extends Pick<RepolessCall, 'req' | 'reply' | 'svc'>>(
   op: Operation, call: C, handle: (c: C) => Promise<unknown>,
 ): Promise<unknown> {
   const { req, svc } = call;

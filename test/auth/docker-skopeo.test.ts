@@ -49,7 +49,11 @@ describe.skipIf(!which('skopeo'))('docker with auth on (skopeo, the Bearer token
     const l = new Layout(join(tmp, 'img2'));
     await l.write({ v1: await l.image({ layers: 1, layerSize: 10_000 }) });
     await skopeo('copy', ...TLS, ...creds('pusher', 'pusher-pass-1'), `oci:${l.dir}:v1`, `docker://${srv.host}/dpriv/secret:v1`);
-    expect(await fails(skopeo('inspect', '--tls-verify=false', '--raw', `docker://${srv.host}/dpriv/secret:v1`))).toMatch(/unauthorized|denied|not found|401|403|404/i);
+    // Exactly what a repo that does not exist answers (distribution's NAME_UNKNOWN body).
+    const hidden = await fails(skopeo('inspect', '--tls-verify=false', '--raw', `docker://${srv.host}/dpriv/secret:v1`));
+    const missing = await fails(skopeo('inspect', '--tls-verify=false', '--raw', `docker://${srv.host}/dnothere/secret:v1`));
+    expect(hidden).toContain('name unknown: repository name not known to registry: dpriv/secret"');
+    expect(missing).toContain('name unknown: repository name not known to registry: dnothere/secret"');
     const raw = await skopeo('inspect', '--tls-verify=false', '--creds=puller:puller-pass-1', '--raw', `docker://${srv.host}/dpriv/secret:v1`);
     expect(JSON.parse(raw)).toHaveProperty('layers');
     expect(await fails(skopeo('copy', ...TLS, ...creds('puller', 'puller-pass-1'), `oci:${l.dir}:v1`, `docker://${srv.host}/dpriv/secret:v2`)))

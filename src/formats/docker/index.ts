@@ -2,7 +2,7 @@ import { AppError } from '../../lib/errors.js';
 import type { FormatHandler } from '../types.js';
 import { dockerErrorBody } from './errors.js';
 import { dockerGc } from './gc.js';
-import { decodeV2Path, dockerChallenge, dockerEntry } from './routes.js';
+import { decodeV2Path, dockerChallenge, dockerEntry, dockerNotFound } from './routes.js';
 
 /** Docker / OCI distribution: everything lives under /v2/ (routes.ts); /REPO/ itself serves nothing. */
 export const docker: FormatHandler = {
@@ -19,5 +19,6 @@ export const docker: FormatHandler = {
   decodePath: decodeV2Path,
   errorBody: dockerErrorBody,
   challenge: dockerChallenge,
+  notFound: dockerNotFound,
   gc: dockerGc,
 };

@@ -1,8 +1,10 @@
+import { ANONYMOUS } from '../../auth/auth.js';
 import { isDigest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import { writeTarget } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
-import { visibleRepos, type Call, type Entry, type Operation, type Route } from '../../server/pipeline.js';
+import { visibleRepos, type Action, type Call, type Entry, type Operation, type Route } from '../../server/pipeline.js';
+import type { ChallengeDetail } from '../types.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { deleteBlob, getBlob } from './blobs.js';
 import { catalog, listTags, referrers } from './listings.js';
@@ -32,9 +34,10 @@ const NAME = '(.+)';
 /** distribution's endpoints under /v2/, matched against the percent-decoded path (uploads before blobs). */
 const routes: Route[] = [
   {
-    method: 'GET', path: /^$/, repo: false, action: 'read',
+    method: 'GET', path: /^$/, repo: false, action: 'read', login: true,
     handle: async ({ req, reply }) => reply.header('content-type', 'application/json').send(req.method === 'HEAD' ? undefined : {}),
   },
+  { method: 'GET', path: /^token$/, repo: false, action: 'read', handle: issueToken },
   {
     method: 'GET', path: /^_catalog$/, repo: false, action: 'read',
     handle: async (c) => catalog(c.req, c.reply, c.svc, await visibleRepos(c.svc, c.op)),
@@ -109,6 +112,19 @@ export const dockerEntry: Entry = {
   locate: async (c) => (await resolveName(c.svc, c.params[0], c.query.get('ns') ?? undefined)).repo,
 };
 
+/**
+ * GET /v2/token: the token endpoint the challenge's realm names. The identity came with Basic
+ * credentials (or none: anonymous); `svc.auth` grants each requested scope only what it may do.
+ */
+async function issueToken({ req, reply, svc, query }: Call): Promise<unknown> {
+  const id = req.identity ?? ANONYMOUS;
+  if (id.docker) throw new AppError('UNAUTHORIZED', 'a Bearer token cannot buy another; send Basic credentials');
+  const scopes = query.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+  const repoOf = (name: string) => resolveName(svc, name).then((t) => t.repo, () => null);
+  reply.header('cache-control', 'no-store');
+  return reply.send(await svc.auth.dockerToken(id, query.get('service') ?? undefined, scopes, repoOf));
+}
+
 /** The whole path after /v2/ percent-decoded (names never carry an encoded `/`); malformed is NAME_INVALID. */
 export function decodeV2Path(rest: string): string {
   try {
@@ -118,20 +134,29 @@ export function decodeV2Path(rest: string): string {
   }
 }
 
-/**
- * The token challenge distribution clients expect: `scope` names the image as the client wrote it
- * (the subject is the path after /v2/), `pull` for reads and `pull,push` for anything else.
- */
 /** The image name an Operation's subject (the path after /v2/) names, if any. */
 export function imageOf(subject: string | undefined): string | undefined {
   return /^(.+?)\/(?:manifests|blobs|tags|referrers)(?:\/|$)/.exec(subject ?? '')?.[1];
 }
 
-export function dockerChallenge(op: Operation, baseUrl: string): string {
-  const host = new URL(baseUrl).host;
-  let scope = '';
-  const name = imageOf(op.subject);
-  if (name) scope = `,scope="repository:${name}:${op.action === 'read' ? 'pull' : 'pull,push'}"`;
-  else if (op.subject === '_catalog') scope = ',scope="registry:catalog:*"';
-  return `Bearer realm="${baseUrl}/v2/token",service="${host}"${scope}`;
+const SCOPE_ACTIONS: Record<Action, string> = { read: 'pull', write: 'pull,push', delete: 'delete', admin: '*' };
+
+/**
+ * The token challenge distribution clients expect: `scope` names the image as the client wrote it
+ * (the subject is the path after /v2/) with the refused action (`pull` for reads, `pull,push` for
+ * pushes), or the catalog; the realm is our own `/v2/token`.
+ */
+export function dockerChallenge(op: Operation, baseUrl: string, o: ChallengeDetail = {}): string {
+  const parts = [`realm="${baseUrl}/v2/token"`, 'service="artifactapi"'];
+  const repo = o.touch?.repo;
+  const image = repo && repo !== op.repo ? repo.name : imageOf(op.subject) ?? repo?.name;
+  if (image) parts.push(`scope="repository:${image}:${SCOPE_ACTIONS[o.touch?.action ?? op.action]}"`);
+  else if (op.subject === '_catalog') parts.push('scope="registry:catalog:*"');
+  if (o.error) parts.push(`error="${o.error}"`);
+  return `Bearer ${parts.join(',')}`;
+}
+
+/** A repo the caller may not read answers as distribution answers an unknown name. */
+export function dockerNotFound(op: Operation, repo: RepoDef): AppError {
+  return new AppError('NAME_UNKNOWN', `repository name not known to registry: ${imageOf(op.subject) ?? repo.name}`);
 }

@@ -4,7 +4,7 @@ import { AppError } from '../../lib/errors.js';
 import type { Services } from '../../repos/services.js';
 import type { AuditEntry, AuditQuery } from '../../storage/meta/audit.js';
 import type { MetaStore } from '../../storage/meta/types.js';
-import { runWithHooks, type Call, type Operation } from '../pipeline.js';
+import { runWithHooks, type Operation } from '../pipeline.js';
 
 const MAX_PAGE = 1000;
 
@@ -38,7 +38,7 @@ export async function auditPage(meta: MetaStore, q: AuditQuery): Promise<{ entri
 export async function auditApi(app: FastifyInstance, svc: Services): Promise<void> {
   app.get('/api/v1/audit', async (req, reply) => {
     const op: Operation = { format: 'api', action: 'admin', touches: [], subject: 'audit' };
-    const call = { req, reply, svc, path: '', params: [], query: new URLSearchParams(), op } as unknown as Call;
+    const call = { req, reply, svc };
     return runWithHooks(op, call, async () => {
       await svc.audit.flush();
       return auditPage(svc.meta, auditQuery(req.query as Record<string, string | undefined>));

@@ -1,8 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Services } from '../../repos/services.js';
 import type { RepoDef } from '../../storage/meta/types.js';
-import type { RequestCtx } from '../../formats/types.js';
-import { runWithHooks, type Action, type Call, type Operation } from '../pipeline.js';
+import { runWithHooks, type Action, type Operation } from '../pipeline.js';
 
 /**
  * A management route through the same hooks as every repo request: `admin` with no repo (auth
@@ -17,10 +16,6 @@ export function guarded<R>(
   return async (req: FastifyRequest, reply: FastifyReply): Promise<R> => {
     const repo = o.repo ? await o.repo(req) : undefined;
     const op: Operation = { format: 'api', action: o.action, repo, touches: repo ? [{ repo, action: o.action }] : [], subject: o.subject?.(req) };
-    const call: Call = {
-      req, reply, svc, ctx: undefined as unknown as RequestCtx, path: req.url.split('?')[0], params: [],
-      query: new URLSearchParams(req.url.split('?')[1] ?? ''), op,
-    };
-    return runWithHooks(op, call, () => handle(req, reply, op)) as Promise<R>;
+    return runWithHooks(op, { req, reply, svc }, () => handle(req, reply, op)) as Promise<R>;
   };
 }
