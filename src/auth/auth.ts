@@ -64,6 +64,19 @@ class PasswordCache {
 }
 
 /**
+ * The docker token signing key: `auth.token_key` (or `_env`) as text, else the bytes of
+ * `auth.token_key_file`, else data_dir/token.key, made on first start (load.ts leaves
+ * token_key_file a path: it is the one secret read as bytes).
+ */
+async function tokenKey(config: Config): Promise<Buffer> {
+  const a = config.auth as typeof config.auth & { token_key_file?: string };
+  if (!a.token_key) return loadSigningKey(a.token_key_file || join(config.data_dir, 'token.key'));
+  const key = Buffer.from(a.token_key);
+  if (key.length < 32) throw new Error('auth.token_key: a token signing key needs at least 32 bytes');
+  return key;
+}
+
+/**
  * Identities and permissions: who a request is (password, API token or docker Bearer token) and
  * what it may do on a repo. The store is the truth, read on every request, so revocation is
  * immediate on every instance.
@@ -77,7 +90,7 @@ export class Auth {
   }
 
   static async open(store: IdentityStore, config: Config, log: FastifyBaseLogger, o: { bootstrap?: boolean } = {}): Promise<Auth> {
-    const key = await loadSigningKey(config.auth.token_key_file || join(config.data_dir, 'token.key'));
+    const key = await tokenKey(config);
     const auth = new Auth(store, config, key, log);
     if (o.bootstrap !== false) await auth.bootstrap();
     return auth;

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { decodePath, parseJson, tryDecode } from '../lib/decode.js';
 import { AppError } from '../lib/errors.js';
 import { collectRequest } from '../lib/streams.js';
 import { formatHandler } from '../formats/index.js';
@@ -106,12 +107,8 @@ async function answerInRepoShape(req: FastifyRequest, svc: Services, auth: Auth)
   const path = (req.raw.url ?? '/').split('?')[0];
   const first = path.split('/')[1];
   if (!first || entryOf(path)) return;
-  let name: string;
-  try {
-    name = decodeURIComponent(first);
-  } catch {
-    return;
-  }
+  const name = tryDecode(first);
+  if (name === undefined) return;
   const repo = await svc.repos.get(name).catch(() => null);
   if (repo && auth.anonymousLevel(repo) >= LEVEL.read) req.artifact = { repo: repo.name, format: repo.format };
 }
@@ -143,15 +140,9 @@ async function npmLoginRoutes(app: FastifyInstance, svc: Services, auth: Auth): 
 
   app.put('/:repo/-/user/*', async (req, reply) => {
     if (!(await isAccountRequest(req))) return dispatchRepoRequest(req, reply, svc);
-    const m = /^org\.couchdb\.user:(.+)$/.exec(decodeURIComponent((req.params as { '*': string })['*']));
+    const m = /^org\.couchdb\.user:(.+)$/.exec(decodePath((req.params as { '*': string })['*']));
     if (!m) throw new AppError('NOT_FOUND', 'not found');
-    let body: { name?: unknown; password?: unknown };
-    try {
-      body = JSON.parse((await collectRequest(req.raw, 64 * 1024, 'login body')).toString('utf8')) as typeof body;
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-      throw new AppError('BAD_REQUEST', 'expected a JSON user document');
-    }
+    const body = (parseJson(await collectRequest(req.raw, 64 * 1024, 'login body'), 'BAD_REQUEST', 'expected a JSON user document') ?? {}) as { name?: unknown; password?: unknown };
     const name = typeof body.name === 'string' ? body.name : m[1];
     const password = typeof body.password === 'string' ? body.password : '';
     const addr = req.socket.remoteAddress ?? '';
@@ -177,7 +168,7 @@ async function npmLoginRoutes(app: FastifyInstance, svc: Services, auth: Auth): 
     if (!(await isAccountRequest(req))) return dispatchRepoRequest(req, reply, svc);
     const id = req.identity ?? ANONYMOUS;
     if (!id.user) throw new AppError('UNAUTHORIZED', 'not logged in', undefined, challenge(req, svc));
-    const secret = decodeURIComponent((req.params as { '*': string })['*']);
+    const secret = decodePath((req.params as { '*': string })['*']);
     const t = secret.startsWith(TOKEN_PREFIX) ? await auth.store.tokens.byHash(sha256hex(secret)) : null;
     // Someone else's token (or none): the same answer, so a guesser learns nothing.
     if (!t || (t.user !== id.user && !auth.isAdmin(id))) throw new AppError('NOT_FOUND', 'no such token');

@@ -1,3 +1,4 @@
+import { composeSchema } from '../config/schema.js';
 import type { FormatHandler } from './types.js';
 import { alpine } from './alpine/index.js';
 import { docker } from './docker/index.js';
@@ -23,6 +24,9 @@ export const FORMAT_HANDLERS: Record<string, FormatHandler> = {
   terraform,
   goproxy,
 };
+
+/** Every format's options and config section joined with the core keys: what load.ts and the API validate with. */
+export const SCHEMA = composeSchema(Object.values(FORMAT_HANDLERS));
 
 export function formatHandler(name: string): FormatHandler | undefined {
   return FORMAT_HANDLERS[name];

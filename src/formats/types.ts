@@ -1,4 +1,4 @@
-import type { FormatName } from '../config/schema.js';
+import type { FormatName, FormatSpec, KeySpecs } from '../config/schema.js';
 import type { AppError } from '../lib/errors.js';
 import type { Services } from '../repos/services.js';
 import type { RepoDef } from '../storage/meta/types.js';
@@ -32,8 +32,12 @@ export interface GcContext {
  * here: handlers call repos/resolve.ts and repos/local.ts, which implement
  * each kind once for every format.
  */
-export interface FormatHandler {
+export interface FormatHandler extends FormatSpec {
   readonly name: FormatName;
+  /** Repo options only this format's repos take (validated by the core with the rest: TOML, API, `--set`). */
+  readonly options?: KeySpecs;
+  /** The format's `[<name>]` config section; read it with formatConfig(svc.config, name, spec). */
+  readonly config?: KeySpecs;
   /**
    * The format's routes under /REPO/, as data (server/pipeline.ts): the core matches them, knows
    * (repos, action, format) and runs the auth/audit hooks before and after the handler.

@@ -1,3 +1,4 @@
+import { tryDecode } from './decode.js';
 import { AppError } from './errors.js';
 
 /**
@@ -166,11 +167,7 @@ export function parseDisposition(v: string): { name?: string; filename?: string 
   if (ext) {
     const e = /^utf-8''(.*)$/i.exec(ext);
     if (e) {
-      try {
-        filename = decodeURIComponent(e[1]);
-      } catch {
-        /* keep the plain filename */
-      }
+      filename = tryDecode(e[1]) ?? filename; // malformed: keep the plain filename
     }
   }
   return { name: out.name, filename };

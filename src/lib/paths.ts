@@ -1,3 +1,4 @@
+import { decodePath } from './decode.js';
 import { AppError } from './errors.js';
 
 /**
@@ -9,12 +10,7 @@ export function safeRepoPath(raw: string): string {
   let decoded = raw;
   // Decode repeatedly so %252e%252e cannot sneak a `..` past one decode.
   for (let i = 0; i < 3; i++) {
-    let next: string;
-    try {
-      next = decodeURIComponent(decoded);
-    } catch {
-      throw new AppError('INVALID_PATH', 'malformed percent-encoding in path');
-    }
+    const next = decodePath(decoded);
     if (next === decoded) break;
     decoded = next;
   }

@@ -1,10 +1,19 @@
-import { readFile } from 'node:fs/promises';
 import * as openpgp from 'openpgp';
+import type { KeySpecs } from '../config/schema.js';
 import { sha256 } from './digest.js';
 import { AppError } from './errors.js';
+import { repoSecret } from './secrets.js';
 
 export const PGP_TYPE = 'application/pgp-signature';
 export const PGP_KEY_TYPE = 'application/pgp-keys';
+
+/** The repo options of a format that signs with OpenPGP (rpm, terraform); `signs` says what for the docs. */
+export function pgpOptions(signs: string) {
+  return {
+    gpg_key: { type: 'string', default: undefined, secret: true, doc: `armored OpenPGP private key that signs ${signs}` },
+    gpg_passphrase: { type: 'string', default: undefined, secret: true, doc: 'the passphrase of a protected gpg_key' },
+  } satisfies KeySpecs;
+}
 
 /** A repo's decrypted OpenPGP signing key. */
 export interface RepoKey {
@@ -25,30 +34,13 @@ export interface KeyOwner {
 const parsed = new Map<string, RepoKey>();
 
 /**
- * The armored secret key named by the repo's options (`gpg_key_env` wins over `gpg_key_file`).
- * The one place that knows where the secret comes from.
+ * The repo's OpenPGP signing key (`gpg_key`, or `gpg_key_file` / `gpg_key_env`, lib/secrets.ts),
+ * or null when it has none; a protected key needs `gpg_passphrase` (or its `_file` / `_env`).
  */
-async function armoredKey(repo: KeyOwner): Promise<string | null> {
-  const o = repo.options;
-  if (typeof o.gpg_key_env === 'string' && o.gpg_key_env) {
-    const text = process.env[o.gpg_key_env];
-    if (!text) throw new AppError('INTERNAL', `${repo.name}: environment variable ${o.gpg_key_env} (gpg_key_env) is not set`);
-    return text;
-  }
-  if (typeof o.gpg_key_file === 'string' && o.gpg_key_file) {
-    return readFile(o.gpg_key_file, 'utf8').catch(() => {
-      throw new AppError('INTERNAL', `${repo.name}: cannot read gpg_key_file ${o.gpg_key_file}`);
-    });
-  }
-  return null;
-}
-
-/** The repo's OpenPGP signing key (`gpg_key_env` wins over `gpg_key_file`), or null when it has none. */
 export async function repoKey(repo: KeyOwner): Promise<RepoKey | null> {
-  const armored = await armoredKey(repo);
-  if (armored === null) return null;
-  const env = repo.options.gpg_passphrase_env;
-  const passphrase = typeof env === 'string' && env ? process.env[env] : undefined;
+  const armored = repoSecret(repo, 'gpg_key');
+  if (!armored) return null;
+  const passphrase = repoSecret(repo, 'gpg_passphrase');
   const id = sha256(Buffer.from(`${armored}\0${passphrase ?? ''}`));
   const hit = parsed.get(id);
   if (hit) return hit;
@@ -60,11 +52,11 @@ export async function repoKey(repo: KeyOwner): Promise<RepoKey | null> {
     throw new AppError('INTERNAL', `${repo.name}: the gpg key is not an armored OpenPGP private key`);
   }
   if (!privateKey.isDecrypted()) {
-    if (passphrase === undefined) throw new AppError('INTERNAL', `${repo.name}: the gpg key is protected; set gpg_passphrase_env`);
+    if (passphrase === undefined) throw new AppError('INTERNAL', `${repo.name}: the gpg key is protected; set gpg_passphrase (or gpg_passphrase_file / gpg_passphrase_env)`);
     try {
       privateKey = await openpgp.decryptKey({ privateKey, passphrase });
     } catch {
-      throw new AppError('INTERNAL', `${repo.name}: the gpg key does not decrypt with the passphrase from ${env}`);
+      throw new AppError('INTERNAL', `${repo.name}: the gpg key does not decrypt with the given gpg_passphrase`);
     }
   }
   const signing = await privateKey.getSigningKey();

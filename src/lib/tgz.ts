@@ -1,4 +1,4 @@
-import { pipeline, type Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { AppError } from './errors.js';
@@ -8,7 +8,7 @@ export interface TgzLimits {
   maxEntries: number;
   /** Bytes of one selected entry held in memory. */
   maxEntryBytes: number;
-  /** Decompressed bytes of the whole archive (skipped entries count too): a gzip bomb stops here. */
+  /** Decompressed bytes of the whole archive (headers, skipped entries and padding count too): a gzip bomb stops here. */
   maxTotalBytes: number;
 }
 
@@ -26,7 +26,16 @@ export async function readTgzEntries(src: Readable, want: (name: string) => bool
   const extract = tar.extract();
   const found = new Map<string, Buffer>();
   let failure: Error | undefined;
-  pipeline(src, createGunzip(), extract, (err) => { if (err) failure = err; });
+  // Counted as it leaves gunzip, so zeros after the last entry (which no header declares) are bounded too.
+  let unpacked = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      unpacked += chunk.length;
+      if (unpacked > limits.maxTotalBytes) done(new AppError('TOO_LARGE', `${o.what} unpacks to more than ${limits.maxTotalBytes} bytes`));
+      else done(null, chunk);
+    },
+  });
+  pipeline(src, createGunzip(), counter, extract, (err) => { if (err) failure = err; });
   let entries = 0;
   let total = 0;
   try {
@@ -47,11 +56,13 @@ export async function readTgzEntries(src: Readable, want: (name: string) => bool
     }
   } catch (err) {
     if (err instanceof AppError) throw err;
+    if (failure instanceof AppError) throw failure;
     throw new AppError('BAD_REQUEST', `${o.what} is not a valid .tar.gz: ${(failure ?? (err as Error)).message}`);
   } finally {
     extract.destroy();
     src.destroy();
   }
+  if (failure instanceof AppError) throw failure;
   if (failure && !o.stopWhen?.(found)) throw new AppError('BAD_REQUEST', `${o.what} is not a valid .tar.gz: ${failure.message}`);
   return found;
 }

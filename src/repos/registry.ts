@@ -1,6 +1,8 @@
-import type { Config, RepoConfig } from '../config/schema.js';
-import { FORMATS, REPO_KEYS } from '../config/schema.js';
+import type { Config, RepoConfig, Schema } from '../config/schema.js';
+import { FORMATS } from '../config/schema.js';
+import { decodePath, tryDecode } from '../lib/decode.js';
 import { AppError } from '../lib/errors.js';
+import { redact, repoSecret } from '../lib/secrets.js';
 import type { MetaStore, RepoDef } from '../storage/meta/types.js';
 import type { UpstreamSettings } from '../upstream/client.js';
 
@@ -21,7 +23,8 @@ export function validateRepoName(name: string): void {
 export class RepoRegistry {
   private cache = new Map<string, { def: RepoDef | null; at: number }>();
 
-  constructor(private readonly meta: MetaStore, private readonly config: Config, private readonly supported: readonly string[]) {}
+  /** `supported`: the formats this build serves; `schema`: the options each format takes. */
+  constructor(private readonly meta: MetaStore, private readonly config: Config, private readonly supported: readonly string[], readonly schema: Schema) {}
 
   async get(name: string): Promise<RepoDef | null> {
     const hit = this.cache.get(name);
@@ -49,7 +52,8 @@ export class RepoRegistry {
     }
     if (!this.supported.includes(input.format)) throw new AppError('BAD_REQUEST', `format "${input.format}" is not supported by this build yet`);
     if (!['local', 'remote', 'virtual'].includes(input.kind)) throw new AppError('BAD_REQUEST', `kind must be local, remote or virtual`);
-    for (const k of Object.keys(input.options)) if (!(k in REPO_KEYS)) throw new AppError('BAD_REQUEST', `unknown repo option "${k}"`);
+    const keys = this.schema.repoKeys(input.format);
+    for (const k of Object.keys(input.options)) if (!(k in keys)) throw new AppError('BAD_REQUEST', `unknown repo option "${k}" for a ${input.format} repo`);
     const existing = await this.meta.repos.get(input.name);
     if (o.create && existing) throw new AppError('REPO_EXISTS', `repository "${input.name}" already exists`);
     if (existing && existing.format !== input.format) throw new AppError('CONFLICT', `repository "${input.name}" is ${existing.format}; its format cannot change`);
@@ -111,10 +115,10 @@ export class RepoRegistry {
     const o = def.options as Record<string, any>;
     const u = new URL(def.upstream!);
     let username = o.username as string | undefined;
-    let password = (o.password_env ? process.env[o.password_env] : o.password) as string | undefined;
+    let password = repoSecret(def, 'password');
     if (u.username && !username) {
-      username = decodeURIComponent(u.username);
-      password = decodeURIComponent(u.password);
+      username = tryDecode(u.username) ?? u.username;
+      password = tryDecode(u.password) ?? u.password;
     }
     u.username = '';
     u.password = '';
@@ -137,6 +141,25 @@ export class RepoRegistry {
   negativeTtl(def: RepoDef): number {
     return (def.options.negative_ttl as number | undefined) ?? this.config.remote.negative_ttl;
   }
+
+  /** A repo as shown to users (API, `repo show`): every secret of its format masked. */
+  publicRepo(def: RepoDef): Record<string, unknown> {
+    return publicRepo(def, this.schema.secretKeys(def.format));
+  }
+}
+
+/** A repo as shown to users: the given secret options masked (`_file` / `_env` names stay). */
+export function publicRepo(def: RepoDef, secrets: readonly string[]): Record<string, unknown> {
+  const options = redact(def.options, secrets);
+  return {
+    name: def.name,
+    format: def.format,
+    kind: def.kind,
+    ...(def.upstream ? { upstream: def.upstream } : {}),
+    ...(def.members ? { members: def.members } : {}),
+    options,
+    createdAt: new Date(def.createdAt).toISOString(),
+  };
 }
 
 function normaliseUpstream(raw: string, def: RepoDef): string {
@@ -149,27 +172,13 @@ function normaliseUpstream(raw: string, def: RepoDef): string {
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new AppError('BAD_REQUEST', 'upstream must be http or https');
   // Userinfo becomes stored credentials; the URL itself is kept without it.
   if (u.username) {
-    def.options = { ...def.options, username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
+    const bad = 'upstream credentials: malformed percent-encoding';
+    def.options = { ...def.options, username: decodePath(u.username, 'BAD_REQUEST', bad), password: decodePath(u.password, 'BAD_REQUEST', bad) };
     u.username = '';
     u.password = '';
   }
   if (!u.pathname.endsWith('/')) u.pathname += '/';
   return u.toString();
-}
-
-/** A repo as shown to users: credentials masked. */
-export function publicRepo(def: RepoDef): Record<string, unknown> {
-  const options = { ...def.options };
-  if (options.password) options.password = '********';
-  return {
-    name: def.name,
-    format: def.format,
-    kind: def.kind,
-    ...(def.upstream ? { upstream: def.upstream } : {}),
-    ...(def.members ? { members: def.members } : {}),
-    options,
-    createdAt: new Date(def.createdAt).toISOString(),
-  };
 }
 
 /** The upstream a repo mirrors (remote repos); undefined for repos that have none. */

@@ -141,7 +141,8 @@ export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource
   }
 }
 
-const parsing = new Map<string, Promise<unknown>>();
+/** Parses in progress, shared by concurrent readers of the same stored bytes (Services-owned, bounded). */
+export const PARSING = { name: 'resolve.parsing', max: 1024 };
 
 /** Reads and parses a stored document; concurrent requests for the same stored bytes share one read and parse. */
 function parseOnce<T>(svc: Services, repo: RepoDef, src: DocSource<T>, served: Served, key: string | undefined, cacheKey?: string): Promise<T> {
@@ -153,13 +154,7 @@ function parseOnce<T>(svc: Services, repo: RepoDef, src: DocSource<T>, served: S
     return doc;
   };
   if (!key) return run();
-  const k = `${repo.name}\0${src.ref.path}\0${key}`;
-  let p = parsing.get(k) as Promise<T> | undefined;
-  if (!p) {
-    p = run().finally(() => parsing.delete(k));
-    parsing.set(k, p);
-  }
-  return p;
+  return svc.caches.flights<T>(PARSING.name, PARSING.max).run(`${repo.name}\0${src.ref.path}\0${key}`, run);
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { decodePath } from '../lib/decode.js';
 import { AppError } from '../lib/errors.js';
 import { FORMAT_HANDLERS, formatHandler } from '../formats/index.js';
 import type { ChallengeDetail, FormatHandler, RequestCtx } from '../formats/types.js';
@@ -96,12 +97,7 @@ export async function dispatchRepoRequest(req: FastifyRequest, reply: FastifyRep
   const pathOnly = url.split('?')[0];
   const slash = pathOnly.indexOf('/', 1);
   const rawName = slash === -1 ? pathOnly.slice(1) : pathOnly.slice(1, slash);
-  let name = rawName;
-  try {
-    if (rawName.includes('%')) name = decodeURIComponent(rawName);
-  } catch {
-    throw new AppError('INVALID_PATH', 'malformed percent-encoding in path');
-  }
+  const name = rawName.includes('%') ? decodePath(rawName) : rawName;
   const rest = slash === -1 ? '' : pathOnly.slice(slash + 1);
   if (RESERVED_NAMES.has(name)) throw new AppError('NOT_FOUND', 'not found');
   const repo = await svc.repos.get(name);

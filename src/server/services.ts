@@ -6,7 +6,7 @@ import { DerivedDocs } from '../repos/derived.js';
 import { Caches } from '../repos/caches.js';
 import { RepoRegistry } from '../repos/registry.js';
 import type { Services } from '../repos/services.js';
-import { FORMAT_HANDLERS } from '../formats/index.js';
+import { FORMAT_HANDLERS, SCHEMA } from '../formats/index.js';
 import { openStores } from '../storage/open.js';
 import { UpstreamClient } from '../upstream/client.js';
 import { ConfigError, parseRepoEntry } from '../config/load.js';
@@ -39,7 +39,7 @@ const PARSED_DOCS_BUDGET = 256 * 1024 * 1024;
 /** Opens the stores and everything built on them; applies repos declared in the config file. */
 export async function createServices(config: Config, log = createLogger(config), o: { bootstrap?: boolean } = {}): Promise<Services> {
   const stores = await openStores(config);
-  const repos = new RepoRegistry(stores.meta, config, Object.keys(FORMAT_HANDLERS));
+  const repos = new RepoRegistry(stores.meta, config, Object.keys(FORMAT_HANDLERS), SCHEMA);
   const metrics = new Metrics(stores.meta);
   const upstream = new UpstreamClient(log.child({ module: 'upstream' }) as unknown as Services['log'], (repo, status, seconds) => metrics.upstream(repo, status, seconds));
   const access = new AccessLog(stores.meta);

@@ -52,7 +52,7 @@ async function openMeta(config: Config): Promise<MetaStore> {
     }
   }
   if (url.startsWith('sqlite://')) return SqliteMetaStore.open(url.slice('sqlite://'.length), { busyTimeout: config.database.busy_timeout });
-  throw new Error(`database.url: unsupported scheme in "${url}" (use sqlite:// or postgres://)`);
+  throw new Error(`database.url: unsupported scheme in "${masked(url)}" (use sqlite:// or postgres://)`);
 }
 
 async function openBlob(config: Config): Promise<BlobStore> {

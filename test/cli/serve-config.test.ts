@@ -69,7 +69,7 @@ describe('artifactapi serve with a bad config', () => {
     try {
       const list = await runCli(['repo', 'list', '--json', '--url', srv.url]);
       expect(list.code, list.stderr).toBe(0);
-      expect((JSON.parse(list.stdout) as { name: string }[]).map((r) => r.name).sort()).toEqual(['alpine-local', 'el9-local', 'releases', 'releases-local', 'releases-remote', 'vendor-remote']);
+      expect((JSON.parse(list.stdout) as { name: string }[]).map((r) => r.name).sort()).toEqual(['alpine-local', 'el9-local', 'hub-remote', 'releases', 'releases-local', 'releases-remote', 'vendor-remote']);
       const show = await runCli(['repo', 'show', 'vendor-remote', '--url', srv.url]);
       expect(show.code, show.stderr).toBe(0);
       expect(show.stdout).not.toContain('change-me');

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
-import { REPO_KEYS, ROOT_KEYS, SECTIONS, type KeySpec } from '../../src/config/schema.js';
+import { ROOT_KEYS, type KeySpec } from '../../src/config/schema.js';
+import { SCHEMA } from '../../src/formats/index.js';
 import { parseDuration, parseSize } from '../../src/lib/units.js';
 
 const FILE = join(import.meta.dirname, '../../artifactapi.example.toml');
@@ -34,7 +35,7 @@ describe('artifactapi.example.toml', () => {
   it('loads through loadConfig without error', () => {
     const cfg = loadConfig({ file: FILE, env: {}, noDefaultFile: true });
     expect(cfg.source).toBe(FILE);
-    expect(cfg.repos.map((r) => `${r.name}:${r.kind}`)).toEqual(['releases-local:local', 'releases-remote:remote', 'vendor-remote:remote', 'releases:virtual', 'alpine-local:local', 'el9-local:local']);
+    expect(cfg.repos.map((r) => `${r.name}:${r.kind}`)).toEqual(['releases-local:local', 'releases-remote:remote', 'vendor-remote:remote', 'releases:virtual', 'hub-remote:remote', 'alpine-local:local', 'el9-local:local']);
   });
 
   it('sets every root and section key of the schema to its default, each with a comment above it', () => {
@@ -46,9 +47,12 @@ describe('artifactapi.example.toml', () => {
       expect(cfg[k]).toEqual(defaults[k]);
       expect(commentAbove(null, k), `comment for ${k}`).toBeDefined();
     }
-    for (const [section, keys] of Object.entries(SECTIONS)) {
+    // core sections and every format's own section, each key but the `_file` / `_env` forms of secrets
+    for (const [section, all] of Object.entries(SCHEMA.sections)) {
+      const keys = Object.fromEntries(Object.entries(all).filter(([, s]) => !s.secretOf));
+      if (Object.keys(keys).length === 0) continue;
       expect(Object.keys(doc[section] ?? {}).sort(), `[${section}] keys`).toEqual(Object.keys(keys).sort());
-      for (const [k, spec] of Object.entries(keys as Record<string, KeySpec>)) {
+      for (const [k, spec] of Object.entries(keys)) {
         expect(doc[section][k], `${section}.${k} is its default`).toEqual(spec.default);
         expect(cfg[section][k], `${section}.${k} loads as the default`).toEqual(defaults[section][k]);
         if (spec.default !== '') expect(cfg[section][k]).toEqual(coerced(spec));
@@ -56,15 +60,25 @@ describe('artifactapi.example.toml', () => {
       }
     }
     // nothing in the file that the schema does not know
-    const known = new Set([...Object.keys(ROOT_KEYS), ...Object.keys(SECTIONS), 'repos']);
+    const known = new Set([...Object.keys(ROOT_KEYS), ...Object.keys(SCHEMA.sections), 'repos']);
     expect(Object.keys(doc).filter((k) => !known.has(k))).toEqual([]);
   });
 
-  it('shows every [[repos]] key of the schema in an example, with a comment', () => {
-    const used = new Set((doc.repos as Record<string, unknown>[]).flatMap((r) => Object.keys(r)));
-    for (const k of Object.keys(REPO_KEYS)) {
-      expect(used.has(k), `repo key ${k} appears in an example [[repos]]`).toBe(true);
-      expect(text, `repo key ${k} has a comment`).toMatch(new RegExp(`#[^\\n]*\\n${k}\\s*=`));
+  it('shows every [[repos]] key of the core and of each format in an example of that format, with a comment', () => {
+    const repos = doc.repos as Record<string, unknown>[];
+    for (const format of SCHEMA.formats) {
+      const used = new Set(repos.filter((r) => r.format === format).flatMap((r) => Object.keys(r)));
+      const all = new Set(repos.flatMap((r) => Object.keys(r)));
+      for (const [k, spec] of Object.entries(SCHEMA.repoKeys(format))) {
+        if (spec.secretOf) continue;
+        const own = SCHEMA.ownerOf(k) === format;
+        if (!own && SCHEMA.ownerOf(k)) continue;
+        // a secret counts as shown in any of its three forms
+        const forms = spec.secret ? [k, `${k}_file`, `${k}_env`] : [k];
+        const shown = forms.find((f) => (own ? used : all).has(f));
+        expect(shown, `repo key ${k} appears in an example ${own ? `${format} ` : ''}[[repos]]`).toBeDefined();
+        expect(text, `repo key ${shown} has a comment`).toMatch(new RegExp(`#[^\\n]*\\n${shown}\\s*=`));
+      }
     }
   });
 });

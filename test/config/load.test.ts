@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { composeSchema } from '../../src/config/schema.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'artifactapi-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -170,5 +171,108 @@ describe('errors name the dotted key and the file', () => {
 
   it('a missing config file names it', () => {
     expect(errorOf({ file: join(dir, 'absent.toml') })).toBe(`${join(dir, 'absent.toml')}: cannot read config file (ENOENT)`);
+  });
+});
+
+describe('format sections and repo options come from the formats', () => {
+  it('[docker] is docker\'s own section: file, ARTIFACTAPI_DOCKER_* env and flags set it', () => {
+    const f = toml('[docker]\ndefault_repo = "mirror"\nuntagged_age = "2d"\n[terraform]\ndefault_repo = "tf"\n');
+    const c = load({ file: f });
+    expect(c.docker).toEqual({ default_repo: 'mirror', untagged_age: 2 * 86_400_000 });
+    expect(c.terraform).toEqual({ default_repo: 'tf' });
+    expect(load({ file: f, env: { ARTIFACTAPI_DOCKER_UNTAGGED_AGE: '1h' }, flags: { 'docker.default_repo': 'other' } }).docker)
+      .toEqual({ default_repo: 'other', untagged_age: 3_600_000 });
+    expect(load({}).docker).toEqual({ default_repo: '', untagged_age: 86_400_000 });
+  });
+
+  it('a format section key that does not exist, a format without a section, and the moved gc.untagged_age', () => {
+    const f = toml('[docker]\ndefault_rep = "x"\n[puppet]\nx = 1\n[gc]\nuntagged_age = "1d"\n');
+    expect(errorOf({ file: f })).toBe(`${f}: unknown key "docker.default_rep"; unknown key "puppet.x"; unknown key "gc.untagged_age" (now docker.untagged_age)`);
+    expect(errorOf({ env: { ARTIFACTAPI_DOCKER_UNTAGGED_AGE: 'later' } })).toBe('environment ARTIFACTAPI_DOCKER_UNTAGGED_AGE: docker.untagged_age: expected a duration like "30s", got "later"');
+  });
+
+  it('[[repos]]: a format\'s own options are taken by its repos only; the error says whose key it is', () => {
+    const ok = load({ file: toml([
+      '[[repos]]', 'name = "el9"', 'format = "rpm"', 'kind = "local"', 'gpg_key_file = "/k.asc"', 'gpg_passphrase_env = "PASS"',
+      '[[repos]]', 'name = "hub"', 'format = "docker"', 'kind = "remote"', 'upstream = "https://mirror.example/"', 'docker_hub = true',
+    ].join('\n')) });
+    expect(ok.repos.map((r) => r.options)).toEqual([{ gpg_key_file: '/k.asc', gpg_passphrase_env: 'PASS' }, { docker_hub: true }]);
+    const f = toml([
+      '[[repos]]', 'name = "g"', 'format = "generic"', 'kind = "local"', 'gpg_key_file = "/k.asc"',
+      '[[repos]]', 'name = "d"', 'format = "docker"', 'kind = "remote"', 'upstream = "https://x/"', 'docker_hub = "yes"', 'mutable = ["a"]',
+      '[[repos]]', 'name = "m"', 'format = "maven"', 'kind = "local"', 'signing_key_env = "K"',
+    ].join('\n'));
+    expect(errorOf({ file: f })).toBe(`${f}: ` + [
+      'unknown key "repos[0].gpg_key_file" (a key of rpm repos, not generic)',
+      'repos[1].docker_hub: expected true or false, got "yes"',
+      'unknown key "repos[1].mutable" (a key of generic repos, not docker)',
+      'repos[2].format: unknown format "maven" (one of: generic, docker, helm, pypi, npm, rpm, alpine, puppet, terraform, goproxy)',
+    ].join('; '));
+  });
+
+  it('terraform declares [terraform] and the gpg secrets it shares with rpm; auth is a core section', () => {
+    const c = load({ file: toml([
+      '[terraform]', 'default_repo = "tf"', '[auth]', 'anonymous = "none"',
+      '[[repos]]', 'name = "tf"', 'format = "terraform"', 'kind = "local"', 'gpg_key_env = "TF_KEY"', 'gpg_passphrase_file = "/run/tf.pass"', 'anonymous = "read"',
+    ].join('\n')) });
+    expect(c.terraform).toEqual({ default_repo: 'tf' });
+    expect(c.auth.anonymous).toBe('none');
+    expect(c.repos[0].options).toEqual({ gpg_key_env: 'TF_KEY', gpg_passphrase_file: '/run/tf.pass', anonymous: 'read' });
+    const f = toml(['[auth]', 'anonymous = "everyone"', '[[repos]]', 'name = "tf"', 'format = "terraform"', 'kind = "local"', 'anonymous = "admin"', 'signing_key = "k"'].join('\n'));
+    expect(errorOf({ file: f })).toBe(`${f}: auth.anonymous: expected one of none, read, write, admin, got "everyone"; `
+      + 'repos[0].anonymous: expected one of none, read, write, got "admin"; unknown key "repos[0].signing_key" (a key of alpine repos, not terraform)');
+  });
+
+  it('auth.token_key_file stays a path (auth reads its bytes) and wins over token_key; token_key_env wins over both', () => {
+    expect(load({ flags: { 'auth.token_key_file': '/k', 'auth.token_key': 'inline' } }).auth).toMatchObject({ token_key_file: '/k' });
+    expect(load({ flags: { 'auth.token_key_file': '/k', 'auth.token_key': 'inline' } }).auth.token_key).toBeUndefined();
+    const c = load({ flags: { 'auth.token_key_file': '/k', 'auth.token_key_env': 'K' }, env: { K: 'from-env' } });
+    expect(c.auth.token_key).toBe('from-env');
+    expect(c.auth).not.toHaveProperty('token_key_file');
+  });
+
+  it('a format yet to come declares its options and section the same way (composeSchema)', () => {
+    const schema = composeSchema([{
+      name: 'goproxy',
+      options: { gonosumdb: { type: 'string[]', default: undefined, doc: 'x' }, token: { type: 'string', default: undefined, doc: 'x', secret: true } },
+      config: { sumdb: { type: 'string', default: 'sum.golang.org', doc: 'x' } },
+    }]);
+    const f = toml('[goproxy]\nsumdb = "off"\n[[repos]]\nname = "go"\nformat = "goproxy"\nkind = "remote"\nupstream = "https://proxy.golang.org"\ngonosumdb = ["corp.example"]\ntoken_env = "GO_TOKEN"\n');
+    const c = loadConfig({ noDefaultFile: true, env: {}, file: f, schema });
+    expect(c.goproxy).toEqual({ sumdb: 'off' });
+    expect(c.repos[0].options).toEqual({ gonosumdb: ['corp.example'], token_env: 'GO_TOKEN' });
+    expect(schema.secretKeys('goproxy')).toEqual(['password', 'token']);
+    const g = toml('[goproxy]\nsumdb = 1\n[[repos]]\nname = "go"\nformat = "goproxy"\nkind = "local"\ntokn = "x"\n');
+    expect(() => loadConfig({ noDefaultFile: true, env: {}, file: g, schema })).toThrow(`${g}: goproxy.sumdb: expected a string, got 1; unknown key "repos[0].tokn"`);
+    expect(() => composeSchema([{ name: 'x', options: { upstream: { type: 'string', default: undefined, doc: '' } } }])).toThrow('format x: repo option "upstream" is a core option');
+    expect(() => composeSchema([{ name: 'server' }])).toThrow('format server: its section name is a core section');
+  });
+});
+
+describe('secrets in sections: X, X_file, X_env', () => {
+  it('X_file reads the file (trailing newline trimmed), X_env the variable; the _file/_env keys are gone from the result', () => {
+    const secret = join(dir, 's3-secret');
+    writeFileSync(secret, 'from-the-file\n');
+    const c = load({ file: toml(`[storage]\nsecret_key_file = "${secret}"\n[redis]\nurl_env = "REDIS_URL"\n`), env: { REDIS_URL: 'redis://:pw@127.0.0.1:1' } });
+    expect(c.storage.secret_key).toBe('from-the-file');
+    expect(c.redis.url).toBe('redis://:pw@127.0.0.1:1');
+    expect(Object.keys(c.storage)).not.toContain('secret_key_file');
+    // ARTIFACTAPI_<SECTION>_<KEY>_FILE works as any other key, and _env beats _file beats the value
+    expect(load({ env: { ARTIFACTAPI_STORAGE_SECRET_KEY_FILE: secret } }).storage.secret_key).toBe('from-the-file');
+    expect(load({ file: toml(`[storage]\nsecret_key = "plain"\nsecret_key_file = "${secret}"\n`) }).storage.secret_key).toBe('from-the-file');
+    expect(load({ file: toml(`[storage]\nsecret_key = "plain"\nsecret_key_file = "${secret}"\nsecret_key_env = "S"\n`), env: { S: 'env' } }).storage.secret_key).toBe('env');
+  });
+
+  it('a missing file or an unset variable names the key, the file or variable, and where it was set', () => {
+    const missing = join(dir, 'no-such-secret');
+    const f = toml(`[storage]\nsecret_key_file = "${missing}"\n[database]\nurl_env = "DB_URL"\n`);
+    expect(errorOf({ file: f })).toBe(`${f}: database.url_env: environment variable DB_URL is not set; ${f}: storage.secret_key_file: cannot read ${missing} (ENOENT)`);
+    expect(errorOf({ env: { ARTIFACTAPI_STORAGE_SECRET_KEY_FILE: missing } })).toBe(`environment ARTIFACTAPI_STORAGE_SECRET_KEY_FILE: storage.secret_key_file: cannot read ${missing} (ENOENT)`);
+  });
+
+  it('a bad secret value is never echoed in the error', () => {
+    const f = toml('[storage]\nsecret_key = 123456789\n[[repos]]\nname = "r"\nformat = "generic"\nkind = "remote"\nupstream = "http://x/"\npassword = ["hunter2"]\n');
+    const msg = errorOf({ file: f });
+    expect(msg).toBe(`${f}: storage.secret_key: expected a string, got a number (value not shown); repos[0].password: expected a string, got a list (value not shown)`);
   });
 });

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
-import { ROOT_KEYS, SECTIONS } from '../../src/config/schema.js';
+import { ROOT_KEYS } from '../../src/config/schema.js';
+import { SCHEMA } from '../../src/formats/index.js';
 
 /**
  * The packaging files configure artifactapi only through ARTIFACTAPI_* variables, and
@@ -14,7 +15,7 @@ const read = (f: string) => readFileSync(new URL(f, root), 'utf8');
 
 const known = new Set<string>(['ARTIFACTAPI_PORT', 'ARTIFACTAPI_HOST', 'ARTIFACTAPI_CONFIG']);
 for (const k of Object.keys(ROOT_KEYS)) known.add(`ARTIFACTAPI_${k.toUpperCase()}`);
-for (const [section, keys] of Object.entries(SECTIONS)) {
+for (const [section, keys] of Object.entries(SCHEMA.sections)) {
   for (const k of Object.keys(keys)) known.add(`ARTIFACTAPI_${section.toUpperCase()}_${k.toUpperCase()}`);
 }
 

@@ -15,6 +15,7 @@ import {
 } from './index-doc.js';
 import { signingKey } from './keys.js';
 import { removeFile, type Actor } from '../../repos/writes.js';
+import { ALPINE_OPTIONS } from './options.js';
 
 const APK_TYPE = 'application/octet-stream';
 const KEY_TYPE = 'application/x-pem-file';
@@ -33,6 +34,7 @@ const KEY_RE = /^keys\/([^/]+\.rsa\.pub)$/;
  */
 export const alpine: FormatHandler = {
   name: 'alpine',
+  options: ALPINE_OPTIONS,
 
   routes: [
     { method: 'GET', path: /^keys$/, action: 'read', handle: ({ req, reply, ctx, svc }) => sendKeyList(req, reply, ctx.repo, svc) },

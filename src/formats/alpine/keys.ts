@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { sha256 } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
+import { repoSecret } from '../../lib/secrets.js';
 import { collect } from '../../lib/streams.js';
 import { writeLocalRow } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
@@ -45,24 +45,15 @@ function toKey(repo: RepoDef, pem: string, from: string): SigningKey {
 }
 
 /**
- * The repo's index signing key: the `signing_key_file` / `signing_key_env` option when set, else
+ * The repo's index signing key: the `signing_key` option (or `signing_key_file` / `_env`) when set, else
  * one generated at first need and stored as a row of the repo (blob + metadata store), so every
  * instance signs with the same key. Generation runs under the coordinator's lock.
  */
 export async function signingKey(svc: Services, repo: RepoDef): Promise<SigningKey> {
   const o = repo.options;
   const id = `${repo.name}\0${String(o.key_name ?? '')}`;
-  if (typeof o.signing_key_env === 'string' && o.signing_key_env) {
-    const pem = process.env[o.signing_key_env];
-    if (!pem) throw new AppError('INTERNAL', `${repo.name}: environment variable ${o.signing_key_env} (signing_key_env) is not set`);
-    return toKey(repo, pem, `${id}\0env\0${sha256(Buffer.from(pem))}`);
-  }
-  if (typeof o.signing_key_file === 'string' && o.signing_key_file) {
-    const pem = await readFile(o.signing_key_file, 'utf8').catch(() => {
-      throw new AppError('INTERNAL', `${repo.name}: cannot read signing_key_file ${o.signing_key_file}`);
-    });
-    return toKey(repo, pem, `${id}\0file\0${sha256(Buffer.from(pem))}`);
-  }
+  const pem = repoSecret(repo, 'signing_key');
+  if (pem) return toKey(repo, pem, `${id}\0given\0${sha256(Buffer.from(pem))}`);
   const rec = (await svc.meta.files.get(repo.name, KEY_ROW)) ?? (await svc.coord.withLock(`alpine-key:${repo.name}`, async () => {
     const again = await svc.meta.files.get(repo.name, KEY_ROW);
     if (again) return again;

@@ -1,8 +1,10 @@
+import { formatConfig } from '../../config/schema.js';
 import { isDigest, type Digest } from '../../lib/digest.js';
 import type { Services } from '../../repos/services.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, GcContext } from '../types.js';
 import { keys, splitKey } from './names.js';
+import { DOCKER_CONFIG } from './options.js';
 import { dropSession } from './uploads.js';
 import { collect } from '../../lib/streams.js';
 import { removeFileIfUnchanged } from '../../repos/writes.js';
@@ -11,7 +13,7 @@ import { removeFileIfUnchanged } from '../../repos/writes.js';
  * gc for docker repos, before the core sweeps unreferenced blobs:
  * - local repos: mark from every tag (index -> manifests -> config + layers,
  *   and manifests whose `subject` is marked: signatures, SBOMs); unmarked
- *   manifests and layer links older than gc.untagged_age lose their rows, so
+ *   manifests and layer links older than docker.untagged_age lose their rows, so
  *   their blobs become unreferenced. Anything younger (a push in progress) stays.
  * - upload sessions past uploads.session_ttl: row and spool file removed.
  */
@@ -37,7 +39,7 @@ async function gcRepo(ctx: GcContext, repo: RepoDef): Promise<void> {
     else if (k.kind === '_tags') img.tags.push(f);
     else img.layers.push(f);
   }
-  const cutoff = ctx.now - svc.config.gc.untagged_age;
+  const cutoff = ctx.now - formatConfig(svc.config, 'docker', DOCKER_CONFIG).untagged_age;
   for (const [image, img] of images) {
     const marked = new Set<Digest>();
     const blobs = new Set<Digest>();

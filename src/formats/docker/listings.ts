@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { parseDigest } from '../../lib/digest.js';
+import { parseJson } from '../../lib/decode.js';
 import { AppError, statusOf } from '../../lib/errors.js';
 import { resolveDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
@@ -41,12 +42,8 @@ async function tagNames(svc: Services, repo: RepoDef, image: string): Promise<st
       return null;
     },
     parseUpstream(_r, body) {
-      try {
-        const tags = (JSON.parse(body.toString('utf8')) as { tags?: unknown }).tags;
-        return Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [];
-      } catch {
-        throw new AppError('UPSTREAM_FAILED', 'upstream tag list is not JSON');
-      }
+      const tags = (parseJson(body, 'UPSTREAM_FAILED', 'upstream tag list is not JSON') as { tags?: unknown } | null)?.tags;
+      return Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [];
     },
     merge: (_r, parts) => [...new Set(parts.flatMap((p) => p.doc))],
   });

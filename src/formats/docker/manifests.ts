@@ -3,6 +3,7 @@ import { firstLeaf } from '../../repos/virtual.js';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isDigest, parseDigest, sha256, type Digest } from '../../lib/digest.js';
+import { parseJson } from '../../lib/decode.js';
 import { AppError, isAppError, statusOf } from '../../lib/errors.js';
 import { putLocalFile, recordLocalFile } from '../../repos/local.js';
 import { readCapped } from '../../repos/resolve.js';
@@ -138,7 +139,7 @@ function wantsPlatformManifest(accept: string | undefined, stored: string | unde
 }
 
 async function platformManifest(svc: Services, t: Target, index: Served): Promise<Served> {
-  const doc = JSON.parse((await readCapped(svc, index)).toString('utf8')) as ManifestDoc;
+  const doc = parseJson(await readCapped(svc, index), 'UNKNOWN', 'manifest index is not valid JSON') as ManifestDoc;
   const entry = doc.manifests?.find((m) => m.platform?.os === 'linux' && m.platform?.architecture === 'amd64');
   const digest = entry?.digest && isDigest(entry.digest) ? entry.digest : index.rec.digest; // none: the index itself, from the store now
   return findManifest(svc, t.repo, t.image, digest, t.ns);
@@ -166,12 +167,7 @@ export async function getManifest(req: FastifyRequest, reply: FastifyReply, svc:
 /** PUT /v2/<name>/manifests/<reference>: validate, store by digest, move the tag. */
 export async function putManifest(req: FastifyRequest, reply: FastifyReply, svc: Services, t: Target, target: RepoDef, reference: string) {
   const body = await collectRequest(req.raw, svc.config.limits.metadata_body, 'manifest', reply.raw);
-  let doc: ManifestDoc;
-  try {
-    doc = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new AppError('MANIFEST_INVALID', 'manifest invalid: not JSON');
-  }
+  const doc = parseJson(body, 'MANIFEST_INVALID', 'manifest invalid: not JSON') as ManifestDoc;
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new AppError('MANIFEST_INVALID', 'manifest invalid: not an object');
   const mediaType = manifestType(doc, baseType(req.headers['content-type']));
   if (doc.schemaVersion !== 2) throw new AppError('MANIFEST_INVALID', 'manifest invalid: schemaVersion must be 2');

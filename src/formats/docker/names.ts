@@ -1,6 +1,8 @@
+import { formatConfig } from '../../config/schema.js';
 import { AppError } from '../../lib/errors.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { Services } from '../../repos/services.js';
+import { DOCKER_CONFIG } from './options.js';
 
 /** distribution's path-component grammar (reference/regexp.go), applied to each segment of an image name. */
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
@@ -46,7 +48,7 @@ export async function resolveName(svc: Services, name: string, ns?: string): Pro
       return { name, repo, image, ns };
     }
   }
-  const def = svc.config.docker.default_repo;
+  const def = formatConfig(svc.config, 'docker', DOCKER_CONFIG).default_repo;
   if (def) {
     const repo = await svc.repos.get(def);
     if (repo && repo.format === 'docker') {

@@ -1,9 +1,9 @@
 import type { Services } from '../../repos/services.js';
 import type { RepoDef } from '../../storage/meta/types.js';
+import { parseJson } from '../../lib/decode.js';
 import { AppError } from '../../lib/errors.js';
 import { collect } from '../../lib/streams.js';
 import { sha256 } from '../../lib/digest.js';
-import { Lru } from '../../lib/lru.js';
 import type { UpstreamSettings } from '../../upstream/client.js';
 
 /**
@@ -18,15 +18,25 @@ import type { UpstreamSettings } from '../../upstream/client.js';
 interface Challenge { scheme: 'bearer'; realm: string; service?: string }
 
 export const MAX_TOKENS = 1024;
-const challenges = new Lru<{ c: Challenge | null; at: number }>(1024 * 1024, 256);
-const tokens = new Lru<{ token: string; until: number }>(8 * 1024 * 1024, MAX_TOKENS);
-/** Each repo's upstream origin + credentials when its tokens were cached: a change drops them. */
-const identities = new Map<string, string>();
+/** The caches, owned by the server (svc.caches): challenges by upstream, tokens, and identities. */
+export const CACHES = {
+  challenges: { name: 'docker.upstream-challenges', maxBytes: 1024 * 1024, maxEntries: 256 },
+  tokens: { name: 'docker.upstream-tokens', maxBytes: 8 * 1024 * 1024, maxEntries: MAX_TOKENS },
+  identities: { name: 'docker.upstream-identities', maxBytes: 1024 * 1024, maxEntries: 4096 },
+};
+const cache = <V>(svc: Services, c: (typeof CACHES)[keyof typeof CACHES]) => svc.caches.lru<V>(c.name, c.maxBytes, c.maxEntries);
+const challenges = (svc: Services) => cache<{ c: Challenge | null; at: number }>(svc, CACHES.challenges);
+const tokens = (svc: Services) => cache<{ token: string; until: number }>(svc, CACHES.tokens);
+/**
+ * Each repo's upstream origin + credentials when its tokens were cached: a change drops them. An
+ * evicted entry reads as a change, which only drops tokens that may still have been good.
+ */
+const identities = (svc: Services) => cache<string>(svc, CACHES.identities);
 const CHALLENGE_MS = 10 * 60_000;
 
-/** How many upstream tokens are cached (for tests of the bound). */
-export function cachedTokenCount(): number {
-  return tokens.size;
+/** How many upstream tokens this server caches (for tests of the bound). */
+export function cachedTokenCount(svc: Services): number {
+  return tokens(svc).size;
 }
 
 export function parseChallenge(header: string | undefined): Challenge | null {
@@ -51,12 +61,12 @@ export function upstreamUrl(svc: Services, repo: RepoDef, image: string, kind: '
 
 async function challengeOf(svc: Services, settings: UpstreamSettings): Promise<Challenge | null> {
   const url = new URL('v2/', settings.upstream).toString();
-  const hit = challenges.get(url);
+  const hit = challenges(svc).get(url);
   if (hit && Date.now() - hit.at < CHALLENGE_MS) return hit.c;
   const r = await svc.upstream.fetchRaw(settings, url);
   r.body.resume();
   const c = r.status === 401 ? parseChallenge(r.headers['www-authenticate']) : null;
-  challenges.set(url, { c, at: Date.now() }, url.length + (c ? c.realm.length + (c.service?.length ?? 0) : 0) + 64);
+  challenges(svc).set(url, { c, at: Date.now() }, url.length + (c ? c.realm.length + (c.service?.length ?? 0) : 0) + 64);
   return c;
 }
 
@@ -67,12 +77,12 @@ export async function upstreamAuth(svc: Services, repo: RepoDef, image: string):
   if (!c) return {};
   const scope = `repository:${upstreamImage(repo, image)}:pull`;
   const identity = `${new URL(settings.upstream).origin}\0${sha256(settings.authorization ?? '')}`;
-  if (identities.get(repo.name) !== identity) {
-    tokens.deletePrefix(`${repo.name}\0`);
-    identities.set(repo.name, identity);
+  if (identities(svc).get(repo.name) !== identity) {
+    tokens(svc).deletePrefix(`${repo.name}\0`);
+    identities(svc).set(repo.name, identity, repo.name.length + identity.length);
   }
   const key = `${repo.name}\0${identity}\0${c.realm}\0${c.service ?? ''}\0${scope}`;
-  const hit = tokens.get(key);
+  const hit = tokens(svc).get(key);
   if (hit && hit.until > Date.now()) return { authorization: `Bearer ${hit.token}` };
   const url = new URL(c.realm);
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new AppError('UPSTREAM_FAILED', 'upstream token realm is not an http(s) URL');
@@ -85,15 +95,10 @@ export async function upstreamAuth(svc: Services, repo: RepoDef, image: string):
   const r = await svc.upstream.fetchRaw(settings, url.toString(), { authorization: settings.authorization });
   const raw = await collect(r.body, { max: svc.config.limits.metadata_body, tooLarge: () => new AppError('UPSTREAM_FAILED', 'upstream token answer is too large') });
   if (r.status !== 200) throw new AppError('UPSTREAM_FAILED', `upstream token server answered ${r.status}`);
-  let body: { token?: string; access_token?: string; expires_in?: number };
-  try {
-    body = JSON.parse(raw.toString('utf8'));
-  } catch {
-    throw new AppError('UPSTREAM_FAILED', 'upstream token server answered no JSON');
-  }
+  const body = (parseJson(raw, 'UPSTREAM_FAILED', 'upstream token server answered no JSON') ?? {}) as { token?: string; access_token?: string; expires_in?: number };
   const token = body.token ?? body.access_token;
   if (!token) throw new AppError('UPSTREAM_FAILED', 'upstream token server gave no token');
   const ttl = Math.max(10, Number(body.expires_in) || 60);
-  tokens.set(key, { token, until: Date.now() + (ttl - 5) * 1000 }, key.length + token.length);
+  tokens(svc).set(key, { token, until: Date.now() + (ttl - 5) * 1000 }, key.length + token.length);
   return { authorization: `Bearer ${token}` };
 }

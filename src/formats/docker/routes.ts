@@ -1,4 +1,5 @@
 import { ANONYMOUS } from '../../auth/auth.js';
+import { decodePath } from '../../lib/decode.js';
 import { isDigest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import { writeTarget } from '../../repos/local.js';
@@ -127,11 +128,7 @@ async function issueToken({ req, reply, svc, query }: Call): Promise<unknown> {
 
 /** The whole path after /v2/ percent-decoded (names never carry an encoded `/`); malformed is NAME_INVALID. */
 export function decodeV2Path(rest: string): string {
-  try {
-    return decodeURIComponent(rest);
-  } catch {
-    throw new AppError('NAME_INVALID', 'malformed path');
-  }
+  return decodePath(rest, 'NAME_INVALID', 'malformed path');
 }
 
 /** The image name an Operation's subject (the path after /v2/) names, if any. */

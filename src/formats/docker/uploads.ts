@@ -23,13 +23,15 @@ import { endUploadSession, startUploadSession, type Actor } from '../../repos/wr
  * into one blob, verifying the digest; a mismatch drops the session.
  */
 /**
- * Running sha256 of each session's parts in this process, so the final PUT
- * need not read them again. Used only while it covers exactly the bytes
- * stored; otherwise (another instance took a chunk, a restart) the parts are
- * re-hashed as they are joined.
+ * Running sha256 of each session's parts in this server (svc.caches), so the final PUT need not
+ * read them again. Used only while it covers exactly the bytes stored; otherwise (evicted from
+ * the bounded cache, another instance took a chunk, a restart) the staged parts are re-hashed as
+ * they are joined into the blob, so an eviction costs one read of the parts, never a wrong digest.
  */
-const running = new Map<string, { hash: Hash; size: number }>();
-const MAX_RUNNING = 10_000;
+export const UPLOAD_HASHES = { name: 'docker.upload-hashes', maxEntries: 10_000 };
+/** What one entry is counted as: a sha256 state and its bookkeeping. */
+const HASH_BYTES = 512;
+const running = (svc: Services) => svc.caches.lru<{ hash: Hash; size: number }>(UPLOAD_HASHES.name, UPLOAD_HASHES.maxEntries * HASH_BYTES, UPLOAD_HASHES.maxEntries, HASH_BYTES);
 
 function uploadUrl(t: Target, id: string): string {
   return `/v2/${t.name}/blobs/uploads/${id}`;
@@ -137,10 +139,10 @@ async function append(req: FastifyRequest, svc: Services, t: Target, id: string,
   }
   const max = svc.config.uploads.max_size;
   let written = 0;
-  let state = running.get(id);
+  let state = running(svc).get(id);
   if (state && state.size !== size) state = undefined;
   if (!state && size === 0) state = { hash: createHash('sha256'), size: 0 };
-  running.delete(id);
+  running(svc).delete(id);
   const part = await svc.blob.parts.open(id, size);
   const counter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
@@ -159,8 +161,7 @@ async function append(req: FastifyRequest, svc: Services, t: Target, id: string,
   if (written === 0) await svc.blob.discard(part.staged);
   if (state) {
     state.size = size + written;
-    if (running.size >= MAX_RUNNING) running.delete(running.keys().next().value!);
-    running.set(id, state);
+    running(svc).set(id, state, HASH_BYTES);
   }
   return size + written;
 }
@@ -189,8 +190,8 @@ export async function finishUpload(req: FastifyRequest, reply: FastifyReply, svc
     else req.raw.resume();
     const parts = await svc.blob.parts.list(id);
     const size = total(parts);
-    const state = running.get(id);
-    running.delete(id);
+    const state = running(svc).get(id);
+    running(svc).delete(id);
     const known = state && state.size === size ? (`sha256:${state.hash.digest('hex')}` as Digest) : undefined;
     const mismatch = (detail: string) => new AppError('DIGEST_INVALID', `provided digest did not match uploaded content (${detail})`);
     if (known && known !== digest) {
@@ -228,7 +229,7 @@ export async function cancelUpload(reply: FastifyReply, svc: Services, t: Target
 }
 
 export async function dropSession(svc: Services, id: string, who?: Actor): Promise<void> {
-  running.delete(id);
+  running(svc).delete(id);
   await svc.blob.parts.drop(id);
   await endUploadSession(svc, who, id);
 }

@@ -6,6 +6,7 @@ import { resolveFile } from '../../repos/resolve.js';
 import { sendServed } from '../../server/send.js';
 import type { FormatHandler } from '../types.js';
 import { removeFile } from '../../repos/writes.js';
+import { GENERIC_OPTIONS } from './options.js';
 
 /**
  * Paths a generic remote treats as mutable metadata (TTL + revalidation) unless the repo sets `mutable`:
@@ -24,6 +25,7 @@ export const DEFAULT_MUTABLE = [
 /** Plain files at any path: the model for every other format. */
 export const generic: FormatHandler = {
   name: 'generic',
+  options: GENERIC_OPTIONS,
   routes: [
     {
       method: 'GET', path: /^.+$/, action: 'read',

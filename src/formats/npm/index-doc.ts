@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { parseJson } from '../../lib/decode.js';
 import { AppError } from '../../lib/errors.js';
 import type { ExtraHashes } from '../../lib/spool.js';
 import type { DocSource } from '../../repos/resolve.js';
@@ -101,12 +102,7 @@ export function parseStored(svc: Services, body: Buffer, name: string, key?: str
   const k = key ?? `sha256:${createHash('sha256').update(body).digest('hex')}`;
   const hit = svc.parsedDocs.get(parsedKey(k)) as PackDoc | undefined;
   if (hit) return hit;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new AppError('UPSTREAM_FAILED', `packument of ${name} is not valid JSON`);
-  }
+  const raw = parseJson(body, 'UPSTREAM_FAILED', `packument of ${name} is not valid JSON`);
   const doc: PackDoc = { json: normalise(raw, name), key: k };
   docWork.parses++;
   svc.parsedDocs.set(parsedKey(k), doc, body.length * 3);

@@ -1,3 +1,4 @@
+import { decodePath, tryDecode } from '../../lib/decode.js';
 import { AppError } from '../../lib/errors.js';
 
 /**
@@ -56,12 +57,7 @@ export function tarballFileOf(url: unknown): string | null {
   } catch {
     // a relative reference: the path itself
   }
-  const last = path.split('/').pop() ?? '';
-  try {
-    return decodeURIComponent(last) || null;
-  } catch {
-    return null;
-  }
+  return tryDecode(path.split('/').pop() ?? '') || null;
 }
 
 /** What a request under /REPO/ asks for. */
@@ -84,12 +80,7 @@ const FORWARDED: Record<string, 'GET' | 'POST'> = {
 
 /** The path after /REPO/ decoded, trailing slashes dropped: `@scope%2fname` and `@scope/name` are the same package. */
 function decodeSegments(rest: string): string[] {
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(rest);
-  } catch {
-    throw new AppError('INVALID_PATH', 'malformed percent-encoding in path');
-  }
+  const decoded = decodePath(rest);
   if (/[\\\u0000-\u001f\u007f]/.test(decoded)) throw new AppError('INVALID_PATH', 'path contains a backslash or control character');
   const seg = decoded.split('/');
   while (seg.length > 0 && seg[seg.length - 1] === '') seg.pop();

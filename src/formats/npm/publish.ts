@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import semver from 'semver';
+import { parseJson } from '../../lib/decode.js';
 import { AppError } from '../../lib/errors.js';
 import { putLocalFile, writeLocalRow } from '../../repos/local.js';
 import type { Services } from '../../repos/services.js';
@@ -31,12 +32,7 @@ export function readBody(req: FastifyRequest, cap: number): Promise<Buffer> {
 }
 
 async function readJson(req: FastifyRequest, cap: number): Promise<unknown> {
-  const buf = await readBody(req, cap);
-  try {
-    return JSON.parse(buf.toString('utf8'));
-  } catch {
-    throw new AppError('BAD_REQUEST', 'request body is not valid JSON');
-  }
+  return parseJson(await readBody(req, cap), 'BAD_REQUEST', 'request body is not valid JSON');
 }
 
 function lockKey(repo: RepoDef, name: string): string {

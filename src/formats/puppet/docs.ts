@@ -1,4 +1,5 @@
 import semver from 'semver';
+import { parseJson } from '../../lib/decode.js';
 import { AppError } from '../../lib/errors.js';
 import type { DocSource } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
@@ -89,14 +90,6 @@ function fromUpstream(r: Record<string, unknown>, what: string): Release | null 
   };
 }
 
-function parseJson(body: Buffer, what: string): unknown {
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new AppError('UPSTREAM_FAILED', `${what} is not JSON`);
-  }
-}
-
 /** Every release of one module, for each kind (see repos/resolve.ts). */
 export function moduleSource(svc: Services, name: string): DocSource<ModuleReleases> {
   return {
@@ -117,7 +110,7 @@ export function moduleSource(svc: Services, name: string): DocSource<ModuleRelea
     },
     parseUpstream(repo, body) {
       const what = `upstream of ${repo.name}`;
-      const results = (parseJson(body, what) as { results?: unknown })?.results;
+      const results = (parseJson(body, 'UPSTREAM_FAILED', `${what} is not JSON`) as { results?: unknown })?.results;
       if (!Array.isArray(results)) throw new AppError('UPSTREAM_FAILED', `${what}: release list has no results`);
       const releases = results.map((r) => (r && typeof r === 'object' ? fromUpstream(r as Record<string, unknown>, what) : null))
         .filter((r): r is Release => r !== null && r.name === name);
@@ -141,7 +134,7 @@ export function releaseSource(svc: Services, name: string, version: string): Doc
     },
     parseUpstream(repo, body) {
       const what = `upstream of ${repo.name}`;
-      const doc = parseJson(body, what);
+      const doc = parseJson(body, 'UPSTREAM_FAILED', `${what} is not JSON`);
       const r = doc && typeof doc === 'object' ? fromUpstream(doc as Record<string, unknown>, what) : null;
       if (!r || r.name !== name || r.version !== version) throw new AppError('UPSTREAM_FAILED', `${what}: release ${slug} is not usable`);
       return r;

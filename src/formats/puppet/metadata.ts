@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import semver from 'semver';
 import { isContainedPath } from '../../lib/archive-paths.js';
+import { parseJson } from '../../lib/decode.js';
 import { AppError } from '../../lib/errors.js';
 import { readTgzEntries } from '../../lib/tgz.js';
 
@@ -72,11 +73,5 @@ export async function readModuleMetadata(src: Readable, what: string): Promise<M
   const [entry, ...more] = found;
   if (!entry) throw new AppError('BAD_REQUEST', `${what} has no <module>/metadata.json`);
   if (more.length) throw new AppError('BAD_REQUEST', `${what} has more than one top-level metadata.json`);
-  let doc: unknown;
-  try {
-    doc = JSON.parse(entry[1].toString('utf8'));
-  } catch {
-    throw new AppError('BAD_REQUEST', `${what}: metadata.json is not valid JSON`);
-  }
-  return moduleMetadata(doc, what);
+  return moduleMetadata(parseJson(entry[1], 'BAD_REQUEST', `${what}: metadata.json is not valid JSON`), what);
 }

@@ -1,4 +1,4 @@
-import { AppError } from '../../lib/errors.js';
+import { parseJson, tryDecode } from '../../lib/decode.js';
 import { normalizeName } from './names.js';
 
 /** One file of a project page, as parsed from an upstream or built from local rows. */
@@ -138,11 +138,7 @@ function metadataJson(v: unknown): Record<string, string> | undefined {
 
 function filenameOf(url: string): string {
   const last = new URL(url).pathname.split('/').pop() ?? '';
-  try {
-    return decodeURIComponent(last);
-  } catch {
-    return last;
-  }
+  return tryDecode(last) ?? last;
 }
 
 /** A project page from an upstream (PEP 691 JSON or PEP 503 HTML), relative URLs resolved against `pageUrl`. */
@@ -193,11 +189,7 @@ export function parseProjectPage(body: Buffer, pageUrl: string, project: string)
 
 /** An upstream JSON page; anything else is the upstream's failure. */
 function upstreamJson(body: Buffer, what: string): any {
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new AppError('UPSTREAM_FAILED', `upstream ${what} is not valid JSON`);
-  }
+  return parseJson(body, 'UPSTREAM_FAILED', `upstream ${what} is not valid JSON`);
 }
 
 /** The root listing from an upstream (JSON `projects[].name` or HTML anchors). */

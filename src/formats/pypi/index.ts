@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { decodePath } from '../../lib/decode.js';
 import { AppError } from '../../lib/errors.js';
 import { resolveDoc, type ServedDoc } from '../../repos/resolve.js';
 import { sendDocument, sendServed } from '../../server/send.js';
@@ -7,14 +8,6 @@ import { METADATA_SUFFIX, projectSource, resolvePyFile, rootSource } from './doc
 import { contentTypeOf, negotiate, renderProject, renderRoot } from './index-doc.js';
 import { checkFilename, isValidName, normalizeName } from './names.js';
 import { handleUpload } from './upload.js';
-
-function decode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    throw new AppError('INVALID_PATH', 'malformed percent-encoding in path');
-  }
-}
 
 const qsOf = (query: URLSearchParams) => (query.toString() ? `?${query.toString()}` : '');
 
@@ -56,9 +49,9 @@ export const pypi: FormatHandler = {
       },
     },
     {
-      method: 'GET', path: /^simple\/([^/]+)(\/?)$/, raw: true, action: 'read', subject: ({ params }) => `simple/${decode(params[0])}/`,
+      method: 'GET', path: /^simple\/([^/]+)(\/?)$/, raw: true, action: 'read', subject: ({ params }) => `simple/${decodePath(params[0])}/`,
       async handle({ req, reply, ctx, svc, query, params: [rawName, slash] }) {
-        const name = decode(rawName);
+        const name = decodePath(rawName);
         if (!isValidName(name)) throw new AppError('NOT_FOUND', `no project named ${JSON.stringify(name)}`);
         const project = normalizeName(name);
         if (name !== project || !slash) return redirect(reply, `${ctx.repoUrl}/simple/${project}/${qsOf(query)}`);
@@ -68,10 +61,10 @@ export const pypi: FormatHandler = {
       },
     },
     {
-      method: 'GET', path: /^packages\/([^/]+)\/([^/]+)$/, raw: true, action: 'read', subject: ({ params }) => `packages/${decode(params[0])}/${decode(params[1])}`,
+      method: 'GET', path: /^packages\/([^/]+)\/([^/]+)$/, raw: true, action: 'read', subject: ({ params }) => `packages/${decodePath(params[0])}/${decodePath(params[1])}`,
       async handle({ req, reply, ctx, svc, params: [rawName, rawFile] }) {
-        const name = decode(rawName);
-        let filename = decode(rawFile);
+        const name = decodePath(rawName);
+        let filename = decodePath(rawFile);
         if (!isValidName(name)) throw new AppError('NOT_FOUND', `no project named ${JSON.stringify(name)}`);
         const project = normalizeName(name);
         if (project !== name) return redirect(reply, `${ctx.repoUrl}/packages/${project}/${rawFile}`);

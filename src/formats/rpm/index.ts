@@ -13,6 +13,7 @@ import type { FileRec, RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler, GcContext } from '../types.js';
 import { RpmHeaderTap } from './header.js';
 import { remotePackage, remoteRepodataFile, remoteRepomd, repomdChecksums } from './remote.js';
+import { RPM_OPTIONS } from './options.js';
 import { localRepodata, REPOMD_PATH, XML_TYPE } from './repodata.js';
 import { PGP_KEY_TYPE, PGP_TYPE, repoKey, signBytes } from '../../lib/pgp.js';
 import { ASC_PATH, KEY_PATH, signaturePath, signsRepomd } from './sign.js';
@@ -31,6 +32,7 @@ const isPackage = (path: string) => PACKAGE_RE.test(path);
  */
 export const rpm: FormatHandler = {
   name: 'rpm',
+  options: RPM_OPTIONS,
 
   routes: [
     {

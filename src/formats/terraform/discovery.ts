@@ -4,7 +4,9 @@ import type { Services } from '../../repos/services.js';
 import type { Entry } from '../../server/pipeline.js';
 import { sendDocument } from '../../server/send.js';
 import type { RepoDef } from '../../storage/meta/types.js';
-import { JSON_TYPE, parseJson } from './names.js';
+import { formatConfig } from '../../config/schema.js';
+import { JSON_TYPE, upstreamJson } from './names.js';
+import { TERRAFORM_CONFIG } from './options.js';
 
 export const DISCOVERY_PATH = '.well-known/terraform.json';
 
@@ -18,7 +20,7 @@ const discoverySource: DocSource<Discovery> = {
   ref: { path: DISCOVERY_PATH, mutable: true, contentType: JSON_TYPE, locate: (repo) => new URL(`/${DISCOVERY_PATH}`, repo.upstream).toString() },
   local: async () => null,
   parseUpstream(repo, body) {
-    const doc = parseJson(body, `${repo.name}: upstream ${DISCOVERY_PATH}`);
+    const doc = upstreamJson(body, `${repo.name}: upstream ${DISCOVERY_PATH}`);
     if (!doc || typeof doc !== 'object') throw new AppError('UPSTREAM_FAILED', `${repo.name}: upstream ${DISCOVERY_PATH} is not an object`);
     return doc as Discovery;
   },
@@ -61,7 +63,7 @@ export const discoveryEntry: Entry = {
     },
   }],
   async locate({ svc }) {
-    const name = svc.config.terraform.default_repo;
+    const name = formatConfig(svc.config, 'terraform', TERRAFORM_CONFIG).default_repo;
     const repo = name ? await svc.repos.get(name) : null;
     if (!repo || repo.format !== 'terraform') throw new AppError('NOT_FOUND', 'no terraform registry on this host (terraform.default_repo is not set)');
     return repo;

@@ -5,6 +5,7 @@ import { docHeaders, sendDocument, sendServed } from '../../server/send.js';
 import type { FormatHandler } from '../types.js';
 import { discoveryEntry } from './discovery.js';
 import { mirrorIndex, mirrorVersion } from './mirror.js';
+import { TERRAFORM_CONFIG, TERRAFORM_OPTIONS } from './options.js';
 import { moduleArchive, moduleLocation, moduleVersionsSource, renderModuleVersions, saveModule, type ArchiveExt } from './modules.js';
 import { JSON_TYPE, moduleAddr, providerAddr, ZIP_TYPE } from './names.js';
 import { providerDownload, providerFile, renderDownload, renderVersions, saveProvider, versionsSource } from './providers.js';
@@ -97,6 +98,8 @@ const routes: Route[] = [
 
 export const terraform: FormatHandler = {
   name: 'terraform',
+  options: TERRAFORM_OPTIONS,
+  config: TERRAFORM_CONFIG,
   routes,
   entry: discoveryEntry,
 };

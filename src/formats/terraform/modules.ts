@@ -12,7 +12,7 @@ import { mergeEntries } from '../../repos/virtual.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { serviceBase } from './discovery.js';
-import { byVersionDesc, checkVersion, JSON_TYPE, moduleDir, parseJson, TGZ_TYPE, ZIP_TYPE, type ModuleAddr } from './names.js';
+import { byVersionDesc, checkVersion, JSON_TYPE, moduleDir, upstreamJson, TGZ_TYPE, ZIP_TYPE, type ModuleAddr } from './names.js';
 import { zipFacts } from './zipfacts.js';
 
 export type ArchiveExt = 'tar.gz' | 'zip';
@@ -42,7 +42,7 @@ async function localModuleVersions(svc: Services, repo: RepoDef, m: ModuleAddr):
 }
 
 function parseUpstreamModuleVersions(body: Buffer, what: string): ModuleVersion[] {
-  const doc = parseJson(body, what) as { modules?: { versions?: unknown }[] };
+  const doc = upstreamJson(body, what) as { modules?: { versions?: unknown }[] };
   if (!doc || !Array.isArray(doc.modules)) throw new AppError('UPSTREAM_FAILED', `${what} has no modules list`);
   const out: ModuleVersion[] = [];
   const seen = new Set<string>();
@@ -132,7 +132,7 @@ async function upstreamLocation(svc: Services, repo: RepoDef, m: ModuleAddr, ver
     let location = r.headers['x-terraform-get'];
     if (!location && r.status === 200) {
       const body = await collect(r.body, { max: 64 * 1024, what: 'upstream module download answer' });
-      const doc = parseJson(body, `${repo.name}: upstream module download answer`) as { location?: unknown };
+      const doc = upstreamJson(body, `${repo.name}: upstream module download answer`) as { location?: unknown };
       if (typeof doc?.location === 'string') location = doc.location;
     }
     if (!location) throw new AppError('UPSTREAM_FAILED', `${repo.name}: the upstream gave no X-Terraform-Get for ${m.namespace}/${m.name}/${m.system} ${version}`);

@@ -1,4 +1,5 @@
 import semver from 'semver';
+import { parseJson } from '../../lib/decode.js';
 import { AppError } from '../../lib/errors.js';
 
 /** Provider and module coordinates as terraform writes them in addresses and registry URLs. */
@@ -57,10 +58,4 @@ export const zipFileName = (p: ProviderAddr, version: string, os: string, arch: 
 export const byVersionDesc = (a: { version: string }, b: { version: string }) => semver.rcompare(a.version, b.version);
 
 /** A JSON document from an upstream, or UPSTREAM_FAILED naming what it should have been. */
-export function parseJson(body: Buffer, what: string): unknown {
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new AppError('UPSTREAM_FAILED', `${what} is not JSON`);
-  }
-}
+export const upstreamJson = (body: Buffer, what: string): unknown => parseJson(body, 'UPSTREAM_FAILED', `${what} is not JSON`);

@@ -14,7 +14,7 @@ import { ingestBuffer, ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { serviceBase } from './discovery.js';
 import {
-  byVersionDesc, checkPlatform, checkVersion, JSON_TYPE, parseJson, providerDir, zipFileName, zipPath, ZIP_TYPE, type ProviderAddr,
+  byVersionDesc, checkPlatform, checkVersion, JSON_TYPE, upstreamJson, providerDir, zipFileName, zipPath, ZIP_TYPE, type ProviderAddr,
 } from './names.js';
 import { zipFacts } from './zipfacts.js';
 
@@ -97,7 +97,7 @@ async function localVersions(svc: Services, repo: RepoDef, p: ProviderAddr): Pro
 }
 
 function parseUpstreamVersions(body: Buffer, what: string): VersionEntry[] {
-  const doc = parseJson(body, what) as { versions?: unknown };
+  const doc = upstreamJson(body, what) as { versions?: unknown };
   if (!doc || !Array.isArray(doc.versions)) throw new AppError('UPSTREAM_FAILED', `${what} has no versions list`);
   const out: VersionEntry[] = [];
   for (const v of doc.versions as Record<string, unknown>[]) {
@@ -227,7 +227,7 @@ interface UpstreamDownload {
 }
 
 function parseUpstreamDownload(body: Buffer, what: string): UpstreamDownload {
-  const d = parseJson(body, what) as Record<string, unknown>;
+  const d = upstreamJson(body, what) as Record<string, unknown>;
   const str = (k: string) => {
     if (!d || typeof d[k] !== 'string' || !d[k]) throw new AppError('UPSTREAM_FAILED', `${what} has no ${k}`);
     return d[k] as string;

@@ -28,19 +28,19 @@ export async function zipFacts(svc: Services, digest: Digest, size: number, what
   return o.h1 ? { h1: await hashZip(zip, MAX_ENTRY) } : {};
 }
 
-/** Computed `h1:` hashes by zip digest: a cached zip never changes. */
-const h1s = new Map<Digest, string>();
+/** Computed `h1:` hashes by zip digest (a cached zip never changes), per server and bounded. */
+export const H1_CACHE = { name: 'terraform.h1', maxBytes: 2 * 1024 * 1024, maxEntries: 10_000 };
+const h1s = (svc: Services) => svc.caches.lru<string>(H1_CACHE.name, H1_CACHE.maxBytes, H1_CACHE.maxEntries);
 
 /** `h1:` of a zip a repo already stores at `path` with this sha256 (a remote's cached copy); undefined otherwise. */
 export async function cachedH1(svc: Services, repo: string, path: string, shasum: string): Promise<string | undefined> {
   const rec = await svc.meta.files.get(repo, path);
   if (!rec || rec.digest !== `sha256:${shasum}`) return undefined;
-  const hit = h1s.get(rec.digest);
+  const hit = h1s(svc).get(rec.digest);
   if (hit) return hit;
   try {
     const { h1 } = await zipFacts(svc, rec.digest, rec.size, 'cached provider package', { h1: true });
-    if (h1s.size > 10_000) h1s.clear();
-    if (h1) h1s.set(rec.digest, h1);
+    if (h1) h1s(svc).set(rec.digest, h1, rec.digest.length + h1.length);
     return h1;
   } catch (err) {
     svc.log.warn({ repo, path, err: (err as Error).message }, 'h1 not computable');

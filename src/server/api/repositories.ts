@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { networkInterfaces } from 'node:os';
 import { ConfigError, parseRepoEntry } from '../../config/load.js';
 import { AppError } from '../../lib/errors.js';
-import { publicRepo } from '../../repos/registry.js';
+import { MASK } from '../../lib/secrets.js';
 import type { Services } from '../../repos/services.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { runWithHooks, visibleRepos, type Action, type Operation } from '../pipeline.js';
@@ -71,6 +71,7 @@ function apiOp(action: Action, repo?: RepoDef | null, subject?: string): Operati
  * update and delete are `admin`.
  */
 export async function repositoriesApi(app: FastifyInstance, svc: Services): Promise<void> {
+  const publicRepo = (def: RepoDef) => svc.repos.publicRepo(def);
   const run = (req: FastifyRequest, reply: FastifyReply, op: Operation, handle: () => Promise<unknown>) => runWithHooks(op, { req, reply, svc }, handle);
 
   app.get('/api/v1/repositories', async (req, reply) => {
@@ -101,6 +102,15 @@ export async function repositoriesApi(app: FastifyInstance, svc: Services): Prom
         && sameOrigin(existing.upstream, input.upstream)) {
         input.options.username = existing.options.username;
         input.options.password = existing.options.password;
+      }
+      // A secret sent back as shown (masked) keeps its stored value: GET, change a key, PUT works.
+      for (const k of svc.repos.schema.secretKeys(input.format)) {
+        if (input.options[k] !== MASK) continue;
+        // The password belongs to its upstream: not carried to another origin.
+        if (existing?.options[k] === undefined || (k === 'password' && !sameOrigin(existing.upstream, input.upstream))) {
+          throw new AppError('BAD_REQUEST', `repository: ${k} is the masked value "${MASK}"; give the secret itself (or ${k}_file / ${k}_env)`);
+        }
+        input.options[k] = existing.options[k];
       }
       return publicRepo(await svc.repos.put(input, { isSelf: selfCheck(req, svc, app) }));
     });

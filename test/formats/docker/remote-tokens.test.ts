@@ -6,7 +6,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cachedTokenCount, MAX_TOKENS, upstreamAuth } from '../../../src/formats/docker/remote-auth.js';
+import { CACHES, cachedTokenCount, MAX_TOKENS, upstreamAuth } from '../../../src/formats/docker/remote-auth.js';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { startUpstream } from '../../helpers/upstream.js';
 import { spawnServe } from '../../cli/bin.js';
@@ -121,12 +121,52 @@ describe('docker remote upstream tokens', () => {
     for (let i = 0; i < MAX_TOKENS + 50; i += 25) {
       await Promise.all(Array.from({ length: 25 }, (_, j) => upstreamAuth(srv.svc, def, `img/n${i + j}`)));
     }
-    expect(cachedTokenCount()).toBeLessThanOrEqual(MAX_TOKENS);
+    expect(cachedTokenCount(srv.svc)).toBeLessThanOrEqual(MAX_TOKENS);
     const before = regB.issued.size;
     await upstreamAuth(srv.svc, def, 'img/n0'); // evicted long ago: asks the realm again
     expect(regB.issued.size).toBe(before + 1);
     await upstreamAuth(srv.svc, def, `img/n${MAX_TOKENS + 49}`); // recent: still cached
     expect(regB.issued.size).toBe(before + 1);
+  });
+
+  it('two servers in one process keep their own upstream tokens', async () => {
+    const other = await startServer();
+    try {
+      await other.addRepo({ name: 'dmany', format: 'docker', kind: 'remote', upstream: regB.up.url });
+      const def = (await other.svc.repos.get('dmany'))!;
+      expect(cachedTokenCount(other.svc)).toBe(0);
+      const before = regB.issued.size;
+      await upstreamAuth(other.svc, def, `img/n${MAX_TOKENS + 49}`); // cached by srv, not by this one
+      expect(regB.issued.size).toBe(before + 1);
+      expect(cachedTokenCount(other.svc)).toBe(1);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('the challenge and identity caches stay within their bounds; an evicted identity only costs a new token', async () => {
+    const small = await startServer();
+    try {
+      // Before first use: these bounds stay.
+      const identities = small.svc.caches.lru(CACHES.identities.name, 1024 * 1024, 2);
+      const challenges = small.svc.caches.lru(CACHES.challenges.name, 1024 * 1024, 1);
+      for (const [name, up] of [['i1', regB], ['i2', regB], ['i3', regA]] as const) {
+        await small.addRepo({ name, format: 'docker', kind: 'remote', upstream: up.up.url });
+      }
+      const defs = await Promise.all(['i1', 'i2', 'i3'].map(async (n) => (await small.svc.repos.get(n))!));
+      for (const d of defs) expect((await upstreamAuth(small.svc, d, 'img/x')).authorization).toMatch(/^Bearer tok-[AB]-\d+$/);
+      expect(identities.size).toBe(2);
+      expect(challenges.size).toBe(1);
+      expect(cachedTokenCount(small.svc)).toBe(3);
+      // i1's identity was evicted: its cached token is dropped and a new one asked for, as after a change.
+      const before = regB.issued.size;
+      const again = await upstreamAuth(small.svc, defs[0], 'img/x');
+      expect(regB.issued.size).toBe(before + 1);
+      expect(again.authorization).toBe(`Bearer tok-B-${before + 1}`);
+      expect(identities.size).toBe(2);
+    } finally {
+      await small.close();
+    }
   });
 
   it.skipIf(!which('openssl'))('refuses to send configured credentials to a plain-http realm of an https upstream; anonymous still works', async () => {

@@ -17,6 +17,9 @@ describe('docker hub names', () => {
     expect(upstreamImage(hub, 'alpine')).toBe('library/alpine');
     expect(upstreamImage(hub, 'bitnami/redis')).toBe('bitnami/redis');
     expect(upstreamImage({ ...hub, upstream: 'https://ghcr.io/' }, 'alpine')).toBe('alpine');
+    // a mirror of Docker Hub under another name says so with the docker_hub option
+    expect(upstreamImage({ ...hub, upstream: 'https://hub-mirror.example/', options: { docker_hub: true } }, 'alpine')).toBe('library/alpine');
+    expect(upstreamImage({ ...hub, upstream: 'https://hub-mirror.example/', options: { docker_hub: true } }, 'bitnami/redis')).toBe('bitnami/redis');
   });
 });
 

@@ -189,6 +189,19 @@ describe.skipIf(!HAVE_RPMBUILD || !HAVE_GPG)('rpm signed repodata (repomd.xml.as
     }
   });
 
+  it('gpg_key given as the value and gpg_passphrase_file: signs, and show masks the key', async () => {
+    const locked = await rsaKey('locked-inline', 'file sesame');
+    const pass = join(dir, 'passphrase');
+    writeFileSync(pass, 'file sesame\n');
+    await srv.addRepo({ name: 'rs-inline', format: 'rpm', kind: 'local', gpg_key: locked.privateKey, gpg_passphrase_file: pass });
+    expect((await put('rs-inline', LIB, rpms.get(LIB)!)).status).toBe(201);
+    const asc = await get(`${srv.url}/rs-inline/repodata/repomd.xml.asc`);
+    expect(gpgVerify(locked.publicKey, asc, await get(`${srv.url}/rs-inline/repodata/repomd.xml`))).toBe(await fingerprint(locked.publicKey));
+    const shown = await (await fetch(`${srv.url}/api/v1/repositories/rs-inline`)).text();
+    expect(shown).not.toMatch(/PGP|sesame/);
+    expect(JSON.parse(shown).options).toEqual({ gpg_key: '********', gpg_passphrase_file: pass });
+  });
+
   it('a key that cannot be used is a 500 in the generic shape and an upload stores nothing', async () => {
     await srv.addRepo({ name: 'rs-bad', format: 'rpm', kind: 'local', gpg_key_env: 'ARTIFACTAPI_TEST_RPM_GPG_UNSET' });
     await srv.addRepo({ name: 'rs-nopass', format: 'rpm', kind: 'local', gpg_key_env: ENV.locked });
