@@ -59,6 +59,9 @@ export interface FormatHandler extends FormatSpec {
   challenge?(op: Operation, baseUrl: string, o?: ChallengeDetail): string;
   /** How a repo the caller may not read answers (exactly as a missing one would); default REPO_NOT_FOUND. */
   notFound?(op: Operation, repo: RepoDef): AppError;
-  /** gc: drop the format's own unreferenced rows (untagged manifests...) before blobs are swept. */
-  gc?(ctx: GcContext): Promise<void>;
+  /**
+   * gc: drop the format's own unreferenced rows (untagged manifests...) before blobs are swept.
+   * `run` is given the format's repos of the kinds it names.
+   */
+  gc?: { kinds: RepoDef['kind'][]; run(ctx: GcContext, repos: RepoDef[]): Promise<void> };
 }

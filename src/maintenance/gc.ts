@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Digest } from '../lib/digest.js';
 import { FORMAT_HANDLERS } from '../formats/index.js';
-import type { GcContext } from '../formats/types.js';
+import type { FormatHandler, GcContext } from '../formats/types.js';
 import type { Services } from '../repos/services.js';
 
 const TEMP_MIN_IDLE = 10 * 60_000;
@@ -22,6 +22,11 @@ export interface GcReport {
   summary: Record<string, { count: number; bytes: number }>;
 }
 
+/** A format's gc hook, given the format's repos of the kinds it names. */
+export async function formatGc(ctx: GcContext, { name, gc }: FormatHandler): Promise<void> {
+  if (gc) await gc.run(ctx, (await ctx.svc.repos.list()).filter((r) => r.format === name && gc.kinds.includes(r.kind)));
+}
+
 /**
  * Garbage collection, safe while `serve` runs in another process:
  * 1. each format's own gc hook (docker: untagged manifests, expired upload sessions);
@@ -39,7 +44,7 @@ export async function runGc(svc: Services, o: { dryRun?: boolean; now?: number }
   const ctx: GcContext = { svc, dryRun, now, report: (a) => actions.push(a) };
   const cutoff = now - svc.config.gc.grace;
 
-  for (const handler of Object.values(FORMAT_HANDLERS)) await handler.gc?.(ctx);
+  for (const handler of Object.values(FORMAT_HANDLERS)) await formatGc(ctx, handler);
   await evictRemoteCaches(ctx);
 
   // In a dry run nothing was removed above, so rows that would go still hold their blobs: the

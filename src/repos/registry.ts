@@ -180,3 +180,8 @@ function normaliseUpstream(raw: string, def: RepoDef): string {
   if (!u.pathname.endsWith('/')) u.pathname += '/';
   return u.toString();
 }
+
+/** The upstream a repo mirrors (remote repos); undefined for repos that have none. */
+export function upstreamOf(repo: RepoDef): URL | undefined {
+  return repo.kind === 'remote' && repo.upstream ? new URL(repo.upstream) : undefined;
+}

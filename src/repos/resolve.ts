@@ -4,7 +4,7 @@ import { localFile } from './local.js';
 import { remoteFile } from './remote.js';
 import type { Services } from './services.js';
 import type { FileRef, Served } from './types.js';
-import { allMembers, firstMember, LocalUnreadable } from './virtual.js';
+import { allLeaves, firstMember, LocalUnreadable, type Leaf } from './virtual.js';
 import { collect } from '../lib/streams.js';
 
 /** A file from any repo: the kind decides how (local rows, remote cache/fill, virtual members in order). */
@@ -54,7 +54,7 @@ export interface DocSource<T> {
     /** The package names a document lists. */
     names(doc: T): Iterable<string>;
     /** A copy of the document without the entries of these names (documents are shared through caches: never mutate). */
-    without(doc: T, names: Set<string>): T;
+    without(doc: T, names: ReadonlySet<string>): T;
   };
   /** Cap on the stored upstream original (default limits.metadata_body): npm packuments of busy packages run to tens of MiB. */
   maxBytes?: number;
@@ -81,6 +81,32 @@ export interface ServedDoc<T> {
   staleAge?: number;
   /** A merged document: where each part came from (the leaf repos, in member order). */
   parts?: { repo: string; source: Served['source'] }[];
+}
+
+/**
+ * resolveDoc, with `empty` standing in for a document that no repo has (the Forge lists an unknown
+ * module as no releases): sourced as the repo's own answer would be.
+ */
+export async function resolveDocOr<T>(svc: Services, repo: RepoDef, src: DocSource<T>, empty: T): Promise<ServedDoc<T>> {
+  try {
+    return await resolveDoc(svc, repo, src);
+  } catch (err) {
+    if (statusOf(err) !== 404) throw err;
+    return { doc: empty, source: repo.kind === 'local' ? 'local' : 'remote', servedBy: repo.name };
+  }
+}
+
+/** What a format does differently per kind where no shared resolver fits: one function per kind, chosen here. */
+export type PerKind<R> = Record<RepoDef['kind'], (repo: RepoDef) => R>;
+
+export function byKind<R>(repo: RepoDef, table: PerKind<R>): R {
+  return table[repo.kind](repo);
+}
+
+/** byKind for a leaf (a local or remote repo: what repos/listed.ts listingLeaf hands over). */
+export function byLeafKind<R>(leaf: RepoDef, table: Omit<PerKind<R>, 'virtual'>): R {
+  if (leaf.kind === 'virtual') throw new AppError('INTERNAL', `${leaf.name} is a virtual repository, not a leaf`);
+  return table[leaf.kind](leaf);
 }
 
 export async function resolveDoc<T>(svc: Services, repo: RepoDef, src: DocSource<T>, depth = 0): Promise<ServedDoc<T>> {
@@ -138,22 +164,36 @@ function parseOnce<T>(svc: Services, repo: RepoDef, src: DocSource<T>, served: S
  * through nested virtual repos: a name any local descendant holds is never
  * completed from any remote descendant.
  */
-async function leafDocs<T>(svc: Services, repo: RepoDef, src: DocSource<T>, depth: number): Promise<{ member: RepoDef; value: ServedDoc<T> }[]> {
-  const parts = await allMembers(svc, repo, depth + 1, async (m) =>
-    m.kind === 'virtual' ? leafDocs(svc, m, src, depth + 1) : [{ member: m, value: await resolveDoc(svc, m, src, depth + 1) }]);
-  const leaves = parts.flatMap((p) => p.value);
-  if (src.entries) return withoutShadowedEntries(repo, src.entries, leaves);
-  return src.packageName === undefined ? leaves : unshadowed(repo, src.packageName, leaves);
+function leafDocs<T>(svc: Services, repo: RepoDef, src: DocSource<T>, depth: number): Promise<Leaf<ServedDoc<T>>[]> {
+  return allLeaves(svc, repo, depth, (m) => resolveDoc(svc, m, src, depth + 1), (level, leaves) => {
+    if (src.entries) return withoutShadowedEntries(level, src.entries, leaves);
+    return src.packageName === undefined ? leaves : unshadowed(level, src.packageName, leaves);
+  });
 }
 
 /** The entry-level rule: remote leaves' documents lose the names local leaves list. */
-function withoutShadowedEntries<T>(repo: RepoDef, entries: NonNullable<DocSource<T>['entries']>,
-  leaves: { member: RepoDef; value: ServedDoc<T> }[]): { member: RepoDef; value: ServedDoc<T> }[] {
+async function withoutShadowedEntries<T, L extends { member: RepoDef; value: ServedDoc<T> }>(repo: RepoDef, entries: NonNullable<DocSource<T>['entries']>, leaves: L[]): Promise<L[]> {
+  const hidden = await shadowing(repo, leaves, (l) => entries.names(l.value.doc));
+  return leaves.map((l) => {
+    const names = hidden(l);
+    return names.size ? { ...l, value: { ...l.value, doc: entries.without(l.value.doc, names) } } : l;
+  });
+}
+
+const NONE: ReadonlySet<string> = new Set();
+
+/**
+ * The dependency-confusion rule over a virtual repo's leaves (local and remote repos, in member
+ * order), for formats that merge whole-repo indexes: the names that local leaves list (`names`,
+ * asked of local leaves only), less `allow_shadowed`, are the names a remote leaf must not offer.
+ * Returns, per leaf, the names to drop from it.
+ */
+export async function shadowing<L extends { member: RepoDef }>(repo: RepoDef, leaves: L[],
+  names: (leaf: L) => Iterable<string> | Promise<Iterable<string>>): Promise<(leaf: L) => ReadonlySet<string>> {
   const allowed = new Set((repo.options.allow_shadowed as string[] | undefined) ?? []);
   const owned = new Set<string>();
-  for (const l of leaves) if (l.member.kind === 'local') for (const n of entries.names(l.value.doc)) if (!allowed.has(n)) owned.add(n);
-  if (owned.size === 0) return leaves;
-  return leaves.map((l) => (l.member.kind === 'remote' ? { ...l, value: { ...l.value, doc: entries.without(l.value.doc, owned) } } : l));
+  for (const l of leaves) if (l.member.kind === 'local') for (const n of await names(l)) if (!allowed.has(n)) owned.add(n);
+  return (l) => (l.member.kind === 'remote' ? owned : NONE);
 }
 
 /** Reads a served file fully into memory, refusing more than limits.metadata_body (413). */

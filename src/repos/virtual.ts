@@ -27,6 +27,12 @@ export function isNotFound(err: unknown): boolean {
   return statusOf(err) === 404;
 }
 
+/** A rejection handler: 404-like answers become null, anything else is rethrown. */
+export function nullIfNotFound(err: unknown): null {
+  if (isNotFound(err)) return null;
+  throw err;
+}
+
 /**
  * Asks each member in order and returns the first answer. A member's 404 moves
  * on; other failures are remembered and, if no member has it, reported as 502;
@@ -78,6 +84,39 @@ export async function allMembers<T>(svc: Services, repo: RepoDef, depth: number,
     throw new AppError('NOT_FOUND', `not found in any member of ${repo.name}`);
   }
   return out;
+}
+
+/** A local or remote repo under a virtual one, with the member names leading to it from there. */
+export interface Leaf<T> {
+  member: RepoDef;
+  path: string[];
+  value: T;
+}
+
+/**
+ * The leaves of `repo` (itself when it is local or remote; a virtual repo's members' leaves, in
+ * member order depth first), asked at once with allMembers' rules at every level. `level` sees
+ * each virtual repo's leaves (nested ones first) and may replace them: the dependency-confusion
+ * rule applies at every level (repos/resolve.ts shadowing).
+ */
+export async function allLeaves<T>(svc: Services, repo: RepoDef, depth: number, ask: (leaf: RepoDef) => Promise<T>,
+  level?: (repo: RepoDef, leaves: Leaf<T>[]) => Leaf<T>[] | Promise<Leaf<T>[]>, path: string[] = []): Promise<Leaf<T>[]> {
+  if (repo.kind !== 'virtual') return [{ member: repo, path, value: await ask(repo) }];
+  const parts = await allMembers(svc, repo, depth + 1, (m) => allLeaves(svc, m, depth + 1, ask, level, [...path, m.name]));
+  const leaves = parts.flatMap((p) => p.value);
+  return level ? level(repo, leaves) : leaves;
+}
+
+/** The leaves of `repo` (as allLeaves), asked one at a time until one answers something other than undefined. */
+export async function firstLeaf<T>(svc: Services, repo: RepoDef, ask: (leaf: RepoDef) => Promise<T | undefined>, depth = 0): Promise<T | undefined> {
+  if (repo.kind !== 'virtual') return ask(repo);
+  if (depth > MAX_DEPTH) return undefined;
+  for (const name of repo.members ?? []) {
+    const m = await svc.repos.get(name);
+    const hit = m ? await firstLeaf(svc, m, ask, depth + 1) : undefined;
+    if (hit !== undefined) return hit;
+  }
+  return undefined;
 }
 
 /**

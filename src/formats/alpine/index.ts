@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
 import { writeLocalRow, writeTarget } from '../../repos/local.js';
 import { resolveListed, type ListedFile } from '../../repos/listed.js';
-import { resolveDoc, resolveFile } from '../../repos/resolve.js';
+import { byKind, resolveDoc, resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import { sendDocument, sendServed } from '../../server/send.js';
 import { ingestStream } from '../../storage/ingest.js';
@@ -37,7 +37,7 @@ export const alpine: FormatHandler = {
   options: ALPINE_OPTIONS,
 
   routes: [
-    { method: 'GET', path: /^keys$/, action: 'read', handle: ({ req, reply, ctx, svc }) => sendKeyList(req, reply, ctx.repo, svc) },
+    { method: 'GET', path: /^keys$/, action: 'read', handle: ({ req, reply, ctx, svc }) => sendKey(req, reply, ctx.repo, svc) },
     { method: 'GET', path: KEY_RE, action: 'read', handle: ({ req, reply, ctx, svc, params: [file] }) => sendKey(req, reply, ctx.repo, svc, file) },
     {
       method: 'GET', path: INDEX_RE, action: 'read',
@@ -69,26 +69,42 @@ function inArchDir(path: string, dir: string, arch: string): string {
 
 const notPart = (path: string) => `${path} is not part of an Alpine repository (<branch>/<repo>/<arch>/APKINDEX.tar.gz or <name>-<version>.apk)`;
 
-async function sendIndex(req: FastifyRequest, reply: FastifyReply, repo: RepoDef, svc: Services, dir: string) {
+/**
+ * An APKINDEX by kind. Local: the stored index (a directory that never had a package has none:
+ * 404). Remote: the upstream's bytes. Virtual: the members' merged, signed with its own key.
+ */
+function sendIndex(req: FastifyRequest, reply: FastifyReply, repo: RepoDef, svc: Services, dir: string) {
   const src = indexSource(svc, dir);
-  // Local: the stored index (a directory that never had a package has none: 404). Remote: the upstream's bytes.
-  if (repo.kind !== 'virtual') return sendServed(req, reply, await resolveFile(svc, repo, src.ref), svc, { contentType: INDEX_TYPE });
-  const served = await resolveDoc(svc, repo, src);
-  return sendDocument(req, reply, served, await renderSigned(svc, repo, dir, served.doc), INDEX_TYPE, { compress: false });
+  const stored = async (r: RepoDef) => sendServed(req, reply, await resolveFile(svc, r, src.ref), svc, { contentType: INDEX_TYPE });
+  return byKind<Promise<unknown>>(repo, {
+    local: stored,
+    remote: stored,
+    async virtual(r) {
+      const served = await resolveDoc(svc, r, src);
+      return sendDocument(req, reply, served, await renderSigned(svc, r, dir, served.doc), INDEX_TYPE, { compress: false });
+    },
+  });
 }
 
-/** `keys/`: the file name of the key this repo signs with, for `wget -P /etc/apk/keys`. */
-async function sendKeyList(req: FastifyRequest, reply: FastifyReply, repo: RepoDef, svc: Services) {
-  if (repo.kind === 'remote') throw new AppError('NOT_FOUND', 'a remote repo serves its upstream\'s indexes, signed by the upstream\'s keys');
-  const key = await signingKey(svc, repo);
-  return sendDocument(req, reply, { source: 'local', servedBy: repo.name }, `${key.name}.rsa.pub\n`, 'text/plain; charset=utf-8');
-}
-
-async function sendKey(req: FastifyRequest, reply: FastifyReply, repo: RepoDef, svc: Services, file: string) {
-  if (repo.kind === 'remote') return sendServed(req, reply, await resolveFile(svc, repo, { path: `keys/${file}`, mutable: true, rejectHtml: true }), svc, { contentType: KEY_TYPE });
-  const key = await signingKey(svc, repo);
-  if (file !== `${key.name}.rsa.pub`) throw new AppError('NOT_FOUND', `${repo.name} signs with ${key.name}.rsa.pub, not ${file}`);
-  return sendDocument(req, reply, { source: 'local', servedBy: repo.name }, key.publicPem, KEY_TYPE);
+/**
+ * `keys/` (the file name of the key this repo signs with, for `wget -P /etc/apk/keys`) and
+ * `keys/<file>`: a local or virtual repo's own key; a remote repo's keys are its upstream's.
+ */
+function sendKey(req: FastifyRequest, reply: FastifyReply, repo: RepoDef, svc: Services, file?: string) {
+  const own = async (r: RepoDef) => {
+    const key = await signingKey(svc, r);
+    if (file === undefined) return sendDocument(req, reply, { source: 'local', servedBy: r.name }, `${key.name}.rsa.pub\n`, 'text/plain; charset=utf-8');
+    if (file !== `${key.name}.rsa.pub`) throw new AppError('NOT_FOUND', `${r.name} signs with ${key.name}.rsa.pub, not ${file}`);
+    return sendDocument(req, reply, { source: 'local', servedBy: r.name }, key.publicPem, KEY_TYPE);
+  };
+  return byKind<Promise<unknown>>(repo, {
+    local: own,
+    virtual: own,
+    async remote(r) {
+      if (file === undefined) throw new AppError('NOT_FOUND', 'a remote repo serves its upstream\'s indexes, signed by the upstream\'s keys');
+      return sendServed(req, reply, await resolveFile(svc, r, { path: `keys/${file}`, mutable: true, rejectHtml: true }), svc, { contentType: KEY_TYPE });
+    },
+  });
 }
 
 /**

@@ -2,7 +2,7 @@ import { formatConfig } from '../../config/schema.js';
 import { isDigest, type Digest } from '../../lib/digest.js';
 import type { Services } from '../../repos/services.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
-import type { GcContext } from '../types.js';
+import type { FormatHandler, GcContext } from '../types.js';
 import { keys, splitKey } from './names.js';
 import { DOCKER_CONFIG } from './options.js';
 import { dropSession } from './uploads.js';
@@ -17,13 +17,13 @@ import { removeFileIfUnchanged } from '../../repos/writes.js';
  *   their blobs become unreferenced. Anything younger (a push in progress) stays.
  * - upload sessions past uploads.session_ttl: row and spool file removed.
  */
-export async function dockerGc(ctx: GcContext): Promise<void> {
-  const { svc } = ctx;
-  for (const repo of await svc.repos.list()) {
-    if (repo.format === 'docker' && repo.kind === 'local') await gcRepo(ctx, repo);
-  }
-  await gcSessions(ctx);
-}
+export const dockerGc: FormatHandler['gc'] = {
+  kinds: ['local'],
+  async run(ctx, repos) {
+    for (const repo of repos) await gcRepo(ctx, repo);
+    await gcSessions(ctx);
+  },
+};
 
 interface Image { manifests: Map<Digest, FileRec>; tags: FileRec[]; layers: FileRec[] }
 

@@ -4,7 +4,7 @@ import { parseJson } from '../../lib/decode.js';
 import { AppError, statusOf } from '../../lib/errors.js';
 import { resolveDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
-import { allMembers } from '../../repos/virtual.js';
+import { allLeaves } from '../../repos/virtual.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { MT } from './manifests.js';
 import { keys, pageSize, splitKey, type Target } from './names.js';
@@ -62,11 +62,11 @@ export async function listTags(req: FastifyRequest, reply: FastifyReply, svc: Se
   return reply.header('content-type', 'application/json').send({ name: t.name, tags: out });
 }
 
-/** `_catalog`: every `REPO/IMAGE` with a manifest in a local or remote docker repo of `repos` (those the caller may see). */
+/** `_catalog`: every `REPO/IMAGE` with a manifest stored in a docker repo of `repos` (those the caller may see; virtual ones store none). */
 export async function catalog(req: FastifyRequest, reply: FastifyReply, svc: Services, repos: RepoDef[]) {
   const names = new Set<string>();
   for (const r of repos) {
-    if (r.format !== 'docker' || r.kind === 'virtual') continue;
+    if (r.format !== 'docker') continue;
     for await (const f of svc.meta.files.list(r.name)) {
       const k = splitKey(f.path);
       if (k && k.kind === '_manifests') names.add(`${r.name}/${k.image}`);
@@ -78,13 +78,15 @@ export async function catalog(req: FastifyRequest, reply: FastifyReply, svc: Ser
 
 interface Referrer { mediaType: string; digest: string; size: number; artifactType?: string; annotations?: Record<string, string> }
 
-async function referrersOf(svc: Services, repo: RepoDef, image: string, subject: string, depth = 0): Promise<Referrer[]> {
-  if (repo.kind === 'virtual') {
-    const parts = await allMembers(svc, repo, depth + 1, (m) => referrersOf(svc, m, image, subject, depth + 1)).catch(() => []);
-    const seen = new Map<string, Referrer>();
-    for (const p of parts) for (const d of p.value) if (!seen.has(d.digest)) seen.set(d.digest, d);
-    return [...seen.values()];
-  }
+/** The manifests of `image` whose subject is `subject`, stored in the repo or (virtual) its leaves; first leaf wins per digest. */
+async function referrersOf(svc: Services, repo: RepoDef, image: string, subject: string): Promise<Referrer[]> {
+  const parts = await allLeaves(svc, repo, 0, (leaf) => storedReferrers(svc, leaf, image, subject)).catch(() => []);
+  const seen = new Map<string, Referrer>();
+  for (const p of parts) for (const d of p.value) if (!seen.has(d.digest)) seen.set(d.digest, d);
+  return [...seen.values()];
+}
+
+async function storedReferrers(svc: Services, repo: RepoDef, image: string, subject: string): Promise<Referrer[]> {
   const out: Referrer[] = [];
   for await (const f of svc.meta.files.list(repo.name, keys.manifests(image))) {
     if (f.meta?.subject !== subject) continue;

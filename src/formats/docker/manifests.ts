@@ -1,3 +1,5 @@
+import { upstreamOf } from '../../repos/registry.js';
+import { firstLeaf } from '../../repos/virtual.js';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isDigest, parseDigest, sha256, type Digest } from '../../lib/digest.js';
@@ -75,7 +77,10 @@ export async function findManifest(svc: Services, repo: RepoDef, image: string, 
 export function nsMembers(ns: string): (m: RepoDef) => boolean {
   const hub = (h: string) => (['docker.io', 'registry-1.docker.io', 'index.docker.io'].includes(h) ? 'docker.io' : h);
   const want = hub(ns.toLowerCase());
-  return (m) => m.kind !== 'remote' || hub(new URL(m.upstream!).host.toLowerCase()) === want || hub(new URL(m.upstream!).hostname.toLowerCase()) === want;
+  return (m) => {
+    const upstream = upstreamOf(m);
+    return !upstream || hub(upstream.host.toLowerCase()) === want || hub(upstream.hostname.toLowerCase()) === want;
+  };
 }
 
 async function tagRow(svc: Services, repo: RepoDef, image: string, tag: string): Promise<FileRec | null> {
@@ -212,7 +217,7 @@ async function checkReferences(svc: Services, repo: RepoDef, t: Target, mediaTyp
     if (!d || typeof d.digest !== 'string' || !isDigest(d.digest)) throw new AppError('MANIFEST_INVALID', `manifest invalid: bad ${what} descriptor`);
     const key = what === 'blob' ? keys.layer(image, d.digest) : keys.manifest(image, d.digest);
     if (await svc.meta.files.get(repo.name, key)) return;
-    if (t.repo.kind === 'virtual' && (await linkFromMembers(svc, t.repo, repo, key, d.digest))) return;
+    if (await linkFromMembers(svc, t.repo, repo, key, d.digest)) return;
     throw new AppError('MANIFEST_BLOB_UNKNOWN', `manifest references an unknown ${what}: ${d.digest}`, { digest: d.digest });
   };
   if (INDEXES.has(mediaType)) {
@@ -235,24 +240,16 @@ async function checkReferences(svc: Services, repo: RepoDef, t: Target, mediaTyp
  * Link that blob into the local member the push lands in (waiting for a
  * cache fill still running), as a cross-repo mount would.
  */
-async function linkFromMembers(svc: Services, virtual: RepoDef, target: RepoDef, key: string, digest: Digest, depth = 0): Promise<boolean> {
-  if (depth > 8) return false;
-  for (const name of virtual.members ?? []) {
-    if (name === target.name) continue;
-    const m = await svc.repos.get(name);
-    if (!m) continue;
-    if (m.kind === 'virtual') {
-      if (await linkFromMembers(svc, m, target, key, digest, depth + 1)) return true;
-      continue;
-    }
+async function linkFromMembers(svc: Services, virtual: RepoDef, target: RepoDef, key: string, digest: Digest): Promise<boolean> {
+  const linked = await firstLeaf(svc, virtual, async (m) => {
+    if (m.name === target.name) return undefined;
     await fillSettled(svc, m.name, key);
     const rec = await svc.meta.files.get(m.name, key);
-    if (rec && rec.digest === digest && (await svc.blob.stat(digest))) {
-      await recordLocalFile(svc, target, key, digest, rec.size, { contentType: rec.contentType, meta: rec.meta });
-      return true;
-    }
-  }
-  return false;
+    if (!rec || rec.digest !== digest || !(await svc.blob.stat(digest))) return undefined;
+    await recordLocalFile(svc, target, key, digest, rec.size, { contentType: rec.contentType, meta: rec.meta });
+    return true;
+  });
+  return linked ?? false;
 }
 
 /** DELETE by digest removes the manifest and every tag that points at it; by tag, only the tag. */

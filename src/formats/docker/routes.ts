@@ -3,7 +3,6 @@ import { decodePath } from '../../lib/decode.js';
 import { isDigest } from '../../lib/digest.js';
 import { AppError } from '../../lib/errors.js';
 import { writeTarget } from '../../repos/local.js';
-import type { Services } from '../../repos/services.js';
 import { visibleRepos, type Action, type Call, type Entry, type Operation, type Route } from '../../server/pipeline.js';
 import type { ChallengeDetail } from '../types.js';
 import type { RepoDef } from '../../storage/meta/types.js';
@@ -20,14 +19,6 @@ function target(c: Call): Target {
   const slash = name.indexOf('/');
   const image = slash > 0 && name.slice(0, slash) === repo.name ? name.slice(slash + 1) : name;
   return { name, repo, image, ns: c.query.get('ns') ?? undefined };
-}
-
-async function writable(svc: Services, repo: RepoDef): Promise<RepoDef> {
-  try {
-    return await writeTarget(svc, repo);
-  } catch {
-    throw new AppError('UNSUPPORTED', `${repo.name} is a ${repo.kind} repository and takes no pushes`);
-  }
 }
 
 const NAME = '(.+)';
@@ -56,24 +47,24 @@ const routes: Route[] = [
         return [];
       }
     },
-    handle: async (c) => startUpload(c.req, c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo)),
+    handle: async (c) => startUpload(c.req, c.reply, c.svc, target(c), await writeTarget(c.svc, c.ctx.repo)),
   },
   {
     method: 'PATCH', path: new RegExp(`^${NAME}/blobs/uploads/([^/]+)$`), action: 'write',
-    handle: async (c) => patchUpload(c.req, c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+    handle: async (c) => patchUpload(c.req, c.reply, c.svc, target(c), await writeTarget(c.svc, c.ctx.repo), c.params[1]),
   },
   {
     method: 'PUT', path: new RegExp(`^${NAME}/blobs/uploads/([^/]+)$`), action: 'write',
-    handle: async (c) => finishUpload(c.req, c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+    handle: async (c) => finishUpload(c.req, c.reply, c.svc, target(c), await writeTarget(c.svc, c.ctx.repo), c.params[1]),
   },
   {
     // Status and cancel of an upload session are part of a push.
     method: 'GET', path: new RegExp(`^${NAME}/blobs/uploads/([^/]+)$`), action: 'write',
-    handle: async (c) => uploadStatus(c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+    handle: async (c) => uploadStatus(c.reply, c.svc, target(c), await writeTarget(c.svc, c.ctx.repo), c.params[1]),
   },
   {
     method: 'DELETE', path: new RegExp(`^${NAME}/blobs/uploads/([^/]+)$`), action: 'write',
-    handle: async (c) => cancelUpload(c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+    handle: async (c) => cancelUpload(c.reply, c.svc, target(c), await writeTarget(c.svc, c.ctx.repo), c.params[1]),
   },
   {
     method: 'GET', path: new RegExp(`^${NAME}/blobs/([^/]+)$`), action: 'read',
@@ -81,7 +72,7 @@ const routes: Route[] = [
   },
   {
     method: 'DELETE', path: new RegExp(`^${NAME}/blobs/([^/]+)$`), action: 'delete',
-    handle: async (c) => deleteBlob(c.reply, c.svc, await writable(c.svc, c.ctx.repo), target(c).image, c.params[1]),
+    handle: async (c) => deleteBlob(c.reply, c.svc, await writeTarget(c.svc, c.ctx.repo), target(c).image, c.params[1]),
   },
   {
     method: 'GET', path: new RegExp(`^${NAME}/manifests/([^/]+)$`), action: 'read',
@@ -89,11 +80,11 @@ const routes: Route[] = [
   },
   {
     method: 'PUT', path: new RegExp(`^${NAME}/manifests/([^/]+)$`), action: 'write',
-    handle: async (c) => putManifest(c.req, c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+    handle: async (c) => putManifest(c.req, c.reply, c.svc, target(c), await writeTarget(c.svc, c.ctx.repo), c.params[1]),
   },
   {
     method: 'DELETE', path: new RegExp(`^${NAME}/manifests/([^/]+)$`), action: 'delete',
-    handle: async (c) => deleteManifest(c.reply, c.svc, target(c), await writable(c.svc, c.ctx.repo), c.params[1]),
+    handle: async (c) => deleteManifest(c.reply, c.svc, target(c), await writeTarget(c.svc, c.ctx.repo), c.params[1]),
   },
   {
     method: 'GET', path: new RegExp(`^${NAME}/tags/list$`), action: 'read',

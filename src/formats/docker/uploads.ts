@@ -1,3 +1,4 @@
+import { firstLeaf } from '../../repos/virtual.js';
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -106,14 +107,13 @@ async function mount(svc: Services, t: Target, target: RepoDef, digest: Digest, 
     return false;
   }
   // A virtual source: whichever member holds the blob for that image.
-  const holders = src.repo.kind === 'virtual' ? src.repo.members ?? [] : [src.repo.name];
-  for (const name of holders) {
-    const rec = await svc.meta.files.get(name, keys.layer(src.image, digest));
-    if (!rec || rec.digest !== digest || !(await svc.blob.stat(digest))) continue;
+  const linked = await firstLeaf(svc, src.repo, async (holder) => {
+    const rec = await svc.meta.files.get(holder.name, keys.layer(src.image, digest));
+    if (!rec || rec.digest !== digest || !(await svc.blob.stat(digest))) return undefined;
     await linkBlob(svc, target, t.image, digest, rec.size);
     return true;
-  }
-  return false;
+  });
+  return linked ?? false;
 }
 
 async function session(svc: Services, target: RepoDef, t: Target, id: string): Promise<UploadSession> {

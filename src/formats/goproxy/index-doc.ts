@@ -7,8 +7,6 @@ import { compareVersions, isCanonicalVersion } from './module.js';
 /** One version a repo lists for a module, with where it came from. */
 export interface ListedVersion {
   version: string;
-  /** Published in a local repo (the shadowing rule, through nested virtual repos too). */
-  local: boolean;
   /** Virtual: the leaf member that lists it, which serves its .info/.mod/.zip. */
   member?: string;
 }
@@ -42,7 +40,7 @@ export async function localList(svc: Services, repo: RepoDef, escapedModule: str
   const versions: ListedVersion[] = [];
   for await (const f of svc.meta.files.list(repo.name, `${escapedModule}/@v/`)) {
     const meta = f.meta as ZipMeta | undefined;
-    if (meta?.kind === 'gozip' && f.path === paths.file(escapedModule, meta.version, 'zip')) versions.push({ version: meta.version, local: true });
+    if (meta?.kind === 'gozip' && f.path === paths.file(escapedModule, meta.version, 'zip')) versions.push({ version: meta.version });
   }
   return versions.length ? sorted(escapedModule, versions) : null;
 }
@@ -54,14 +52,14 @@ export function parseList(module: string, body: Buffer): VersionList {
     const v = line.trim().split(/\s+/)[0];
     if (v && isCanonicalVersion(v)) seen.add(v);
   }
-  return sorted(module, [...seen].map((version) => ({ version, local: false })));
+  return sorted(module, [...seen].map((version) => ({ version })));
 }
 
 /** Union of member lists: first member wins per version, local modules shadow remote ones unless allow-listed. */
 export function mergeLists(repo: RepoDef, module: string, parts: { member: RepoDef; doc: VersionList }[]): VersionList {
   const lists = parts.map((p) => ({ member: p.member, entries: p.doc.versions.map((v) => ({ ...v, member: v.member ?? p.member.name })) }));
   const merged = mergeEntries(lists, () => module, (e) => e.version)
-    .map((e) => ({ version: e.version, local: e.local, member: e.member }));
+    .map((e) => ({ version: e.version, member: e.member }));
   return sorted(module, merged);
 }
 

@@ -1,13 +1,14 @@
 import { AppError } from '../../lib/errors.js';
-import { resolveDoc, resolveFile } from '../../repos/resolve.js';
+import { resolveListed } from '../../repos/listed.js';
+import { byKind, resolveDoc, resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
-import { firstMember, isNotFound, MAX_DEPTH } from '../../repos/virtual.js';
+import { firstMember, nullIfNotFound } from '../../repos/virtual.js';
 import { sendDocument, sendServed } from '../../server/send.js';
 import type { Call } from '../../server/pipeline.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler } from '../types.js';
-import { listSource, paths, renderList, upstreamUrl, type VersionList, type ZipMeta } from './index-doc.js';
+import { listSource, paths, renderList, upstreamUrl, type ZipMeta } from './index-doc.js';
 import { isCanonicalVersion, latestOf, parseModulePath } from './module.js';
 import { sumdbFile, sumdbVerifier } from './sumdb.js';
 import { deleteModule, putModuleZip } from './upload.js';
@@ -73,66 +74,46 @@ export const goproxy: FormatHandler = {
 };
 
 /**
- * `.info`, `.mod` or `.zip` of a version, for every kind. Local: its rows. Remote: the cache (these
- * are immutable), else the upstream, checked against the checksum database when this repo proxies
- * one. Virtual: from the member whose list names the version; one a local member does not list is
- * asked of the members in order, unless a local member publishes the module (then only local ones).
- * A `.info` for a query that is not a canonical version (a branch) is mutable, with the TTL.
+ * `.info`, `.mod` or `.zip` of a version, for every kind (repos/listed.ts). Local: its rows. Remote:
+ * the cache (these are immutable), else the upstream, checked against the checksum database when
+ * this repo proxies one. Virtual: from the member whose list names the version; one no list names
+ * (a pseudo-version) is asked of the members in order, local ones only when a local member
+ * publishes the module. A `.info` for a query that is not a canonical version (a branch) is
+ * mutable, with the TTL.
  */
-async function moduleFile(svc: Services, repo: RepoDef, mod: string, modulePath: string, version: string, ext: Ext, depth = 0): Promise<Served> {
+function moduleFile(svc: Services, repo: RepoDef, mod: string, modulePath: string, version: string, ext: Ext): Promise<Served> {
   const canonical = isCanonicalVersion(version);
-  if (!canonical && (ext !== 'info' || repo.kind === 'local')) throw new AppError('NOT_FOUND', `${version} is not a version of ${modulePath}`);
+  if (!canonical && ext !== 'info') throw new AppError('NOT_FOUND', `${version} is not a version of ${modulePath}`);
   const path = paths.file(mod, version, ext);
-  if (repo.kind !== 'virtual') {
-    const verify = canonical && ext !== 'info' && repo.kind === 'remote' ? await sumdbVerifier(svc, repo, mod, modulePath, version, ext) : undefined;
-    return resolveFile(svc, repo, {
-      path, mutable: !canonical, contentType: CONTENT_TYPES[ext], rejectHtml: true,
-      locate: (r) => upstreamUrl(svc, r, path), ...(verify ? { verify, whole: true } : {}),
-    });
-  }
-  if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
-  const list = await mergedList(svc, repo, mod, modulePath, depth);
-  const listed = list?.versions.find((v) => v.version === version);
-  const member = listed?.member ? await svc.repos.get(listed.member) : null;
-  if (member) return moduleFile(svc, member, mod, modulePath, version, ext, depth + 1);
-  return firstMember(svc, repo, depth + 1, async (m) => {
-    if (shadowedFor(repo, modulePath, list) && m.kind === 'remote') throw new AppError('NOT_FOUND', `${modulePath} is published locally`);
-    return moduleFile(svc, m, mod, modulePath, version, ext, depth + 1);
+  return resolveListed(svc, repo, {
+    doc: listSource(svc, mod, modulePath), path, what: `${modulePath}@${version}`,
+    find: (list) => list.versions.find((v) => v.version === version),
+    origin: (_list, v) => v.member,
+    async unlisted(r) {
+      const verify = canonical && ext !== 'info' ? await sumdbVerifier(svc, r, mod, modulePath, version, ext) : undefined;
+      return { mutable: !canonical, contentType: CONTENT_TYPES[ext], locate: (x) => upstreamUrl(svc, x, path), ...(verify ? { verify, whole: true } : {}) };
+    },
   });
 }
 
-/** A virtual repo's merged list of a module, null when no member lists it. */
-async function mergedList(svc: Services, repo: RepoDef, mod: string, modulePath: string, depth: number): Promise<VersionList | null> {
-  try {
-    return (await resolveDoc(svc, repo, listSource(svc, mod, modulePath), depth)).doc;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
-}
-
-/** A module a local member publishes is served by local members only, unless `allow_shadowed` names it. */
-function shadowedFor(repo: RepoDef, modulePath: string, list: VersionList | null): boolean {
-  const allowed = (repo.options.allow_shadowed as string[] | undefined) ?? [];
-  return !allowed.includes(modulePath) && !!list?.versions.some((v) => v.local);
-}
-
 /**
- * `<module>/@latest`: the upstream's answer through a remote repo (mutable, with the TTL); the
- * `.info` of the newest listed version in a local repo, or through a virtual repo (falling back
- * to the members' own @latest when none lists a version).
+ * `<module>/@latest`: the upstream's answer through a remote repo (mutable, with the TTL: it knows
+ * the pseudo-version of a module without tags); the `.info` of the newest listed version in a
+ * local or virtual repo, a virtual one falling back to its members' own @latest when none lists a
+ * version.
  */
-async function latest(svc: Services, repo: RepoDef, mod: string, modulePath: string, depth = 0): Promise<Served> {
-  if (repo.kind === 'remote') {
-    const path = paths.latest(mod);
-    return resolveFile(svc, repo, { path, mutable: true, contentType: CONTENT_TYPES.info, locate: (r) => upstreamUrl(svc, r, path) });
-  }
-  const list = repo.kind === 'local'
-    ? (await resolveDoc(svc, repo, listSource(svc, mod, modulePath))).doc
-    : await mergedList(svc, repo, mod, modulePath, depth);
-  const newest = list && latestOf(list.versions.map((v) => v.version));
-  if (newest) return moduleFile(svc, repo, mod, modulePath, newest, 'info', depth);
-  return firstMember(svc, repo, depth + 1, (m) => latest(svc, m, mod, modulePath, depth + 1));
+function latest(svc: Services, repo: RepoDef, mod: string, modulePath: string, depth = 0): Promise<Served> {
+  const fromList = async (r: RepoDef): Promise<Served> => {
+    const list = (await resolveDoc(svc, r, listSource(svc, mod, modulePath), depth).catch(nullIfNotFound))?.doc;
+    const newest = list && latestOf(list.versions.map((v) => v.version));
+    if (newest) return moduleFile(svc, r, mod, modulePath, newest, 'info');
+    return firstMember(svc, r, depth + 1, (m) => latest(svc, m, mod, modulePath, depth + 1));
+  };
+  return byKind(repo, {
+    local: fromList,
+    virtual: fromList,
+    remote: (r) => resolveFile(svc, r, { path: paths.latest(mod), mutable: true, contentType: CONTENT_TYPES.info, locate: (x) => upstreamUrl(svc, x, paths.latest(mod)) }),
+  });
 }
 
 export type { ZipMeta };

@@ -1,8 +1,9 @@
 import { Readable } from 'node:stream';
-import { AppError, statusOf } from '../../lib/errors.js';
+import { AppError } from '../../lib/errors.js';
 import { boundaryOf, parseMultipart } from '../../lib/multipart.js';
 import { recordLocalFile, writeTarget } from '../../repos/local.js';
-import { resolveDoc, resolveFile } from '../../repos/resolve.js';
+import { listingLeaf } from '../../repos/listed.js';
+import { resolveDoc, resolveDocOr, resolveFile } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
 import { sendDocument, sendServed, type DocOrigin } from '../../server/send.js';
@@ -11,7 +12,7 @@ import type { RepoDef } from '../../storage/meta/types.js';
 import type { FormatHandler } from '../types.js';
 import {
   JSON_TYPE, moduleSource, releaseSource, renderModule, renderRelease, renderReleasePage, tarballPath, upstreamUrl,
-  type ModuleReleases, type Release,
+  type Release,
 } from './docs.js';
 import { removeFile } from '../../repos/writes.js';
 import { normalizeName, parseSlug, readModuleMetadata, releaseSlug } from './metadata.js';
@@ -53,13 +54,7 @@ export const puppet: FormatHandler = {
         const name = normalizeName(raw);
         if (!name) throw new AppError('BAD_REQUEST', `module ${JSON.stringify(raw)} is not owner-name`);
         // The Forge answers an unknown module with an empty list, which puppet reports as such.
-        let served: DocOrigin & { doc: ModuleReleases };
-        try {
-          served = await resolveDoc(svc, ctx.repo, moduleSource(svc, name));
-        } catch (err) {
-          if (statusOf(err) !== 404) throw err;
-          served = { doc: { name, releases: [] }, source: ctx.repo.kind === 'local' ? 'local' : 'remote', servedBy: ctx.repo.name };
-        }
+        const served = await resolveDocOr(svc, ctx.repo, moduleSource(svc, name), { name, releases: [] });
         return sendDocument(req, reply, served, json(renderReleasePage(served.doc, query)), JSON_TYPE);
       },
     },
@@ -114,17 +109,9 @@ function slugOf(raw: string): { name: string; version: string } {
   return id;
 }
 
-/**
- * The local or remote repo that serves a release: the repo itself, or for a virtual repo the member
- * whose entry its merged release list kept (so a shadowed or unlisted version is never served).
- */
-async function leafFor(svc: Services, repo: RepoDef, name: string, version: string): Promise<RepoDef> {
-  if (repo.kind !== 'virtual') return repo;
-  const { doc } = await resolveDoc(svc, repo, moduleSource(svc, name));
-  const entry = doc.releases.find((r) => r.version === version);
-  const member = entry?.member ? await svc.repos.get(entry.member) : null;
-  if (!member) throw new AppError('NOT_FOUND', `release ${releaseSlug(name, version)} not found in ${repo.name}`);
-  return member;
+/** The local or remote repo that serves a release (repos/listed.ts). */
+function leafFor(svc: Services, repo: RepoDef, name: string, version: string): Promise<RepoDef> {
+  return listingLeaf(svc, repo, moduleSource(svc, name), (doc) => doc.releases.find((r) => r.version === version)?.member, `release ${releaseSlug(name, version)}`);
 }
 
 async function findRelease(svc: Services, repo: RepoDef, name: string, version: string): Promise<{ served: DocOrigin; release: Release }> {

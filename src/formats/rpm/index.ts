@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream';
 import { AppError } from '../../lib/errors.js';
 import { collect } from '../../lib/streams.js';
 import { localFile, writeLocalRow, writeTarget } from '../../repos/local.js';
-import { resolveFile } from '../../repos/resolve.js';
+import { byKind, resolveFile } from '../../repos/resolve.js';
 import type { Served } from '../../repos/types.js';
 import { MAX_DEPTH } from '../../repos/virtual.js';
 import type { Services } from '../../repos/services.js';
@@ -39,19 +39,25 @@ export const rpm: FormatHandler = {
       method: 'GET', path: /^.+$/, action: 'read',
       async handle({ req, reply, ctx, svc, path }) {
         const contentType = isPackage(path) ? RPM_TYPE : path.endsWith('.xml') ? XML_TYPE : undefined;
-        if (ctx.repo.kind === 'remote' && path === REPOMD_PATH) {
-          const { served, body } = await remoteRepomd(svc, ctx.repo);
-          return sendDocument(req, reply, served, body, XML_TYPE);
-        }
-        if (ctx.repo.kind !== 'remote' && path === KEY_PATH) {
-          const key = await repoKey(ctx.repo);
-          if (!key) throw new AppError('NOT_FOUND', `${ctx.repo.name} has no gpg key`);
-          return sendDocument(req, reply, { source: 'local', servedBy: ctx.repo.name }, key.publicArmored, PGP_KEY_TYPE);
-        }
-        if (ctx.repo.kind !== 'remote' && path === ASC_PATH) {
-          return sendServed(req, reply, await repomdSignature(svc, ctx.repo), svc, { contentType: PGP_TYPE });
-        }
-        return sendServed(req, reply, await rpmFile(svc, ctx.repo, path), svc, { contentType });
+        // Local and virtual repos sign their own repodata; a remote one serves its upstream's key and signature.
+        const own = async (repo: RepoDef, current: (r: RepoDef) => Promise<FileRec>) => {
+          if (path === KEY_PATH) {
+            const key = await repoKey(repo);
+            if (!key) throw new AppError('NOT_FOUND', `${repo.name} has no gpg key`);
+            return sendDocument(req, reply, { source: 'local', servedBy: repo.name }, key.publicArmored, PGP_KEY_TYPE);
+          }
+          if (path === ASC_PATH) return sendServed(req, reply, await repomdSignature(svc, repo, current), svc, { contentType: PGP_TYPE });
+          return sendServed(req, reply, await rpmFile(svc, repo, path), svc, { contentType });
+        };
+        return byKind<Promise<unknown>>(ctx.repo, {
+          async remote(repo) {
+            if (path !== REPOMD_PATH) return sendServed(req, reply, await rpmFile(svc, repo, path), svc, { contentType });
+            const { served, body } = await remoteRepomd(svc, repo);
+            return sendDocument(req, reply, served, body, XML_TYPE);
+          },
+          local: (repo) => own(repo, (r) => svc.derived.current(svc, r, localRepodata)),
+          virtual: (repo) => own(repo, (r) => virtualRepomd(svc, r)),
+        });
       },
     },
     {
@@ -81,7 +87,7 @@ export const rpm: FormatHandler = {
     },
   ],
 
-  gc: rpmGc,
+  gc: { kinds: ['local', 'virtual'], run: rpmGc },
 };
 
 /**
@@ -89,26 +95,30 @@ export const rpm: FormatHandler = {
  * one). Remote: verified as remote.ts describes. Virtual: its own derived repodata, and packages
  * at `<member>/<path>` (the locations its primary.xml gives) from that member.
  */
-async function rpmFile(svc: Services, repo: RepoDef, path: string, depth = 0): Promise<Served> {
-  if (repo.kind === 'remote') {
-    if (path.endsWith('.rpm')) return remotePackage(svc, repo, path);
-    if (path.startsWith('repodata/repomd.xml')) return resolveFile(svc, repo, { path, mutable: true }); // repomd.xml and its .asc/.key
-    return path.startsWith('repodata/') ? remoteRepodataFile(svc, repo, path) : resolveFile(svc, repo, { path });
-  }
-  if (repo.kind === 'virtual' && !path.startsWith('repodata/')) {
-    if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
-    const slash = path.indexOf('/');
-    const name = path.slice(0, slash);
-    const member = slash > 0 && repo.members?.includes(name) ? await svc.repos.get(name) : null;
-    if (!member) throw new AppError('NOT_FOUND', `${path} not found in ${repo.name}`);
-    return rpmFile(svc, member, path.slice(slash + 1), depth + 1);
-  }
-  if (path === REPOMD_PATH) await currentRepomd(svc, repo);
-  return localFile(svc, repo, { path });
-}
-
-function currentRepomd(svc: Services, repo: RepoDef): Promise<FileRec> {
-  return repo.kind === 'virtual' ? virtualRepomd(svc, repo) : svc.derived.current(svc, repo, localRepodata);
+function rpmFile(svc: Services, repo: RepoDef, path: string, depth = 0): Promise<Served> {
+  return byKind(repo, {
+    async remote(r) {
+      if (path.endsWith('.rpm')) return remotePackage(svc, r, path);
+      if (path.startsWith('repodata/repomd.xml')) return resolveFile(svc, r, { path, mutable: true }); // repomd.xml and its .asc/.key
+      return path.startsWith('repodata/') ? remoteRepodataFile(svc, r, path) : resolveFile(svc, r, { path });
+    },
+    async local(r) {
+      if (path === REPOMD_PATH) await svc.derived.current(svc, r, localRepodata);
+      return localFile(svc, r, { path });
+    },
+    async virtual(r) {
+      if (path.startsWith('repodata/')) {
+        if (path === REPOMD_PATH) await virtualRepomd(svc, r);
+        return localFile(svc, r, { path });
+      }
+      if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
+      const slash = path.indexOf('/');
+      const name = path.slice(0, slash);
+      const member = slash > 0 && r.members?.includes(name) ? await svc.repos.get(name) : null;
+      if (!member) throw new AppError('NOT_FOUND', `${path} not found in ${r.name}`);
+      return rpmFile(svc, member, path.slice(slash + 1), depth + 1);
+    },
+  });
 }
 
 /**
@@ -116,10 +126,10 @@ function currentRepomd(svc: Services, repo: RepoDef): Promise<FileRec> {
  * and the key, so it always matches the repomd.xml served at the same moment. Normally stored with
  * the generation; signed here when the key was set (or changed) after the last one.
  */
-async function repomdSignature(svc: Services, repo: RepoDef): Promise<Served> {
+async function repomdSignature(svc: Services, repo: RepoDef, current: (r: RepoDef) => Promise<FileRec>): Promise<Served> {
   const key = await repoKey(repo);
   if (!key) throw new AppError('NOT_FOUND', `${repo.name} has no gpg key, so ${ASC_PATH} is not signed`);
-  const repomd = await currentRepomd(svc, repo);
+  const repomd = await current(repo);
   const path = signaturePath(repomd.digest, key.fingerprint);
   if (!(await svc.meta.files.get(repo.name, path))) {
     const asc = await signBytes(key, await collect(await svc.blob.read(repomd.digest)));
@@ -149,11 +159,10 @@ async function savePackage(req: FastifyRequest, svc: Services, repo: RepoDef, pa
  * what it names) until gc: then rows that the current repomd.xml does not name and that are older
  * than gc.grace go, and the core sweep reclaims their blobs.
  */
-async function rpmGc(ctx: GcContext): Promise<void> {
+async function rpmGc(ctx: GcContext, repos: RepoDef[]): Promise<void> {
   const { svc } = ctx;
   const cutoff = ctx.now - svc.config.gc.grace;
-  for (const repo of await svc.repos.list()) {
-    if (repo.format !== 'rpm' || repo.kind === 'remote') continue;
+  for (const repo of repos) {
     const current = await svc.meta.files.get(repo.name, REPOMD_PATH);
     if (!current) continue;
     const keep = repomdChecksums((await collect(await svc.blob.read(current.digest))).toString('utf8'));

@@ -1,4 +1,5 @@
 import { AppError } from '../../lib/errors.js';
+import { upstreamOf } from '../../repos/registry.js';
 import { resolveDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
 import type { RepoDef } from '../../storage/meta/types.js';
@@ -12,9 +13,8 @@ import { cachedH1 } from './zipfacts.js';
  * of that registry, and another host's provider of the same name is not the same provider.
  */
 function checkHost(repo: RepoDef, hostname: string): void {
-  if (repo.kind === 'remote' && new URL(repo.upstream!).host.toLowerCase() !== hostname.toLowerCase()) {
-    throw new AppError('NOT_FOUND', `${repo.name} mirrors ${new URL(repo.upstream!).host}, not ${hostname}`);
-  }
+  const upstream = upstreamOf(repo);
+  if (upstream && upstream.host.toLowerCase() !== hostname.toLowerCase()) throw new AppError('NOT_FOUND', `${repo.name} mirrors ${upstream.host}, not ${hostname}`);
 }
 
 /** `HOST/NS/TYPE/index.json` of the provider network mirror protocol. */

@@ -4,10 +4,11 @@ import { AppError } from '../../lib/errors.js';
 import { collect } from '../../lib/streams.js';
 import { readTgzEntries } from '../../lib/tgz.js';
 import { recordLocalFile } from '../../repos/local.js';
-import { resolveDoc, resolveFile, type DocSource } from '../../repos/resolve.js';
+import { byLeafKind, resolveFile, type DocSource } from '../../repos/resolve.js';
+import { listingLeaf } from '../../repos/listed.js';
 import type { Services } from '../../repos/services.js';
 import type { Served, Source } from '../../repos/types.js';
-import { mergeEntries, MAX_DEPTH } from '../../repos/virtual.js';
+import { mergeEntries } from '../../repos/virtual.js';
 import { ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { serviceBase } from './discovery.js';
@@ -78,14 +79,9 @@ export function renderModuleVersions(m: ModuleAddr, list: ModuleVersion[]): Reco
   return { modules: [{ source: `${m.namespace}/${m.name}/${m.system}`, versions: list.map((v) => ({ version: v.version })) }] };
 }
 
-async function leafFor(svc: Services, repo: RepoDef, m: ModuleAddr, version: string, depth: number): Promise<RepoDef> {
-  if (repo.kind !== 'virtual') return repo;
-  if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
-  const { doc } = await resolveDoc(svc, repo, moduleVersionsSource(svc, m));
-  const entry = doc.find((e) => e.version === version);
-  const leaf = entry?.member ? await svc.repos.get(entry.member) : null;
-  if (!leaf) throw new AppError('NOT_FOUND', `module ${m.namespace}/${m.name}/${m.system} ${version} not found in ${repo.name}`);
-  return leaf;
+function leafFor(svc: Services, repo: RepoDef, m: ModuleAddr, version: string): Promise<RepoDef> {
+  return listingLeaf(svc, repo, moduleVersionsSource(svc, m), (doc) => doc.find((e) => e.version === version)?.member,
+    `module ${m.namespace}/${m.name}/${m.system} ${version}`);
 }
 
 /** An http(s) archive location go-getter would download and unpack itself: the part we cache. */
@@ -157,22 +153,25 @@ export interface ModuleLocation {
 /** Where terraform should get a module version, for any kind; archives are served (and cached) by this repo. */
 export async function moduleLocation(svc: Services, repo: RepoDef, m: ModuleAddr, version: string, base: string): Promise<ModuleLocation> {
   checkVersion(version);
-  const leaf = await leafFor(svc, repo, m, version, 0);
-  if (leaf.kind === 'local') {
-    for (const ext of ['tar.gz', 'zip'] as const) {
-      if (await svc.meta.files.get(leaf.name, archivePath(m, version, ext))) return { location: `${base}/${archivePath(m, version, ext)}`, source: 'local', servedBy: leaf.name };
-    }
-    throw new AppError('NOT_FOUND', `module ${m.namespace}/${m.name}/${m.system} ${version} not found in ${leaf.name}`);
-  }
-  const location = await upstreamLocation(svc, leaf, m, version);
-  const archive = archiveOf(location);
-  return { location: archive ? `${base}/${archivePath(m, version, archive.ext)}${archive.subdir}` : location, source: 'remote', servedBy: leaf.name };
+  return byLeafKind<Promise<ModuleLocation>>(await leafFor(svc, repo, m, version), {
+    async local(leaf) {
+      for (const ext of ['tar.gz', 'zip'] as const) {
+        if (await svc.meta.files.get(leaf.name, archivePath(m, version, ext))) return { location: `${base}/${archivePath(m, version, ext)}`, source: 'local', servedBy: leaf.name };
+      }
+      throw new AppError('NOT_FOUND', `module ${m.namespace}/${m.name}/${m.system} ${version} not found in ${leaf.name}`);
+    },
+    async remote(leaf) {
+      const location = await upstreamLocation(svc, leaf, m, version);
+      const archive = archiveOf(location);
+      return { location: archive ? `${base}/${archivePath(m, version, archive.ext)}${archive.subdir}` : location, source: 'remote', servedBy: leaf.name };
+    },
+  });
 }
 
 /** A module archive through any repo; a remote one is fetched from where the upstream says, once. */
 export async function moduleArchive(svc: Services, repo: RepoDef, m: ModuleAddr, version: string, ext: ArchiveExt): Promise<Served> {
   checkVersion(version);
-  const leaf = await leafFor(svc, repo, m, version, 0);
+  const leaf = await leafFor(svc, repo, m, version);
   return resolveFile(svc, leaf, {
     path: archivePath(m, version, ext), rejectHtml: true, contentType: typeOf(ext),
     locate: async () => {

@@ -4,10 +4,11 @@ import { AppError } from '../../lib/errors.js';
 import { PGP_TYPE, repoKey, signBytes, verifyDetached } from '../../lib/pgp.js';
 import type { DerivedDoc, DerivedPart } from '../../repos/derived.js';
 import { recordLocalFile, writeLocalRow } from '../../repos/local.js';
-import { readCapped, resolveDoc, resolveFile, type DocSource } from '../../repos/resolve.js';
+import { byLeafKind, readCapped, resolveDoc, resolveFile, type DocSource } from '../../repos/resolve.js';
+import { listingLeaf } from '../../repos/listed.js';
 import type { Services } from '../../repos/services.js';
 import type { Served, Source } from '../../repos/types.js';
-import { mergeEntries, MAX_DEPTH } from '../../repos/virtual.js';
+import { mergeEntries } from '../../repos/virtual.js';
 import { collect } from '../../lib/streams.js';
 import { ingestBuffer, ingestStream } from '../../storage/ingest.js';
 import type { RepoDef } from '../../storage/meta/types.js';
@@ -132,15 +133,9 @@ export function versionsSource(svc: Services, p: ProviderAddr): DocSource<Versio
   };
 }
 
-/** The leaf repo (local or remote) that serves this version of a provider through `repo`. */
-async function leafFor(svc: Services, repo: RepoDef, p: ProviderAddr, version: string, depth: number): Promise<RepoDef> {
-  if (repo.kind !== 'virtual') return repo;
-  if (depth > MAX_DEPTH) throw new AppError('BAD_REQUEST', `virtual repositories nest deeper than ${MAX_DEPTH}`);
-  const { doc } = await resolveDoc(svc, repo, versionsSource(svc, p));
-  const entry = doc.find((e) => e.version === version);
-  const leaf = entry?.member ? await svc.repos.get(entry.member) : null;
-  if (!leaf) throw new AppError('NOT_FOUND', `${p.namespace}/${p.type} ${version} not found in ${repo.name}`);
-  return leaf;
+/** The leaf repo (local or remote) that serves this version of a provider through `repo` (repos/listed.ts). */
+function leafFor(svc: Services, repo: RepoDef, p: ProviderAddr, version: string): Promise<RepoDef> {
+  return listingLeaf(svc, repo, versionsSource(svc, p), (doc) => doc.find((e) => e.version === version)?.member, `${p.namespace}/${p.type} ${version}`);
 }
 
 // ---- local: SHA256SUMS derived on every upload, signed with the repo's key ----
@@ -340,20 +335,27 @@ function remoteZip(svc: Services, repo: RepoDef, p: ProviderAddr, version: strin
  * signature (the registry protocol); the network mirror needs only the zip and its hashes.
  */
 export async function providerDownload(svc: Services, repo: RepoDef, p: ProviderAddr, version: string, os: string, arch: string,
-  o: { signed: boolean }, depth = 0): Promise<Download & { servedBy: string; source: Source }> {
+  o: { signed: boolean }): Promise<Download & { servedBy: string; source: Source }> {
   checkVersion(version);
   checkPlatform(os, arch);
-  const leaf = await leafFor(svc, repo, p, version, depth);
-  const d = leaf.kind === 'local' ? { ...(await localDownload(svc, leaf, p, version, os, arch, o.signed)), source: 'local' as const }
-    : await remoteDownload(svc, leaf, p, version, os, arch);
+  const leaf = await leafFor(svc, repo, p, version);
+  const d = await byLeafKind<Promise<Download & { source: Source }>>(leaf, {
+    local: async (l) => ({ ...(await localDownload(svc, l, p, version, os, arch, o.signed)), source: 'local' }),
+    remote: (l) => remoteDownload(svc, l, p, version, os, arch),
+  });
   return { ...d, servedBy: leaf.name };
 }
 
 /** A file under `<version>/` of a provider (zip, SHA256SUMS, signature) through any repo. */
 export async function providerFile(svc: Services, repo: RepoDef, p: ProviderAddr, version: string, rest: string): Promise<Served> {
   checkVersion(version);
-  const leaf = await leafFor(svc, repo, p, version, 0);
-  if (leaf.kind === 'local') return resolveFile(svc, leaf, { path: `${providerDir(p)}/${version}/${rest}` });
+  return byLeafKind(await leafFor(svc, repo, p, version), {
+    local: (leaf) => resolveFile(svc, leaf, { path: `${providerDir(p)}/${version}/${rest}` }),
+    remote: (leaf) => remoteProviderFile(svc, leaf, p, version, rest),
+  });
+}
+
+function remoteProviderFile(svc: Services, leaf: RepoDef, p: ProviderAddr, version: string, rest: string): Promise<Served> {
   const zip = /^([a-z0-9]+)_([a-z0-9]+)\.zip$/.exec(rest);
   if (zip) return remoteZip(svc, leaf, p, version, zip[1], zip[2]);
   const sums = /^([a-z0-9]+)_([a-z0-9]+)\/SHA256SUMS(\.sig)?$/.exec(rest);

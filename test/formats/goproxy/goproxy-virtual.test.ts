@@ -87,4 +87,23 @@ describe('goproxy virtual', () => {
     // Writes go to no member of a virtual repo without default_local.
     expect((await fetch(`${server.url}/go-all/example.com/x/@v/v1.0.0.zip`, { method: 'PUT', body: 'x' })).status).toBe(405);
   });
+
+  it('through a nested virtual, a module a local member publishes is never completed from a remote, listed or not', async () => {
+    await server.addRepo({ name: 'go-inner', format: 'goproxy', kind: 'virtual', members: ['go-a'] });
+    await server.addRepo({ name: 'go-nest', format: 'goproxy', kind: 'virtual', members: ['go-local', 'go-inner'] });
+    // The inner virtual alone serves A's hello v0.9.0.
+    expect(await (await fetch(`${server.url}/go-inner/example.com/hello/@v/list`)).text()).toBe('v0.9.0\n');
+    expect((await fetch(`${server.url}/go-inner/example.com/hello/@v/v0.9.0.mod`)).status).toBe(200);
+    const before = a.count('/example.com/hello/@v/v0.9.0');
+    expect(await (await fetch(`${server.url}/go-nest/example.com/hello/@v/list`)).text()).toBe('v1.0.0\n');
+    for (const ext of ['info', 'mod', 'zip']) expect((await fetch(`${server.url}/go-nest/example.com/hello/@v/v0.9.0.${ext}`)).status, ext).toBe(404);
+    expect(a.count('/example.com/hello/@v/v0.9.0')).toBe(before);
+    const zip = await fetch(`${server.url}/go-nest/example.com/hello/@v/v1.0.0.zip`);
+    expect(zip.status).toBe(200);
+    expect(zip.headers.get('x-artifact-repo')).toBe('go-local');
+    // A module no local member publishes still comes through the nested remote.
+    const greet = await fetch(`${server.url}/go-nest/example.com/greet/@v/v1.1.0.info`);
+    expect(greet.status).toBe(200);
+    expect(greet.headers.get('x-artifact-repo')).toBe('go-a');
+  });
 });

@@ -1,47 +1,63 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../../helpers/server.js';
 import { startUpstream, type FakeUpstream } from '../../helpers/upstream.js';
-import { buildFixtureRpms, dnf, HAVE_CREATEREPO, HAVE_DNF, HAVE_RPMBUILD, packageBlocks, readRepodata, tempDir } from './rpms.js';
+import { buildFixtureRpms, dnf, HAVE_CREATEREPO, HAVE_DNF, HAVE_RPMBUILD, packageBlocks, locations, readRepodata, serveDir, tempDir } from './rpms.js';
 
 const LIB = 'hello-lib-1.2.0-3.noarch.rpm';
 const TOOL = 'hello-tool-2.0-1.noarch.rpm';
+const LIB_REMOTE = 'hello-lib-9.9.9-1.noarch.rpm';
 
 let srv: TestServer;
 let upstream: FakeUpstream;
+/** A public mirror that offers a hello-lib of another version than the local one (dependency confusion). */
+let mirror: FakeUpstream;
 let dir: string;
 let rpms: Map<string, Buffer>;
 
-const locations = (primary: string) => [...primary.matchAll(/<location href="([^"]+)"/g)].map((m) => m[1]).sort();
+/** A hello-lib of another version than the local one, as a public mirror might offer it. */
+function buildRemoteLib(d: string): Buffer {
+  const spec = join(d, 'hello-lib-remote.spec');
+  writeFileSync(spec, 'Name: hello-lib\nVersion: 9.9.9\nRelease: 1\nSummary: not ours\nLicense: MIT\nBuildArch: noarch\n\n%description\nnot ours\n\n%files\n');
+  const top = join(d, 'rpmbuild-remote');
+  execFileSync('rpmbuild', ['-bb', '--quiet', '--define', `_topdir ${top}`, spec], { stdio: 'pipe' });
+  const out = join(top, 'RPMS', 'noarch');
+  return readFileSync(join(out, readdirSync(out)[0]));
+}
 
 beforeAll(async () => {
   dir = tempDir();
   const updir = join(dir, 'upstream');
+  const mirrordir = join(dir, 'mirror');
   mkdirSync(join(updir, 'Packages'), { recursive: true });
   if (HAVE_RPMBUILD && HAVE_CREATEREPO) {
     rpms = buildFixtureRpms(dir);
     for (const f of [LIB, TOOL]) writeFileSync(join(updir, 'Packages', f), rpms.get(f)!);
     execFileSync('createrepo_c', ['-q', '--no-database', updir], { stdio: 'pipe' });
+    mkdirSync(join(mirrordir, 'Packages'), { recursive: true });
+    writeFileSync(join(mirrordir, 'Packages', LIB_REMOTE), buildRemoteLib(dir));
+    writeFileSync(join(mirrordir, 'Packages', TOOL), rpms.get(TOOL)!);
+    execFileSync('createrepo_c', ['-q', '--no-database', mirrordir], { stdio: 'pipe' });
   }
-  upstream = await startUpstream((req, res) => {
-    try {
-      const body = readFileSync(join(updir, decodeURIComponent((req.url ?? '/').split('?')[0])));
-      res.writeHead(200, { 'content-length': body.length }).end(body);
-    } catch {
-      res.writeHead(404).end('not found');
-    }
-  });
+  upstream = await startUpstream(serveDir(updir));
+  mirror = await startUpstream(serveDir(mirrordir));
   srv = await startServer({ 'remote.metadata_ttl': '1s' });
   await srv.addRepo({ name: 'vl', format: 'rpm', kind: 'local' });
   await srv.addRepo({ name: 'vr', format: 'rpm', kind: 'remote', upstream: `${upstream.url}/` });
   await srv.addRepo({ name: 'vv', format: 'rpm', kind: 'virtual', members: ['vl', 'vr'] });
   await srv.addRepo({ name: 'vouter', format: 'rpm', kind: 'virtual', members: ['vv'] });
+  await srv.addRepo({ name: 'sl', format: 'rpm', kind: 'local' });
+  await srv.addRepo({ name: 'sr', format: 'rpm', kind: 'remote', upstream: `${mirror.url}/` });
+  await srv.addRepo({ name: 'sinner', format: 'rpm', kind: 'virtual', members: ['sr'] });
+  await srv.addRepo({ name: 'sv', format: 'rpm', kind: 'virtual', members: ['sl', 'sinner'] });
+  await srv.addRepo({ name: 'sopen', format: 'rpm', kind: 'virtual', members: ['sl', 'sinner'], allow_shadowed: ['hello-lib'] });
 });
 afterAll(async () => {
   await srv?.close();
   await upstream?.close();
+  await mirror?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -107,5 +123,32 @@ describe.skipIf(!HAVE_RPMBUILD || !HAVE_CREATEREPO)('rpm virtual repo', () => {
   it('refuses writes unless it has a default_local member', async () => {
     const res = await fetch(`${srv.url}/vv/x/${LIB}`, { method: 'PUT', body: new Uint8Array(rpms.get(LIB)!) });
     expect(res.status).toBe(405);
+  });
+});
+
+describe.skipIf(!HAVE_RPMBUILD || !HAVE_CREATEREPO)('rpm virtual repo: dependency confusion', () => {
+  it('a package name the local member publishes hides the remote\'s packages of that name, through a nested virtual, unless allow-listed', async () => {
+    await put('sl', LIB, rpms.get(LIB)!);
+    // The remote alone, and the inner virtual over it, offer its hello-lib.
+    expect(locations((await readRepodata(`${srv.url}/sinner`)).xml.primary)).toEqual([`sr/Packages/${LIB_REMOTE}`, `sr/Packages/${TOOL}`]);
+    const merged = await readRepodata(`${srv.url}/sv`);
+    expect(locations(merged.xml.primary)).toEqual([`sinner/sr/Packages/${TOOL}`, `sl/${LIB}`]);
+    expect(merged.xml.primary).not.toContain('9.9.9');
+    for (const type of ['primary', 'filelists', 'other'] as const) expect(merged.xml[type], type).toContain('packages="2"');
+    const open = await readRepodata(`${srv.url}/sopen`);
+    expect(locations(open.xml.primary)).toEqual([`sinner/sr/Packages/${LIB_REMOTE}`, `sinner/sr/Packages/${TOOL}`, `sl/${LIB}`]);
+  });
+
+  it.skipIf(!HAVE_DNF)('dnf sees only the local hello-lib through the virtual repo, and both where it is allow-listed', async () => {
+    const query = async (repo: string) => {
+      const d = tempDir();
+      try {
+        return (await dnf(d, `${srv.url}/${repo}/`, ['repoquery', '--qf', '%{name}-%{version}-%{release}', 'hello-lib'])).split('\n').filter((l) => l.startsWith('hello-lib')).sort();
+      } finally {
+        rmSync(d, { recursive: true, force: true });
+      }
+    };
+    expect(await query('sv')).toEqual(['hello-lib-1.2.0-3']);
+    expect(await query('sopen')).toEqual(['hello-lib-1.2.0-3', 'hello-lib-9.9.9-1']);
   });
 });

@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { expect } from 'vitest';
 import { which } from '../../helpers/which.js';
@@ -67,6 +68,21 @@ export async function dnf(dir: string, baseurl: string, args: string[], repoConf
   const { stdout } = await promisify(execFile)('dnf', ['-y', '--noplugins', `--installroot=${join(dir, 'root')}`, `--setopt=reposdir=${repos}`,
     `--setopt=cachedir=${join(dir, 'cache')}`, '--releasever=1', '--disablerepo=*', '--enablerepo=test', ...args], { encoding: 'utf8', timeout: 120_000 });
   return stdout;
+}
+
+/** The sorted package locations of a primary.xml. */
+export const locations = (primary: string) => [...primary.matchAll(/<location href="([^"]+)"/g)].map((m) => m[1]).sort();
+
+/** A fake upstream's handler serving the files under `dir` (createrepo_c's output), 404 for the rest. */
+export function serveDir(dir: string): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    try {
+      const body = readFileSync(join(dir, decodeURIComponent((req.url ?? '/').split('?')[0])));
+      res.writeHead(200, { 'content-length': body.length }).end(body);
+    } catch {
+      res.writeHead(404).end('not found');
+    }
+  };
 }
 
 export function tempDir(): string {
