@@ -2,8 +2,8 @@
 /**
  * The cost of auth on the hot reads: req/s of a cached small-file GET (generic) and a manifest GET
  * (docker), each sent anonymously (auth.anonymous = "read": the before-hook checks a repo level
- * only) and with a valid Bearer token (looked up in the metadata store on every request, docker's
- * a signed token), against one `artifactapi serve` in the same run, in alternating rounds.
+ * only) and with a valid Bearer token (an API token, cached per instance behind the store's auth
+ * epoch; docker's a signed token), against one `artifactapi serve` in the same run, in alternating rounds.
  *
  *   npx tsc -p . && node bench/auth.mjs [--seconds 3] [--rounds 3] [--concurrency 32]
  *
@@ -12,6 +12,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -95,8 +96,13 @@ try {
     if (r.status !== 200) throw new Error(`${name}: ${r.status} ${r.body}`);
   }
 
-  const rate = async (path, headers) => {
+  // The server's CPU time (user + system, clock ticks of 10 ms) from /proc: what a request costs it,
+  // apart from how fast this client (on the same cores) can send.
+  const cpuTicks = () => readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 13).reduce((a, b) => a + Number(b), 0);
+  const cpu = Object.fromEntries(cases.map(([name]) => [name, { ticks: 0, n: 0 }]));
+  const rate = async (path, headers, name) => {
     let n = 0;
+    const t0 = cpuTicks();
     const end = Date.now() + SECONDS * 1000;
     await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
       while (Date.now() < end) {
@@ -105,17 +111,23 @@ try {
         n++;
       }
     }));
+    cpu[name].ticks += cpuTicks() - t0;
+    cpu[name].n += n;
     return n / SECONDS;
   };
   const results = Object.fromEntries(cases.map(([name]) => [name, []]));
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, path, headers] of cases) results[name].push(await rate(path, headers));
+    for (const [name, path, headers] of cases) results[name].push(await rate(path, headers, name));
   }
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const m = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, median(v)]));
   for (const [k, v] of Object.entries(m)) console.log(`${k.padEnd(32)} ${v.toFixed(0)} req/s`);
   console.log(`small file: with token / anonymous = ${(m['small file, Bearer API token'] / m['small file, anonymous']).toFixed(2)}`);
   console.log(`manifest:   with token / anonymous = ${(m['manifest, docker Bearer token'] / m['manifest, anonymous']).toFixed(2)}`);
+  const us = (k) => (cpu[k].ticks * 10_000) / cpu[k].n;
+  for (const k of Object.keys(cpu)) console.log(`${k.padEnd(32)} ${us(k).toFixed(0)} µs server CPU per request`);
+  console.log(`server CPU per request, small file: token / anonymous = ${(us('small file, Bearer API token') / us('small file, anonymous')).toFixed(2)}`);
+  console.log(`server CPU per request, manifest:   token / anonymous = ${(us('manifest, docker Bearer token') / us('manifest, anonymous')).toFixed(2)}`);
 } finally {
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));

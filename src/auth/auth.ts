@@ -10,6 +10,7 @@ import type { RepoDef } from '../storage/meta/types.js';
 import {
   dummyHash, hashPassword, loadSigningKey, newToken, randomPassword, sha256hex, signJwt, TOKEN_PREFIX, verifyJwt, verifyPassword,
 } from './secrets.js';
+import { IdentityCache, type IdentityView } from './cache.js';
 import { LoginThrottle } from './throttle.js';
 
 export const ACTIONS = ['read', 'write', 'delete', 'admin'] as const;
@@ -29,6 +30,8 @@ export interface Identity {
   narrow?: { repos?: string[]; actions?: string[] };
   /** A docker Bearer token's grants: image names (REPO/IMAGE) and their actions. */
   docker?: { name: string; actions: string[] }[];
+  /** The grants that apply (anonymous's and the user's), read with the credentials: one store view per request. */
+  grants?: GrantRec[];
 }
 
 export const ANONYMOUS: Identity = Object.freeze({ admin: false }) as Identity;
@@ -78,15 +81,19 @@ async function tokenKey(config: Config): Promise<Buffer> {
 
 /**
  * Identities and permissions: who a request is (password, API token or docker Bearer token) and
- * what it may do on a repo. The store is the truth, read on every request, so revocation is
- * immediate on every instance.
+ * what it may do on a repo. The store is the truth; its rows are read through a cache that checks
+ * the store's auth epoch on every request, so revocation is immediate on every instance.
  */
 export class Auth {
   readonly throttle: LoginThrottle;
+  readonly cache: IdentityCache;
   private readonly passwords = new PasswordCache();
+  /** Docker Bearer tokens whose signature checked out, by their text (a client sends the same one for minutes). */
+  private readonly signed = new Map<string, Record<string, unknown>>();
 
   private constructor(readonly store: IdentityStore, readonly config: Config, private readonly key: Buffer, private readonly log: FastifyBaseLogger) {
     this.throttle = new LoginThrottle(config.auth.login_slow_after, config.auth.login_max_failures, config.auth.login_window);
+    this.cache = new IdentityCache(store);
   }
 
   static async open(store: IdentityStore, config: Config, log: FastifyBaseLogger, o: { bootstrap?: boolean } = {}): Promise<Auth> {
@@ -113,6 +120,7 @@ export class Auth {
   /** The identity behind an Authorization header; null when the credentials are bad. */
   async fromHeader(header: string | undefined): Promise<Identity | null | undefined> {
     if (!header) return undefined;
+    const v = await this.cache.view();
     const sp = header.indexOf(' ');
     const scheme = (sp === -1 ? header : header.slice(0, sp)).toLowerCase();
     const value = sp === -1 ? '' : header.slice(sp + 1).trim();
@@ -127,55 +135,68 @@ export class Auth {
       if (colon === -1) return null;
       const user = decoded.slice(0, colon);
       const secret = decoded.slice(colon + 1);
-      if (user === '__token__' || secret.startsWith(TOKEN_PREFIX)) return this.fromToken(secret, user === '__token__' ? undefined : user);
-      return this.fromPassword(user, secret);
+      if (user === '__token__' || secret.startsWith(TOKEN_PREFIX)) return this.fromToken(secret, user === '__token__' ? undefined : user, v);
+      return this.fromPassword(user, secret, v);
     }
     if (scheme === 'bearer') {
-      if (value.startsWith(TOKEN_PREFIX)) return this.fromToken(value);
-      return this.fromJwt(value);
+      if (value.startsWith(TOKEN_PREFIX)) return this.fromToken(value, undefined, v);
+      return this.fromJwt(value, v);
     }
     return null;
   }
 
   /** user + password; an unknown user costs the same scrypt as a wrong password. */
-  async fromPassword(name: string, password: string): Promise<Identity | null> {
-    const user = name ? await this.store.users.get(name) : null;
+  async fromPassword(name: string, password: string, v?: IdentityView): Promise<Identity | null> {
+    v ??= await this.cache.view();
+    const user = name ? await v.user(name) : null;
     const stored = user?.passwordHash ?? (await dummyHash());
     const k = this.passwords.key(name, password, stored);
-    if (user && this.passwords.has(k)) return { user: user.name, admin: user.admin };
+    if (user && this.passwords.has(k)) return this.withGrants({ user: user.name, admin: user.admin }, v);
     const ok = await verifyPassword(password, stored);
     if (!ok || !user) return null;
     this.passwords.add(k);
-    return { user: user.name, admin: user.admin };
+    return this.withGrants({ user: user.name, admin: user.admin }, v);
   }
 
-  async fromToken(secret: string, expectUser?: string): Promise<Identity | null> {
+  async fromToken(secret: string, expectUser?: string, v?: IdentityView): Promise<Identity | null> {
     if (!secret.startsWith(TOKEN_PREFIX)) return null;
-    const t = await this.store.tokens.byHash(sha256hex(secret));
+    v ??= await this.cache.view();
+    const t = await v.tokenByHash(sha256hex(secret));
     if (!t || (t.expiresAt !== undefined && t.expiresAt <= Date.now())) return null;
     if (expectUser !== undefined && expectUser !== t.user) return null;
-    const user = await this.store.users.get(t.user);
+    const user = await v.user(t.user);
     if (!user) return null;
-    return { user: user.name, admin: user.admin, tokenId: t.id, narrow: { repos: t.repos, actions: t.actions } };
+    return this.withGrants({ user: user.name, admin: user.admin, tokenId: t.id, narrow: { repos: t.repos, actions: t.actions } }, v);
   }
 
-  private async fromJwt(jwt: string): Promise<Identity | null> {
-    const p = verifyJwt(jwt, this.key);
-    if (!p || p.iss !== 'artifactapi') return null;
+  private async fromJwt(jwt: string, v: IdentityView): Promise<Identity | null> {
+    let p = this.signed.get(jwt) ?? null;
+    if (p === null) {
+      p = verifyJwt(jwt, this.key);
+      if (!p || p.iss !== 'artifactapi') return null;
+      if (this.signed.size >= 10_000) this.signed.clear();
+      this.signed.set(jwt, p);
+    }
+    if ((p.exp as number) * 1000 <= Date.now()) return null;
     const access = Array.isArray(p.access) ? (p.access as { type?: string; name?: string; actions?: string[] }[]) : [];
     const docker = access.filter((a) => a.type === 'repository' && typeof a.name === 'string' && Array.isArray(a.actions))
       .map((a) => ({ name: a.name!, actions: a.actions! }));
     // Revoked since it was issued: its user or its API token gone means the Bearer token is too.
-    if (typeof p.sub !== 'string' || !p.sub) return { admin: false, docker };
-    const user = await this.store.users.get(p.sub);
+    if (typeof p.sub !== 'string' || !p.sub) return this.withGrants({ admin: false, docker }, v);
+    const user = await v.user(p.sub);
     if (!user) return null;
     let narrow: Identity['narrow'];
     if (typeof p.tid === 'string') {
-      const t = await this.store.tokens.get(p.tid);
+      const t = await v.token(p.tid);
       if (!t || t.user !== user.name || (t.expiresAt !== undefined && t.expiresAt <= Date.now())) return null;
       narrow = { repos: t.repos, actions: t.actions };
     }
-    return { user: user.name, admin: user.admin, tokenId: typeof p.tid === 'string' ? p.tid : undefined, narrow, docker };
+    return this.withGrants({ user: user.name, admin: user.admin, tokenId: typeof p.tid === 'string' ? p.tid : undefined, narrow, docker }, v);
+  }
+
+  private async withGrants(id: Identity, v: IdentityView): Promise<Identity> {
+    id.grants = await this.grantsIn(id, v);
+    return id;
   }
 
   // ---- authorization ----------------------------------------------------------------------
@@ -186,11 +207,14 @@ export class Auth {
     return ANON_LEVEL[v] ?? 0;
   }
 
-  /** The grants that apply to `id`: anonymous's, and its user's. */
+  /** The grants that apply to `id`: anonymous's, and its user's (as read with its credentials, if it came with some). */
   async grantsFor(id: Identity): Promise<GrantRec[]> {
-    const grants = await this.store.grants.list('anonymous');
-    if (id.user && !id.admin) grants.push(...(await this.store.grants.list(id.user)));
-    return grants;
+    return id.grants ?? this.grantsIn(id, await this.cache.view());
+  }
+
+  private async grantsIn(id: Identity, v: IdentityView): Promise<GrantRec[]> {
+    const anonymous = await v.grants('anonymous');
+    return id.user && !id.admin ? [...anonymous, ...(await v.grants(id.user))] : anonymous;
   }
 
   /** The highest action level `id` has on `repo` (0 none, 1 read, 2 write, 3 delete, 4 admin). */

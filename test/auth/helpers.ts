@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { execa } from 'execa';
 import { startServer, type TestServer } from '../helpers/server.js';
 
 export const run = promisify(execFile);
@@ -45,3 +46,25 @@ export interface AuthTools {
 
 export const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 export const bearer = (token: string) => `Bearer ${token}`;
+
+/** `npm login` on a pseudo-terminal (script(1)): npm reads the password only from a TTY. Answers each prompt as it appears. */
+export async function npmLogin(
+  o: { registry: string; userconfig: string; cache: string; globalconfig: string }, user: string, password: string,
+): Promise<{ exitCode: number | undefined; out: string }> {
+  const cmd = ['npm', 'login', '--auth-type=legacy', '--userconfig', o.userconfig, '--cache', o.cache, '--registry', o.registry, '--loglevel=warn', '--update-notifier=false']
+    .map((a) => `'${a}'`).join(' ');
+  const child = execa('script', ['-qefc', cmd, '/dev/null'], { reject: false, env: { npm_config_globalconfig: o.globalconfig }, extendEnv: true, timeout: 60_000 });
+  let seen = '';
+  const answered = new Set<string>();
+  child.stdout!.on('data', (d: Buffer) => {
+    seen += d.toString();
+    for (const [prompt, answer] of [['Username:', user], ['Password:', password]] as const) {
+      if (seen.includes(prompt) && !answered.has(prompt)) {
+        answered.add(prompt);
+        child.stdin!.write(`${answer}\r`);
+      }
+    }
+  });
+  const r = await child;
+  return { exitCode: r.exitCode, out: seen };
+}

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestServer } from '../helpers/server.js';
 import { HAVE_NPM } from '../formats/npm/npm-helpers.js';
-import { authServer, bearer, type AuthTools } from './helpers.js';
+import { authServer, bearer, npmLogin, type AuthTools } from './helpers.js';
 
 describe.skipIf(!HAVE_NPM)('npm with auth on (login, whoami, publish, logout)', () => {
   let srv: TestServer & AuthTools;
@@ -20,25 +20,8 @@ describe.skipIf(!HAVE_NPM)('npm with auth on (login, whoami, publish, logout)', 
     '--no-audit', '--no-fund', '--loglevel=warn', '--update-notifier=false',
   ], { cwd: o.cwd ?? root, reject: false, input: o.input, env: { npm_config_globalconfig: join(root, 'no-global-npmrc') }, extendEnv: true, timeout: 120_000 });
 
-  /** `npm login` on a pseudo-terminal (script(1)): npm reads the password only from a TTY. Answers each prompt as it appears. */
-  const login = async (user: string, password: string, cfg = userconfig) => {
-    const cmd = ['npm', 'login', '--auth-type=legacy', '--userconfig', cfg, '--cache', join(root, `cache-${++runs}`), '--registry', registry, '--loglevel=warn', '--update-notifier=false']
-      .map((a) => `'${a}'`).join(' ');
-    const child = execa('script', ['-qefc', cmd, '/dev/null'], { reject: false, env: { npm_config_globalconfig: join(root, 'no-global-npmrc') }, extendEnv: true, timeout: 60_000 });
-    let seen = '';
-    const answered = new Set<string>();
-    child.stdout!.on('data', (d: Buffer) => {
-      seen += d.toString();
-      for (const [prompt, answer] of [['Username:', user], ['Password:', password]] as const) {
-        if (seen.includes(prompt) && !answered.has(prompt)) {
-          answered.add(prompt);
-          child.stdin!.write(`${answer}\r`);
-        }
-      }
-    });
-    const r = await child;
-    return { exitCode: r.exitCode, out: seen };
-  };
+  const login = (user: string, password: string, cfg = userconfig) =>
+    npmLogin({ registry, userconfig: cfg, cache: join(root, `cache-${++runs}`), globalconfig: join(root, 'no-global-npmrc') }, user, password);
 
   const pkg = async (name: string, version: string) => {
     const d = join(root, 'src', `${name}-${version}`);

@@ -46,3 +46,45 @@ describe.skipIf(!which('curl'))('failed logins are slowed, then refused with 429
     expect(other.ms).toBeLessThan(2000);
   });
 });
+
+/** The throttle counts by the client address the audit trail records: X-Forwarded-For only from a proxy server.trust_proxy names. */
+describe.skipIf(!which('curl'))('the login throttle and server.trust_proxy', () => {
+  const fail = (srv: TestServer, addr: string, xff?: string) =>
+    from(addr, [...(xff ? ['-H', `X-Forwarded-For: ${xff}`] : []), '-u', 'alice:wrong-guess', `${srv.url}/files/`]);
+  const login = (srv: TestServer, addr: string, xff?: string) =>
+    from(addr, [...(xff ? ['-H', `X-Forwarded-For: ${xff}`] : []), '-u', 'alice:alice-password-1', `${srv.url}/files/nothing-here`]);
+  const server = async (trust: unknown) => {
+    const srv = await authServer({ 'server.trust_proxy': trust, 'auth.login_slow_after': 100, 'auth.login_max_failures': 3, 'auth.login_window': '1m' });
+    await srv.addRepo({ name: 'files', format: 'generic', kind: 'local', anonymous: 'none' });
+    await srv.user('alice', 'alice-password-1', [['files', ['read']]]);
+    return srv;
+  };
+
+  it('trust_proxy off: a forged X-Forwarded-For does not get a throttled address out of its 429', async () => {
+    const srv = await server(false);
+    try {
+      for (const xff of [undefined, '10.0.0.1', '10.0.0.2']) expect((await fail(srv, '127.0.0.3', xff)).status).toBe(401);
+      for (const xff of [undefined, '10.0.0.9', '127.0.0.4']) expect((await login(srv, '127.0.0.3', xff)).status).toBe(429);
+      expect((await login(srv, '127.0.0.4')).status).toBe(404);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('trust_proxy = the loopback proxy: each forwarded address is throttled on its own', async () => {
+    const srv = await server('127.0.0.1');
+    try {
+      for (let i = 0; i < 3; i++) expect((await fail(srv, '127.0.0.1', '10.0.0.1')).status).toBe(401);
+      const refused = await login(srv, '127.0.0.1', '10.0.0.1');
+      expect(refused.status).toBe(429);
+      expect(JSON.parse(refused.body)).toEqual({ error: { code: 'TOOMANYREQUESTS', message: 'too many failed logins from this address; try again later' } });
+      // Another client behind the same proxy: its own count, and the right password works.
+      expect((await fail(srv, '127.0.0.1', '10.0.0.2')).status).toBe(401);
+      expect((await login(srv, '127.0.0.1', '10.0.0.2')).status).toBe(404);
+      // A peer that is not the trusted proxy is counted by its own address, whatever it forwards.
+      expect((await login(srv, '127.0.0.5', '10.0.0.1')).status).toBe(404);
+    } finally {
+      await srv.close();
+    }
+  });
+});

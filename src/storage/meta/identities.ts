@@ -33,9 +33,11 @@ export interface GrantRec {
 
 /**
  * Users, tokens and grants (migration 3), on the same database as the MetaStore. Every call reads
- * the database, so a revoke made by one instance is seen by every other at once.
+ * the database; `epoch` is the counter every change to them bumps (migration 6's triggers), so a
+ * cache of these rows (auth/cache.ts) knows itself fresh by reading one integer.
  */
 export interface IdentityStore {
+  epoch(): Promise<number>;
   users: {
     get(name: string): Promise<UserRec | null>;
     list(): Promise<UserRec[]>;
@@ -86,6 +88,7 @@ const grantFrom = (r: Row): GrantRec => ({ subject: String(r.subject), pattern: 
 function storeOver(sql: Sql): IdentityStore {
   const one = async (q: string, p: unknown[]) => (await sql.all(q, p))[0];
   return {
+    epoch: async () => Number((await one('SELECT n FROM auth_epoch WHERE id = 1', []))!.n),
     users: {
       get: async (name) => {
         const r = await one('SELECT * FROM users WHERE name = ?', [name]);

@@ -131,4 +131,23 @@ ALTER TABLE blobs ADD COLUMN del_token TEXT;
 ALTER TABLE blobs ADD COLUMN deleted_at BIGINT;
 `,
   },
+  {
+    version: 6,
+    name: 'auth_epoch',
+    // One counter that every change to users, tokens or grants bumps in its own transaction (triggers,
+    // so no write path can forget): instances cache identity rows and read only this to know them fresh.
+    sql: `
+CREATE TABLE auth_epoch (id INTEGER PRIMARY KEY, n BIGINT NOT NULL);
+INSERT INTO auth_epoch (id, n) VALUES (1, 0);
+${['users', 'tokens', 'grants'].flatMap((t) => ['INSERT', 'UPDATE', 'DELETE'].map((e) =>
+    `CREATE TRIGGER ${t}_${e.toLowerCase()}_epoch AFTER ${e} ON ${t} BEGIN UPDATE auth_epoch SET n = n + 1 WHERE id = 1; END;`)).join('\n')}
+`,
+    postgres: `
+CREATE TABLE auth_epoch (id INTEGER PRIMARY KEY, n BIGINT NOT NULL);
+INSERT INTO auth_epoch (id, n) VALUES (1, 0);
+CREATE FUNCTION auth_epoch_bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE auth_epoch SET n = n + 1 WHERE id = 1; RETURN NULL; END $$;
+${['users', 'tokens', 'grants'].map((t) =>
+    `CREATE TRIGGER ${t}_epoch AFTER INSERT OR UPDATE OR DELETE ON ${t} FOR EACH STATEMENT EXECUTE PROCEDURE auth_epoch_bump();`).join('\n')}
+`,
+  },
 ];
