@@ -5,6 +5,7 @@ import type { ExtraHashes } from '../lib/spool.js';
 import { ingestStream, linkBlob } from '../storage/ingest.js';
 import type { FileRec, MetaStore, RepoDef } from '../storage/meta/types.js';
 import type { Services } from './services.js';
+import { noted } from './writes.js';
 import type { FileRef, Served } from './types.js';
 
 export async function localFile(svc: Services, repo: RepoDef, ref: FileRef): Promise<Served> {
@@ -36,13 +37,16 @@ export async function putLocalFile(svc: Services, repo: RepoDef, path: string, s
   await ingestStream(svc, src, { expect: o.expect, maxSize, signal: o.signal }, async (m, s) => {
     rec = await writeLocalRow(m, repo, path, s.digest, s.size, o);
   });
+  noted(svc, 'file published', { repo: repo.name, path, digest: rec!.digest });
   return rec!;
 }
 
 /** Points a path of a local repo at a blob already in the store (cross-repo mounts, derived files). */
 export async function recordLocalFile(svc: Services, repo: RepoDef, path: string, digest: Digest, size: number,
   o: Pick<PutOptions, 'contentType' | 'meta' | 'immutable'> = {}): Promise<FileRec> {
-  return linkBlob(svc, digest, size, (m) => writeLocalRow(m, repo, path, digest, size, o));
+  const rec = await linkBlob(svc, digest, size, (m) => writeLocalRow(m, repo, path, digest, size, o));
+  noted(svc, 'file recorded', { repo: repo.name, path, digest });
+  return rec;
 }
 
 /** Writes a local row inside a transaction the caller holds (e.g. the one publishing its blob, see ingestStream). */

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, statusOf } from '../lib/errors.js';
 import { safeRepoPath } from '../lib/paths.js';
 import type { Services } from '../repos/services.js';
+import { actingAs } from '../repos/writes.js';
 import type { RepoDef } from '../storage/meta/types.js';
 import type { FormatHandler, RequestCtx } from '../formats/types.js';
 
@@ -186,7 +187,7 @@ export async function runWithHooks<C extends Pick<RepolessCall, 'req' | 'reply' 
   let outcome: { status: number; error?: unknown } | undefined;
   try {
     for (const h of hooks.before) await h(op, req);
-    const result = await handle(call);
+    const result = await actingAs(op.identity, () => handle(call));
     outcome = { status: call.reply.statusCode };
     return result;
   } catch (error) {

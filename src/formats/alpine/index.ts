@@ -14,7 +14,7 @@ import {
   findEntry, indexSource, type Entry, INDEX_FILE, INDEX_TYPE, isArch, localIndexDoc, packageFields, renderSigned,
 } from './index-doc.js';
 import { signingKey } from './keys.js';
-import { removeFile, type Actor } from '../../repos/writes.js';
+import { removeFile } from '../../repos/writes.js';
 import { ALPINE_OPTIONS } from './options.js';
 
 const APK_TYPE = 'application/octet-stream';
@@ -55,8 +55,8 @@ export const alpine: FormatHandler = {
     },
     {
       method: 'DELETE', path: APK_RE, action: 'delete',
-      handle: async ({ req, reply, ctx, svc, path, params: [dir, arch, file] }) =>
-        reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), inArchDir(path, dir, arch), file, req.operation?.identity)),
+      handle: async ({ reply, ctx, svc, path, params: [dir, arch, file] }) =>
+        reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), inArchDir(path, dir, arch), file)),
     },
   ],
 };
@@ -145,12 +145,12 @@ async function savePackage(svc: Services, target: RepoDef, src: Readable, dir: s
   return { saved: true, path, checksum: check.info!.checksum, digest: w.digest.slice(7) };
 }
 
-async function deletePackage(svc: Services, target: RepoDef, dir: string, file: string, who?: Actor) {
+async function deletePackage(svc: Services, target: RepoDef, dir: string, file: string) {
   const path = `${dir}/${file}`;
   const rec = await svc.meta.files.get(target.name, path);
   if (rec?.meta?.kind !== 'apk') throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
   await signingKey(svc, target);
-  await removeFile(svc, who, target.name, path);
+  await removeFile(svc, target.name, path);
   await svc.derived.refresh(svc, target, localIndexDoc(dir));
   return { deleted: true };
 }

@@ -47,6 +47,6 @@ export async function deleteBlob(reply: FastifyReply, svc: Services, repo: RepoD
   const digest = parseDigest(rawDigest);
   const path = keys.layer(image, digest);
   if (!(await svc.meta.files.get(repo.name, path))) throw new AppError('BLOB_UNKNOWN', `blob unknown to registry: ${digest}`);
-  await removeFile(svc, reply.request.operation?.identity, repo.name, path);
+  await removeFile(svc, repo.name, path);
   return reply.code(202).header('docker-content-digest', digest).send();
 }

@@ -79,7 +79,7 @@ async function gcRepo(ctx: GcContext, repo: RepoDef): Promise<void> {
 
 /** Removes a row only if nobody re-pushed it since it was marked (a push refreshes fetchedAt). */
 async function removeIfUnchanged(svc: Services, repo: string, rec: FileRec): Promise<void> {
-  await removeFileIfUnchanged(svc, undefined, { ...rec, repo });
+  await removeFileIfUnchanged(svc, { ...rec, repo });
 }
 
 interface Doc { config?: { digest?: string }; layers?: { digest?: string }[]; manifests?: { digest?: string }[] }

@@ -259,11 +259,11 @@ export async function deleteManifest(reply: FastifyReply, svc: Services, t: Targ
     if (!(await svc.meta.files.get(target.name, keys.manifest(t.image, digest)))) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${digest}`);
     const tags: string[] = [];
     for await (const f of svc.meta.files.list(target.name, keys.tags(t.image))) if (f.digest === digest) tags.push(f.path);
-    await removeFiles(svc, reply.request.operation?.identity, target.name, [...tags, keys.manifest(t.image, digest)]);
+    await removeFiles(svc, target.name, [...tags, keys.manifest(t.image, digest)]);
     return reply.code(202).send();
   }
   const row = await tagRow(svc, target, t.image, reference);
   if (!row) throw new AppError('MANIFEST_UNKNOWN', `manifest unknown: ${t.image}:${reference}`);
-  await removeFile(svc, reply.request.operation?.identity, target.name, keys.tag(t.image, reference));
+  await removeFile(svc, target.name, keys.tag(t.image, reference));
   return reply.code(202).send();
 }

@@ -11,7 +11,7 @@ import type { Part } from '../../storage/blob/types.js';
 import { ingestStream, publish, type InPublish } from '../../storage/ingest.js';
 import type { RepoDef, UploadSession } from '../../storage/meta/types.js';
 import { keys, resolveName, type Target } from './names.js';
-import { endUploadSession, startUploadSession, type Actor } from '../../repos/writes.js';
+import { endUploadSession, startUploadSession } from '../../repos/writes.js';
 
 /**
  * Blob uploads (distribution's blob upload state machine). A session is a
@@ -76,7 +76,7 @@ export async function startUpload(req: FastifyRequest, reply: FastifyReply, svc:
   }
   await boundSessions(svc, target);
   const id = randomUUID();
-  await startUploadSession(svc, req.operation?.identity, { id, repo: target.name, scope: t.image, startedAt: Date.now() });
+  await startUploadSession(svc, { id, repo: target.name, scope: t.image, startedAt: Date.now() });
   return reply.code(202).header('location', uploadUrl(t, id)).header('range', '0-0').header('docker-upload-uuid', id)
     .header('content-length', '0').send();
 }
@@ -195,7 +195,7 @@ export async function finishUpload(req: FastifyRequest, reply: FastifyReply, svc
     const known = state && state.size === size ? (`sha256:${state.hash.digest('hex')}` as Digest) : undefined;
     const mismatch = (detail: string) => new AppError('DIGEST_INVALID', `provided digest did not match uploaded content (${detail})`);
     if (known && known !== digest) {
-      await dropSession(svc, id, req.operation?.identity);
+      await dropSession(svc, id);
       throw mismatch(`got ${known}`);
     }
     // The blob and its repo link land in one transaction: gc never sees the new layer unreferenced.
@@ -205,12 +205,12 @@ export async function finishUpload(req: FastifyRequest, reply: FastifyReply, svc
       else await ingestStream(svc, joined(svc, parts), { expect: { digest, size } }, link);
     } catch (err) {
       if (isAppError(err) && err.code === 'DIGEST_INVALID') {
-        await dropSession(svc, id, req.operation?.identity);
+        await dropSession(svc, id);
         throw mismatch(err.message);
       }
       throw err;
     }
-    await dropSession(svc, id, req.operation?.identity);
+    await dropSession(svc, id);
     return created(reply, t, digest);
   });
 }
@@ -224,12 +224,12 @@ function joined(svc: Services, parts: Part[]): Readable {
 
 export async function cancelUpload(reply: FastifyReply, svc: Services, t: Target, target: RepoDef, id: string) {
   await session(svc, target, t, id);
-  await dropSession(svc, id, reply.request.operation?.identity);
+  await dropSession(svc, id);
   return reply.code(204).send();
 }
 
-export async function dropSession(svc: Services, id: string, who?: Actor): Promise<void> {
+export async function dropSession(svc: Services, id: string): Promise<void> {
   running(svc).delete(id);
   await svc.blob.parts.drop(id);
-  await endUploadSession(svc, who, id);
+  await endUploadSession(svc, id);
 }

@@ -55,10 +55,10 @@ export const generic: FormatHandler = {
     },
     {
       method: 'DELETE', path: /^.+$/, action: 'delete',
-      async handle({ reply, svc, ctx, path, op }) {
+      async handle({ reply, svc, ctx, path }) {
         const target = await writeTarget(svc, ctx.repo);
         if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
-        await removeFile(svc, op.identity, target.name, path);
+        await removeFile(svc, target.name, path);
         return reply.code(204).send();
       },
     },

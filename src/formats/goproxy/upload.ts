@@ -57,6 +57,6 @@ export async function deleteModule(c: Call, mod: string, version: string) {
   const target = await writeTarget(svc, c.ctx.repo);
   const zipPath = paths.file(mod, version, 'zip');
   if (!(await svc.meta.files.get(target.name, zipPath))) throw new AppError('NOT_FOUND', `${mod}@${version} not found in ${target.name}`);
-  await removeFiles(svc, c.req.operation?.identity, target.name, [zipPath, paths.file(mod, version, 'mod'), paths.file(mod, version, 'info')]);
+  await removeFiles(svc, target.name, [zipPath, paths.file(mod, version, 'mod'), paths.file(mod, version, 'info')]);
   return { deleted: true };
 }

@@ -12,7 +12,7 @@ import type { RepoDef } from '../../storage/meta/types.js';
 import { boundaryOf, parseMultipart } from '../../lib/multipart.js';
 import type { FormatHandler, RequestCtx } from '../types.js';
 import { chartFileName, isChartName, readChartYaml } from './chart.js';
-import { removeFiles, type Actor } from '../../repos/writes.js';
+import { removeFiles } from '../../repos/writes.js';
 import {
   findEntry, indexSource, INDEX_PATH, INDEX_TYPE, localIndexDoc, renderIndex, repoPath, withServerInfo, type Entry, type HelmIndex,
 } from './index-doc.js';
@@ -38,7 +38,7 @@ export const helm: FormatHandler = {
     },
     {
       method: 'DELETE', path: /^api\/charts\/([^/]+)\/([^/]+)$/, action: 'delete',
-      handle: async ({ req, reply, ctx, svc, params: [name, version] }) => reply.send(await deleteChart(svc, await writeTarget(svc, ctx.repo), name, version, req.operation?.identity)),
+      handle: async ({ reply, ctx, svc, params: [name, version] }) => reply.send(await deleteChart(svc, await writeTarget(svc, ctx.repo), name, version)),
     },
     {
       method: 'GET', path: /^api\/charts\/([^/]+)(?:\/([^/]+))?$/, action: 'read',
@@ -162,11 +162,11 @@ async function postCharts(req: FastifyRequest, ctx: RequestCtx, svc: Services): 
   return saved;
 }
 
-async function deleteChart(svc: Services, target: RepoDef, name: string, version: string, who?: Actor): Promise<{ deleted: true }> {
+async function deleteChart(svc: Services, target: RepoDef, name: string, version: string): Promise<{ deleted: true }> {
   if (!isChartName(name)) throw new AppError('NOT_FOUND', `chart ${name} not found`);
   const file = chartFileName(name, version);
   if (!(await svc.meta.files.get(target.name, file))) throw new AppError('NOT_FOUND', `chart ${name} ${version} not found`);
-  await removeFiles(svc, who, target.name, [file, `${file}.prov`]);
+  await removeFiles(svc, target.name, [file, `${file}.prov`]);
   await svc.derived.refresh(svc, target, localIndexDoc);
   return { deleted: true };
 }

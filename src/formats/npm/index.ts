@@ -76,7 +76,7 @@ export const npm: FormatHandler = {
     },
     {
       method: 'DELETE', path: new RegExp(`^${NAME}(?:/-rev/([^/]+))?$`), action: 'delete',
-      handle: async ({ req, reply, ctx, svc, params: [name, rev] }) => reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), name, rev || undefined, req.operation?.identity)),
+      handle: async ({ reply, ctx, svc, params: [name, rev] }) => reply.send(await deletePackage(svc, await writeTarget(svc, ctx.repo), name, rev || undefined)),
     },
     {
       method: 'GET', path: new RegExp(`^${NAME}/-/([^/]+)$`), action: 'read',
@@ -87,7 +87,7 @@ export const npm: FormatHandler = {
     },
     {
       method: 'DELETE', path: new RegExp(`^${NAME}/-/([^/]+)(?:/-rev/([^/]+))?$`), action: 'delete',
-      handle: async ({ req, reply, ctx, svc, params: [name, file, rev] }) => reply.send(await deleteTarball(svc, await writeTarget(svc, ctx.repo), name, file, rev || undefined, req.operation?.identity)),
+      handle: async ({ reply, ctx, svc, params: [name, file, rev] }) => reply.send(await deleteTarball(svc, await writeTarget(svc, ctx.repo), name, file, rev || undefined)),
     },
     {
       method: 'GET', path: new RegExp(`^${NAME}/([^/]+)$`), action: 'read',

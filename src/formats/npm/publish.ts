@@ -12,7 +12,7 @@ import { hashesOf, loadLocal, type Json, type Manifest, type Packument } from '.
 import { paths, tarballFileOf, unscoped } from './names.js';
 import { checkTarball } from './tarball.js';
 import { collectRequest } from '../../lib/streams.js';
-import { removeFile, type Actor } from '../../repos/writes.js';
+import { removeFile } from '../../repos/writes.js';
 
 /**
  * Local writes, the npm registry's way: publish (PUT of a packument carrying
@@ -207,21 +207,21 @@ async function update(svc: Services, target: RepoDef, name: string, body: Json, 
 }
 
 /** DELETE /REPO/<name>/-rev/<rev>: the whole package, document and tarballs. */
-export async function deletePackage(svc: Services, target: RepoDef, name: string, rev?: string, who?: Actor): Promise<Json> {
+export async function deletePackage(svc: Services, target: RepoDef, name: string, rev?: string): Promise<Json> {
   return svc.coord.withLock(lockKey(target, name), async () => {
     const doc = await loadLocal(svc, target, name);
     if (!doc) throw new AppError('NOT_FOUND', `${name} is not in ${target.name}`);
     checkRev(doc.json, rev);
     const rows: string[] = [];
     for await (const f of svc.meta.files.list(target.name, paths.prefix(name))) rows.push(f.path);
-    for (const p of rows) if (p !== paths.doc(name)) await removeFile(svc, who, target.name, p);
-    await removeFile(svc, who, target.name, paths.doc(name));
+    for (const p of rows) if (p !== paths.doc(name)) await removeFile(svc, target.name, p);
+    await removeFile(svc, target.name, paths.doc(name));
     return { ok: true, id: name };
   });
 }
 
 /** DELETE /REPO/<name>/-/<file>/-rev/<rev>: a tarball no version refers to any more (unpublish's last step). */
-export async function deleteTarball(svc: Services, target: RepoDef, name: string, file: string, rev?: string, who?: Actor): Promise<Json> {
+export async function deleteTarball(svc: Services, target: RepoDef, name: string, file: string, rev?: string): Promise<Json> {
   return svc.coord.withLock(lockKey(target, name), async () => {
     const doc = await loadLocal(svc, target, name);
     if (doc) {
@@ -231,7 +231,7 @@ export async function deleteTarball(svc: Services, target: RepoDef, name: string
     }
     const path = paths.tarball(name, file);
     if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `${file} is not in ${target.name}`);
-    await removeFile(svc, who, target.name, path);
+    await removeFile(svc, target.name, path);
     return { ok: true };
   });
 }

@@ -91,12 +91,12 @@ export const puppet: FormatHandler = {
     },
     {
       method: 'DELETE', path: /^v3\/releases\/([^/]+)$/, action: 'delete',
-      async handle({ req, reply, svc, ctx, params }) {
+      async handle({ reply, svc, ctx, params }) {
         const id = slugOf(params[0]);
         const target = await writeTarget(svc, ctx.repo);
         const path = tarballPath(id.name, id.version);
         if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `release ${params[0]} not found`);
-        await removeFile(svc, req.operation?.identity, target.name, path);
+        await removeFile(svc, target.name, path);
         return reply.code(204).send();
       },
     },

@@ -70,11 +70,11 @@ export const rpm: FormatHandler = {
     },
     {
       method: 'DELETE', path: PACKAGE_RE, action: 'delete',
-      async handle({ req, reply, ctx, svc, path }) {
+      async handle({ reply, ctx, svc, path }) {
         const target = await writeTarget(svc, ctx.repo);
         if (!(await svc.meta.files.get(target.name, path))) throw new AppError('NOT_FOUND', `${path} not found in ${target.name}`);
         await repoKey(target);
-        await removeFile(svc, req.operation?.identity, target.name, path);
+        await removeFile(svc, target.name, path);
         await svc.derived.refresh(svc, target, localRepodata);
         return reply.code(204).send();
       },
@@ -169,7 +169,7 @@ async function rpmGc(ctx: GcContext, repos: RepoDef[]): Promise<void> {
     for await (const f of svc.meta.files.list(repo.name, 'repodata/')) {
       if (f.path === REPOMD_PATH || keep.has(f.path) || signsRepomd(f.path, current.digest) || f.fetchedAt >= cutoff) continue;
       ctx.report({ action: 'delete-row', repo: repo.name, path: f.path, bytes: f.size });
-      if (!ctx.dryRun) await removeFile(svc, undefined, repo.name, f.path);
+      if (!ctx.dryRun) await removeFile(svc, repo.name, f.path);
     }
   }
 }
