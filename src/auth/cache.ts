@@ -34,13 +34,13 @@ class Generation {
  * tables bumps one counter in the same transaction (migration 6), and each `view()` first reads that
  * counter from the store, starting the read after the call. A revoke committed on any instance
  * before a request arrived is therefore seen by that request, while the request itself reads one
- * integer instead of three or four rows. Concurrent callers share one counter read: a caller joins
- * the next read to start, never one already under way.
+ * integer instead of three or four rows. Callers share one counter read: the read starts on the
+ * next turn of the event loop, so every caller that joins it arrived before it began. Under load
+ * that is one read for a whole batch of requests, not one each.
  */
 export class IdentityCache {
   private gen = new Generation(Number.NaN);
-  private running?: Promise<number>;
-  private queued?: Promise<number>;
+  private next?: Promise<number>;
 
   constructor(private readonly store: IdentityStore) {}
 
@@ -60,18 +60,9 @@ export class IdentityCache {
   }
 
   private epoch(): Promise<number> {
-    if (!this.running) return this.start();
-    return (this.queued ??= this.running.catch(() => {}).then(() => {
-      this.queued = undefined;
-      return this.start();
+    return (this.next ??= new Promise<void>((started) => setImmediate(started)).then(() => {
+      this.next = undefined;
+      return this.store.epoch();
     }));
-  }
-
-  private start(): Promise<number> {
-    const p = this.store.epoch().finally(() => {
-      if (this.running === p) this.running = undefined;
-    });
-    this.running = p;
-    return p;
   }
 }
