@@ -4,7 +4,7 @@ import { parseJson } from '../../lib/decode.js';
 import { AppError, statusOf } from '../../lib/errors.js';
 import { resolveDoc } from '../../repos/resolve.js';
 import type { Services } from '../../repos/services.js';
-import { allLeaves } from '../../repos/virtual.js';
+import { allLeaves, isNotFound } from '../../repos/virtual.js';
 import type { RepoDef } from '../../storage/meta/types.js';
 import { MT } from './manifests.js';
 import { keys, pageSize, splitKey, type Target } from './names.js';
@@ -78,9 +78,13 @@ export async function catalog(req: FastifyRequest, reply: FastifyReply, svc: Ser
 
 interface Referrer { mediaType: string; digest: string; size: number; artifactType?: string; annotations?: Record<string, string> }
 
-/** The manifests of `image` whose subject is `subject`, stored in the repo or (virtual) its leaves; first leaf wins per digest. */
+/**
+ * The manifests of `image` whose subject is `subject`, stored in the repo or (virtual) its leaves;
+ * first leaf wins per digest. None is an empty list (a virtual repo without members too); a store
+ * that fails is the error it is, never an empty list that says "no signatures".
+ */
 async function referrersOf(svc: Services, repo: RepoDef, image: string, subject: string): Promise<Referrer[]> {
-  const parts = await allLeaves(svc, repo, 0, (leaf) => storedReferrers(svc, leaf, image, subject)).catch(() => []);
+  const parts = await allLeaves(svc, repo, 0, (leaf) => storedReferrers(svc, leaf, image, subject)).catch((err: unknown) => (isNotFound(err) ? [] : Promise.reject(err)));
   const seen = new Map<string, Referrer>();
   for (const p of parts) for (const d of p.value) if (!seen.has(d.digest)) seen.set(d.digest, d);
   return [...seen.values()];

@@ -17,7 +17,7 @@ import { RPM_OPTIONS } from './options.js';
 import { localRepodata, REPOMD_PATH, XML_TYPE } from './repodata.js';
 import { PGP_KEY_TYPE, PGP_TYPE, repoKey, signBytes } from '../../lib/pgp.js';
 import { ASC_PATH, KEY_PATH, signaturePath, signsRepomd } from './sign.js';
-import { virtualRepomd } from './virtual.js';
+import { virtualLists, virtualRepomd } from './virtual.js';
 import { removeFile } from '../../repos/writes.js';
 
 const RPM_TYPE = 'application/x-rpm';
@@ -115,7 +115,7 @@ function rpmFile(svc: Services, repo: RepoDef, path: string, depth = 0): Promise
       const slash = path.indexOf('/');
       const name = path.slice(0, slash);
       const member = slash > 0 && r.members?.includes(name) ? await svc.repos.get(name) : null;
-      if (!member) throw new AppError('NOT_FOUND', `${path} not found in ${r.name}`);
+      if (!member || (depth === 0 && path.endsWith('.rpm') && !(await virtualLists(svc, r, path)))) throw new AppError('NOT_FOUND', `${path} not found in ${r.name}`);
       return rpmFile(svc, member, path.slice(slash + 1), depth + 1);
     },
   });

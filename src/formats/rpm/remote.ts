@@ -85,7 +85,8 @@ async function cachedRepomd(svc: Services, repo: RepoDef) {
   return repomdChecksums((await collect(await svc.blob.read(rec.digest), { max: svc.config.limits.metadata_body, what: 'repomd.xml' })).toString('utf8'));
 }
 
-async function cachedPrimaryChecksums(svc: Services, repo: RepoDef): Promise<Map<string, Checksum> | null> {
+/** location href -> checksum of the packages the repo's stored primary.xml lists (parsed once per primary). */
+export async function cachedPrimaryChecksums(svc: Services, repo: RepoDef): Promise<Map<string, Checksum> | null> {
   const primary = [...((await cachedRepomd(svc, repo)) ?? [])].find(([href, s]) => s.type === 'primary' && href.endsWith('.gz'));
   const rec = primary && (await svc.meta.files.get(repo.name, primary[0]));
   if (!rec) return null;

@@ -6,9 +6,9 @@ import type { DerivedDoc } from '../../repos/derived.js';
 import type { Services } from '../../repos/services.js';
 import type { Served } from '../../repos/types.js';
 import { byLeafKind, shadowing } from '../../repos/resolve.js';
-import { allLeaves } from '../../repos/virtual.js';
+import { allLeaves, type Leaf } from '../../repos/virtual.js';
 import type { FileRec, RepoDef } from '../../storage/meta/types.js';
-import { remoteRepodataFile, remoteRepomd, repomdChecksums } from './remote.js';
+import { cachedPrimaryChecksums, remoteRepodataFile, remoteRepomd, repomdChecksums } from './remote.js';
 import { withSignature } from './sign.js';
 import { localRepodata, renderRepomd, REPOMD_PATH, XML_TYPE, xmlDoc, type XmlType } from './repodata.js';
 
@@ -40,7 +40,7 @@ async function leafRepodata(svc: Services, repo: RepoDef): Promise<LeafRepodata>
     }),
   });
   const named = [...repomdChecksums(repomd.toString('utf8'))];
-  const xml = async (type: XmlType) => {
+  const readXml = async (type: XmlType) => {
     const href = named.find(([, s]) => s.type === type)?.[0];
     if (!href) throw new AppError('UPSTREAM_FAILED', `${repo.name}: repomd.xml names no ${type}`);
     if (!href.endsWith('.gz')) throw new AppError('UPSTREAM_FAILED', `${repo.name}: ${href}: only gzip repodata can be merged`);
@@ -48,22 +48,42 @@ async function leafRepodata(svc: Services, repo: RepoDef): Promise<LeafRepodata>
     const gz = await collect(served.body ?? (await svc.blob.read(served.rec.digest)), { max: MERGE_MAX, what: href });
     return gunzipSync(gz, { maxOutputLength: MERGE_MAX }).toString('utf8');
   };
+  // Shadowing at every level and the merge read primary again: once per derivation.
+  const docs = new Map<XmlType, Promise<string>>();
+  const xml = (type: XmlType) => docs.get(type) ?? docs.set(type, readXml(type)).get(type)!;
   return { prefix: '', repomd, xml, hidden: new Set() };
 }
 
+interface Leaves {
+  leaves: LeafRepodata[];
+  /** What the merge depends on: where each leaf lies, its repomd.xml, and every level's allow_shadowed. */
+  fingerprint: string;
+  /** Fills each leaf's `hidden`: reads the primary.xml of local leaves, so only when deriving. */
+  hide(): Promise<void>;
+}
+
 /**
- * The leaves of a virtual repo in member order (depth first), each with the package names it
- * must hide: at every level, the names local leaves publish hide remote leaves' packages of that
- * name unless that level's `allow_shadowed` lists them (repos/resolve.ts shadowing), as pypi, npm
- * and helm keep the rule through nested virtual repos.
+ * The leaves of a virtual repo in member order (depth first). `hide` gives each the package names
+ * it must hide: at every level, the names local leaves publish hide remote leaves' packages of
+ * that name unless that level's `allow_shadowed` lists them (repos/resolve.ts shadowing), as pypi,
+ * npm and helm keep the rule through nested virtual repos.
  */
-async function leavesOf(svc: Services, repo: RepoDef, depth: number): Promise<LeafRepodata[]> {
-  const leaves = await allLeaves(svc, repo, depth, (m) => leafRepodata(svc, m), async (level, ls) => {
-    const hidden = await shadowing(level, ls, async (l) => blocks(await l.value.xml('primary')).map(nameOf));
-    for (const l of ls) for (const n of hidden(l)) l.value.hidden.add(n);
+async function leavesOf(svc: Services, repo: RepoDef, depth: number): Promise<Leaves> {
+  const levels: { level: RepoDef; ls: Leaf<LeafRepodata>[] }[] = [];
+  const found = await allLeaves(svc, repo, depth, (m) => leafRepodata(svc, m), (level, ls) => {
+    levels.push({ level, ls });
     return ls;
   });
-  return leaves.map((l) => ({ ...l.value, prefix: l.path.map((n) => `${n}/`).join('') }));
+  const leaves = found.map((l) => Object.assign(l.value, { prefix: l.path.map((n) => `${n}/`).join('') }));
+  const rules = levels.map(({ level }) => `${level.name}\0${[...((level.options.allow_shadowed as string[] | undefined) ?? [])].sort().join(' ')}`);
+  const fingerprint = sha256([...leaves.map((p) => `${p.prefix}\0${sha256(p.repomd)}`), ...rules].join('\n'));
+  const hide = async () => {
+    for (const { level, ls } of levels) {
+      const hidden = await shadowing(level, ls, async (l) => blocks(await l.value.xml('primary')).map(nameOf));
+      for (const l of ls) for (const n of hidden(l)) l.value.hidden.add(n);
+    }
+  };
+  return { leaves, fingerprint, hide };
 }
 
 const blocks = (doc: string) => [...doc.matchAll(/<package[\s>][\s\S]*?<\/package>\n?/g)].map((m) => m[0].replace(/\n?$/, '\n'));
@@ -109,33 +129,46 @@ async function merge(parts: LeafRepodata[]): Promise<Record<XmlType, Buffer>> {
   return { primary: xmlDoc('primary', out.primary), filelists: xmlDoc('filelists', out.filelists), other: xmlDoc('other', out.other) };
 }
 
-function virtualDoc(depth: number): DerivedDoc {
+/** The virtual repo's repodata; `rendered` is the fingerprint of what the last render merged. */
+function virtualDoc(depth: number): DerivedDoc & { rendered?: string } {
   return {
     path: REPOMD_PATH,
     contentType: XML_TYPE,
     async render(svc, repo) {
-      const parts = await leavesOf(svc, repo, depth);
+      const { leaves: parts, fingerprint, hide } = await leavesOf(svc, repo, depth);
+      await hide();
+      this.rendered = fingerprint;
       const stamps = parts.flatMap((p) => [...p.repomd.toString('utf8').matchAll(/<timestamp>(\d+)<\/timestamp>/g)].map((m) => Number(m[1])));
       return withSignature(repo, renderRepomd(await merge(parts), stamps.reduce((a, b) => Math.max(a, b), 0)));
     },
   };
 }
 
-/** Fingerprint of the members' repomd.xml each virtual repo was last derived from, per server. */
-const derivedFrom = new WeakMap<Services, Map<string, string>>();
+/** The fingerprint (Leaves) each virtual repo's repodata was last derived from, on this server. */
+const derivedFrom = (svc: Services) => svc.caches.lru<string>('rpm.virtual-derived-from', 4 << 20);
 
 /**
  * A virtual repo's own repomd.xml row, derived again (parts first, repomd.xml last, as for local
- * repos) whenever any member's repomd.xml has changed since the last derivation.
+ * repos) whenever a member's repomd.xml, the member tree or an allow_shadowed list has changed
+ * since the last derivation. Unchanged, it reads only the leaves' repomd.xml.
  */
 export async function virtualRepomd(svc: Services, repo: RepoDef, depth = 0): Promise<FileRec> {
-  let memo = derivedFrom.get(svc);
-  if (!memo) derivedFrom.set(svc, (memo = new Map()));
-  const parts = await leavesOf(svc, repo, depth);
-  const fingerprint = sha256(Buffer.from(parts.map((p) => `${p.prefix}\0${sha256(p.repomd)}\0${[...p.hidden].sort().join(' ')}`).join('\n')));
+  const { fingerprint } = await leavesOf(svc, repo, depth);
   const current = await svc.meta.files.get(repo.name, REPOMD_PATH);
-  if (current && memo.get(repo.name) === fingerprint) return current;
-  const rec = await svc.derived.refresh(svc, repo, virtualDoc(depth));
-  memo.set(repo.name, fingerprint);
+  if (current && derivedFrom(svc).get(repo.name) === fingerprint) return current;
+  const doc = virtualDoc(depth);
+  const rec = await svc.derived.refresh(svc, repo, doc);
+  if (doc.rendered) derivedFrom(svc).set(repo.name, doc.rendered, doc.rendered.length + repo.name.length);
   return rec;
+}
+
+/**
+ * Whether the virtual repo's repodata lists `path` as a package location: a package its merge
+ * left out (shadowed, or another member's copy won) is not served by the member's path either.
+ * Looked up in the current generation, then once more after deriving again (members changed).
+ */
+export async function virtualLists(svc: Services, repo: RepoDef, path: string): Promise<boolean> {
+  if ((await cachedPrimaryChecksums(svc, repo))?.has(path)) return true;
+  await virtualRepomd(svc, repo);
+  return (await cachedPrimaryChecksums(svc, repo))?.has(path) ?? false;
 }

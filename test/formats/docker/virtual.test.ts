@@ -80,6 +80,21 @@ describe.skipIf(!which('docker-registry') || !which('skopeo'))('docker virtual r
     expect((await fetch(`${srv.url}/v2/dloc/copy/blobs/${layer}`, { method: 'HEAD' })).status).toBe(200);
   });
 
+  it('mounts from a name served by a virtual repo nested in another; a blob no leaf holds opens an upload instead', async () => {
+    await srv.addRepo({ name: 'douter', format: 'docker', kind: 'virtual', members: ['dro', 'dvirt'] });
+    const layer = JSON.parse(layout.blobs.get(mine.digest)!.toString()).layers[0].digest;
+    const res = await fetch(`${srv.url}/v2/dloc/nested/blobs/uploads/?mount=${layer}&from=douter/tools/x`, { method: 'POST' });
+    expect(res.status).toBe(201);
+    expect(res.headers.get('docker-content-digest')).toBe(layer);
+    const head = await fetch(`${srv.url}/v2/dloc/nested/blobs/${layer}`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('x-artifact-repo')).toBe('dloc');
+    const missing = `sha256:${'0'.repeat(64)}`;
+    const miss = await fetch(`${srv.url}/v2/dloc/nested/blobs/uploads/?mount=${missing}&from=douter/tools/x`, { method: 'POST' });
+    expect(miss.status).toBe(202);
+    expect((await fetch(`${srv.url}/v2/dloc/nested/blobs/${missing}`, { method: 'HEAD' })).status).toBe(404);
+  });
+
   it('refuses pushes to a virtual repo without default_local', async () => {
     const res = await fetch(`${srv.url}/v2/dro/tools/y/blobs/uploads/`, { method: 'POST' });
     expect(res.status).toBe(405);

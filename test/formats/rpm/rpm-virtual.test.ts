@@ -120,6 +120,18 @@ describe.skipIf(!HAVE_RPMBUILD || !HAVE_CREATEREPO)('rpm virtual repo', () => {
     expect((await readRepodata(`${srv.url}/vv`)).repomd).toBe(now.repomd);
   });
 
+  it('serves a package uploaded to a member since its repodata was last read, by the member path', async () => {
+    await srv.addRepo({ name: 'dl', format: 'rpm', kind: 'local' });
+    await srv.addRepo({ name: 'dv', format: 'rpm', kind: 'virtual', members: ['dl'] });
+    await put('dl', TOOL, rpms.get(TOOL)!);
+    expect(locations((await readRepodata(`${srv.url}/dv`)).xml.primary)).toEqual([`dl/${TOOL}`]);
+    await put('dl', LIB, rpms.get(LIB)!);
+    const res = await fetch(`${srv.url}/dv/dl/${LIB}`);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer()).equals(rpms.get(LIB)!)).toBe(true);
+    expect((await fetch(`${srv.url}/dv/dl/nothere-1-1.noarch.rpm`)).status).toBe(404);
+  });
+
   it('refuses writes unless it has a default_local member', async () => {
     const res = await fetch(`${srv.url}/vv/x/${LIB}`, { method: 'PUT', body: new Uint8Array(rpms.get(LIB)!) });
     expect(res.status).toBe(405);
@@ -127,8 +139,9 @@ describe.skipIf(!HAVE_RPMBUILD || !HAVE_CREATEREPO)('rpm virtual repo', () => {
 });
 
 describe.skipIf(!HAVE_RPMBUILD || !HAVE_CREATEREPO)('rpm virtual repo: dependency confusion', () => {
+  beforeAll(() => put('sl', LIB, rpms.get(LIB)!));
+
   it('a package name the local member publishes hides the remote\'s packages of that name, through a nested virtual, unless allow-listed', async () => {
-    await put('sl', LIB, rpms.get(LIB)!);
     // The remote alone, and the inner virtual over it, offer its hello-lib.
     expect(locations((await readRepodata(`${srv.url}/sinner`)).xml.primary)).toEqual([`sr/Packages/${LIB_REMOTE}`, `sr/Packages/${TOOL}`]);
     const merged = await readRepodata(`${srv.url}/sv`);
@@ -137,6 +150,19 @@ describe.skipIf(!HAVE_RPMBUILD || !HAVE_CREATEREPO)('rpm virtual repo: dependenc
     for (const type of ['primary', 'filelists', 'other'] as const) expect(merged.xml[type], type).toContain('packages="2"');
     const open = await readRepodata(`${srv.url}/sopen`);
     expect(locations(open.xml.primary)).toEqual([`sinner/sr/Packages/${LIB_REMOTE}`, `sinner/sr/Packages/${TOOL}`, `sl/${LIB}`]);
+  });
+
+  it('does not serve a shadowed package by its member path either, unless allow-listed', async () => {
+    const shadowed = `sinner/sr/Packages/${LIB_REMOTE}`;
+    const refused = await fetch(`${srv.url}/sv/${shadowed}`);
+    expect(refused.status).toBe(404);
+    expect(await refused.json()).toEqual({ error: { code: 'NOT_FOUND', message: `${shadowed} not found in sv` } });
+    for (const url of [`${srv.url}/sopen/${shadowed}`, `${srv.url}/sinner/sr/Packages/${LIB_REMOTE}`, `${srv.url}/sv/sinner/sr/Packages/${TOOL}`]) {
+      const res = await fetch(url);
+      expect(res.status, url).toBe(200);
+      expect(res.headers.get('x-artifact-repo'), url).toBe('sr');
+      await res.arrayBuffer();
+    }
   });
 
   it.skipIf(!HAVE_DNF)('dnf sees only the local hello-lib through the virtual repo, and both where it is allow-listed', async () => {
